@@ -1,0 +1,52 @@
+//! Compiles `proto/client.proto` into Rust types that serve both codecs.
+//!
+//! protox parses the schema in pure Rust (no protoc on the build machine);
+//! prost-build generates the types. The same types carry serde attributes so
+//! the JSON codec follows Centrifugo's JSON conventions: snake_case names,
+//! empty fields omitted, and `bytes` fields embedded as raw JSON.
+
+use prost_build::Config;
+use prost_types::field_descriptor_proto::Type;
+
+/// Fields Centrifugo always writes in JSON, even when empty; SDKs rely on them.
+const ALWAYS_PRESENT: &[&str] = &[
+    "ClientInfo.user",
+    "ClientInfo.client",
+    "PresenceStatsResult.num_clients",
+    "PresenceStatsResult.num_users",
+    "HistoryResult.publications",
+    "HistoryResult.epoch",
+    "HistoryResult.offset",
+    "PresenceResult.presence",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/client.proto");
+    let fds = protox::compile(["proto/client.proto"], ["proto"])?;
+
+    let mut config = Config::new();
+    config.bytes(["."]);
+    config.type_attribute(
+        ".",
+        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+    );
+    for file in &fds.file {
+        let package = file.package();
+        for message in &file.message_type {
+            for field in &message.field {
+                let short = format!("{}.{}", message.name(), field.name());
+                let path = format!(".{package}.{short}");
+                let attr = if field.r#type() == Type::Bytes {
+                    "#[serde(with = \"crate::protocol::raw_json\", skip_serializing_if = \"bytes::Bytes::is_empty\")]"
+                } else if ALWAYS_PRESENT.contains(&short.as_str()) {
+                    continue;
+                } else {
+                    "#[serde(skip_serializing_if = \"crate::protocol::is_default\")]"
+                };
+                config.field_attribute(path, attr);
+            }
+        }
+    }
+    config.compile_fds(fds)?;
+    Ok(())
+}

@@ -44,6 +44,10 @@ pub struct Config {
     pub allow_subscribe_for_client: bool,
     /// Let authenticated clients publish to channels on their own.
     pub allow_publish_for_client: bool,
+    /// Also let anonymous clients subscribe (with allow_subscribe_for_client).
+    pub allow_subscribe_for_anonymous: bool,
+    /// Also let anonymous clients publish (with allow_publish_for_client).
+    pub allow_publish_for_anonymous: bool,
 
     /// How often the server pings each client.
     #[serde(with = "humantime_serde")]
@@ -94,6 +98,8 @@ impl Default for Config {
             allow_anonymous_connect_without_token: false,
             allow_subscribe_for_client: false,
             allow_publish_for_client: false,
+            allow_subscribe_for_anonymous: false,
+            allow_publish_for_anonymous: false,
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(8),
             client_stale_close_delay: Duration::from_secs(10),

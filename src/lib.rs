@@ -2,3 +2,11 @@
 pub mod protocol;
 pub mod config;
 pub mod auth;
+pub mod broker;
+pub mod outbox;
+pub mod hub;
+pub mod gateway;
+pub mod session;
+pub mod transport;
+pub mod shutdown;
+pub mod server;

@@ -1,0 +1,167 @@
+//! The channel -> NATS subject mapping: a security boundary.
+//!
+//! A channel becomes `<prefix>.ch.<ns>.<name>`, where `<ns>` is the encoded
+//! namespace (`_` for channels without one) and `<name>` the encoded full
+//! channel name. The encoding keeps ASCII letters, digits and `-`, and writes
+//! every other byte as `_` plus two upper-case hex digits (`.` -> `_2E`,
+//! `*` -> `_2A`, `_` -> `_5F`); the empty string becomes a lone `_`.
+//!
+//! Why this shape:
+//! - injective: the escape is prefix-free, so two channels never share a subject;
+//! - safe: encoded tokens never contain `.`, `*`, `>` or white space, and are
+//!   never empty, so no channel can become a wildcard or reach another subject;
+//! - namespace-aware: all of namespace `ns` lies under `<prefix>.ch.ns.>`, so
+//!   one NATS subscription or JetStream stream can cover a namespace;
+//! - readable: `chat:room-1` -> `natsgate.ch.chat.chat_3Aroom-1`.
+
+use std::fmt::Write;
+
+/// The namespace of a channel: the part before the first `:`, after an
+/// optional leading private prefix `$`; empty when there is no `:`.
+pub fn namespace_of(channel: &str) -> &str {
+    let body = channel.strip_prefix('$').unwrap_or(channel);
+    match body.find(':') {
+        Some(i) => &body[..i],
+        None => "",
+    }
+}
+
+/// Encodes one subject token; see the module docs.
+pub fn encode_token(raw: &str) -> String {
+    if raw.is_empty() {
+        return "_".to_string();
+    }
+    let mut out = String::with_capacity(raw.len() + 8);
+    for &b in raw.as_bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b as char);
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "_{b:02X}");
+        }
+    }
+    out
+}
+
+/// Decodes a token made by [`encode_token`]; None for anything it could not make.
+pub fn decode_token(token: &str) -> Option<String> {
+    if token == "_" {
+        return Some(String::new());
+    }
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b);
+            i += 1;
+        } else if b == b'_' {
+            let hex = token.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(&h)) {
+                return None;
+            }
+            let v = u8::from_str_radix(hex, 16).ok()?;
+            // Canonical form only: a byte that is kept as-is must not be escaped.
+            if v.is_ascii_alphanumeric() || v == b'-' {
+                return None;
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Maps channels to subjects under one prefix.
+#[derive(Clone, Debug)]
+pub struct SubjectMap {
+    channels: String,
+}
+
+impl SubjectMap {
+    /// `prefix` is validated by config: dot-separated safe tokens.
+    pub fn new(prefix: &str) -> Self {
+        SubjectMap { channels: format!("{prefix}.ch.") }
+    }
+
+    /// The NATS subject carrying a channel's publications.
+    pub fn channel_subject(&self, channel: &str) -> String {
+        format!("{}{}.{}", self.channels, encode_token(namespace_of(channel)), encode_token(channel))
+    }
+
+    /// A wildcard covering every channel of a namespace ("" = no namespace).
+    pub fn namespace_wildcard(&self, namespace: &str) -> String {
+        format!("{}{}.>", self.channels, encode_token(namespace))
+    }
+
+    /// The channel a subject carries, if it is a well-formed channel subject.
+    pub fn channel_of(&self, subject: &str) -> Option<String> {
+        let rest = subject.strip_prefix(&self.channels)?;
+        let (ns, name) = rest.split_once('.')?;
+        let channel = decode_token(name)?;
+        (encode_token(namespace_of(&channel)) == ns).then_some(channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    const NASTY: &[&str] = &[
+        "", "a", "a.b", "a.*", "a.>", ">", "*", "a b", "a\tb", "a\nb", "_", "__", "_2E", ".", "..",
+        "a_2Eb", "ns:a", "ns:a.b", "$ns:x", "$", "ns:", ":", "::", "ключ", "频道", "emoji🎉", "a#42,43",
+        "dialog#42,43", "ns:>", "ns.*:x",
+    ];
+
+    fn is_safe_token(t: &str) -> bool {
+        !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    #[test]
+    fn subjects_are_safe_tokens() {
+        let map = SubjectMap::new("natsgate");
+        let long = "x.".repeat(200);
+        for ch in NASTY.iter().copied().chain([long.as_str()]) {
+            let s = map.channel_subject(ch);
+            let tokens: Vec<&str> = s.split('.').collect();
+            assert_eq!(tokens.len(), 4, "{ch:?} -> {s}");
+            assert_eq!(&tokens[..2], &["natsgate", "ch"]);
+            assert!(tokens.iter().all(|t| is_safe_token(t)), "{ch:?} -> {s}");
+        }
+    }
+
+    #[test]
+    fn mapping_is_injective_and_reversible() {
+        let map = SubjectMap::new("p");
+        let mut seen = HashSet::new();
+        for ch in NASTY {
+            let s = map.channel_subject(ch);
+            assert!(seen.insert(s.clone()), "collision on {ch:?}");
+            assert_eq!(map.channel_of(&s).as_deref(), Some(*ch));
+        }
+    }
+
+    #[test]
+    fn namespaces_group_under_one_wildcard() {
+        let map = SubjectMap::new("p");
+        assert_eq!(map.channel_subject("chat:room-1"), "p.ch.chat.chat_3Aroom-1");
+        assert_eq!(map.channel_subject("$chat:x"), "p.ch.chat._24chat_3Ax");
+        assert_eq!(map.channel_subject("news"), "p.ch._.news");
+        assert_eq!(map.namespace_wildcard("chat"), "p.ch.chat.>");
+        assert_eq!(namespace_of("a:b:c"), "a");
+        assert_eq!(namespace_of("$a:b"), "a");
+        assert_eq!(namespace_of("ab"), "");
+    }
+
+    #[test]
+    fn foreign_subjects_are_rejected() {
+        let map = SubjectMap::new("p");
+        for s in ["p.ch._", "p.ch._.a.b", "p.ch._.a_2", "p.ch._.a_2e", "p.ch._.a_41", "q.ch._.a", "p.ch.x.a", "p.ch._.a*"] {
+            assert_eq!(map.channel_of(s), None, "{s}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The hub: this gateway's channels, their local subscribers, and fan-out.
+//!
+//! A channel is subscribed on the broker while it has at least one local
+//! subscriber (the guard lives in the channel entry and unsubscribes when the
+//! entry goes). Each publication is encoded at most once per protocol and the
+//! same bytes are queued to every local subscriber; queues never block, so a
+//! slow client cannot slow the others down.
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::sync::OnceCell;
+
+use crate::broker::{Broker, BrokerError, Deliver, Message, SubscriptionGuard};
+use crate::outbox::Outbox;
+use crate::protocol::{Protocol, Publication};
+
+/// What the hub knows of a connected client.
+pub struct ClientHandle {
+    /// Process-local key; cheap to compare and hash.
+    pub key: u64,
+    /// The client ID sent to the client (a UUID).
+    pub client_id: String,
+    pub user: String,
+    pub protocol: Protocol,
+    pub outbox: Arc<Outbox>,
+}
+
+struct Entry {
+    subscribers: HashMap<u64, Arc<ClientHandle>>,
+    /// Filled once the broker subscription is active; shared by concurrent
+    /// first subscribers so the broker is asked once.
+    broker_sub: Arc<OnceCell<SubscriptionGuard>>,
+}
+
+pub struct Hub {
+    channels: RwLock<HashMap<String, Entry>>,
+    /// user -> connections of that user on this gateway.
+    users: RwLock<HashMap<String, HashMap<u64, Arc<ClientHandle>>>>,
+    broker: Arc<dyn Broker>,
+    me: Weak<Hub>,
+    next_key: AtomicU64,
+    /// Publications not delivered to JSON clients because their data is not JSON.
+    pub dropped_invalid_json: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(broker: Arc<dyn Broker>) -> Arc<Hub> {
+        Arc::new_cyclic(|me| Hub {
+            channels: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            broker,
+            me: me.clone(),
+            next_key: AtomicU64::new(1),
+            dropped_invalid_json: AtomicU64::new(0),
+        })
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    pub fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers an authenticated connection.
+    pub fn add_client(&self, client: &Arc<ClientHandle>) {
+        self.users.write().entry(client.user.clone()).or_default().insert(client.key, client.clone());
+    }
+
+    /// Forgets a connection and all its subscriptions.
+    pub fn remove_client(&self, client: &ClientHandle, channels: impl IntoIterator<Item = String>) {
+        for channel in channels {
+            self.unsubscribe(&channel, client.key);
+        }
+        let mut users = self.users.write();
+        if let Some(conns) = users.get_mut(&client.user) {
+            conns.remove(&client.key);
+            if conns.is_empty() {
+                users.remove(&client.user);
+            }
+        }
+    }
+
+    /// Connections of a user on this gateway.
+    pub fn user_clients(&self, user: &str) -> Vec<Arc<ClientHandle>> {
+        self.users.read().get(user).map(|c| c.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every connection on this gateway.
+    pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
+        self.users.read().values().flat_map(|c| c.values().cloned()).collect()
+    }
+
+    /// Adds a local subscriber; subscribes the broker for the first one.
+    /// Returns once publications of the channel reach this client.
+    pub async fn subscribe(&self, channel: &str, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+        let cell = {
+            let mut channels = self.channels.write();
+            let entry = channels.entry(channel.to_string()).or_insert_with(|| Entry {
+                subscribers: HashMap::new(),
+                broker_sub: Arc::new(OnceCell::new()),
+            });
+            entry.subscribers.insert(client.key, client.clone());
+            entry.broker_sub.clone()
+        };
+        let sink: Arc<dyn Deliver> = match self.me.upgrade() {
+            Some(hub) => hub,
+            None => return Err(BrokerError::Unavailable("hub is shutting down".into())),
+        };
+        let result = cell.get_or_try_init(|| self.broker.subscribe(channel, sink)).await;
+        if let Err(e) = result {
+            self.unsubscribe(channel, client.key);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Removes a local subscriber; the last one out drops the broker subscription.
+    pub fn unsubscribe(&self, channel: &str, client_key: u64) {
+        let mut channels = self.channels.write();
+        if let Some(entry) = channels.get_mut(channel) {
+            entry.subscribers.remove(&client_key);
+            if entry.subscribers.is_empty() {
+                channels.remove(channel);
+            }
+        }
+    }
+
+    pub fn num_channels(&self) -> usize {
+        self.channels.read().len()
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.channels.read().values().map(|e| e.subscribers.len()).sum()
+    }
+
+    /// Channels with their local subscriber counts.
+    pub fn channel_counts(&self) -> Vec<(String, usize)> {
+        self.channels.read().iter().map(|(c, e)| (c.clone(), e.subscribers.len())).collect()
+    }
+
+    pub fn num_clients(&self) -> usize {
+        self.users.read().values().map(|c| c.len()).sum()
+    }
+
+    pub fn num_users(&self) -> usize {
+        self.users.read().len()
+    }
+}
+
+impl Deliver for Hub {
+    fn deliver(&self, channel: &str, message: Message) {
+        let channels = self.channels.read();
+        let Some(entry) = channels.get(channel) else { return };
+        let publication = Publication { data: message.data, info: message.info, offset: 0, tags: message.tags };
+        let mut encoded = Encoded::default();
+        for client in entry.subscribers.values() {
+            if let Some(bytes) = encoded.get(client.protocol, channel, &publication, self) {
+                client.outbox.push(bytes);
+            }
+        }
+    }
+}
+
+/// One publication encoded lazily, at most once per protocol.
+#[derive(Default)]
+struct Encoded {
+    json: Option<Option<Bytes>>,
+    protobuf: Option<Bytes>,
+}
+
+impl Encoded {
+    fn get(&mut self, protocol: Protocol, channel: &str, publication: &Publication, hub: &Hub) -> Option<Bytes> {
+        match protocol {
+            Protocol::Protobuf => {
+                // Protobuf embeds bytes as they are; encoding cannot fail.
+                self.protobuf.get_or_insert_with(|| encode(Protocol::Protobuf, channel, publication).unwrap_or_default());
+                self.protobuf.clone()
+            }
+            Protocol::Json => self
+                .json
+                .get_or_insert_with(|| {
+                    // JSON clients get data embedded as raw JSON: anything else
+                    // (a direct NATS publisher sending binary) cannot reach them.
+                    let encoded = encode(Protocol::Json, channel, publication);
+                    if encoded.is_none() {
+                        hub.dropped_invalid_json.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(channel, "publication data is not valid JSON: not delivered to JSON clients");
+                    }
+                    encoded
+                })
+                .clone(),
+        }
+    }
+}
+
+fn encode(protocol: Protocol, channel: &str, publication: &Publication) -> Option<Bytes> {
+    let mut out = BytesMut::with_capacity(publication.data.len() + channel.len() + 48);
+    protocol.encode_publication_push(channel, publication, &mut out).ok()?;
+    Some(out.freeze())
+}

@@ -1,0 +1,150 @@
+//! A client's outbound queue: encoded messages waiting for the socket writer.
+//!
+//! Bounded in bytes. Anyone may push (the hub fanning out, the session
+//! replying) without waiting; when the queue overflows the client is marked
+//! for disconnection with 3008 instead of slowing the pusher down. The writer
+//! drains everything queued into one frame, so bursts coalesce.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use tokio::sync::Notify;
+
+use crate::protocol::codes::Disconnect;
+
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer: new messages or a close.
+    notify: Notify,
+    /// Wakes the reader when the connection must close.
+    closed: Notify,
+    max_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    close: Option<Disconnect>,
+}
+
+/// What the writer should do next.
+pub enum Drained {
+    Messages(Vec<Bytes>),
+    Close(Disconnect),
+}
+
+impl Outbox {
+    pub fn new(max_bytes: usize) -> Self {
+        Outbox { state: Mutex::new(State::default()), notify: Notify::new(), closed: Notify::new(), max_bytes }
+    }
+
+    /// Queues one encoded message. Returns false if the client is closing or
+    /// has just overflowed (then it is closed with 3008).
+    pub fn push(&self, message: Bytes) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        if state.bytes + message.len() > self.max_bytes {
+            state.queue.clear();
+            state.bytes = 0;
+            state.close = Some(Disconnect::SLOW);
+            drop(state);
+            self.wake_all();
+            return false;
+        }
+        state.bytes += message.len();
+        state.queue.push_back(message);
+        drop(state);
+        self.notify.notify_one();
+        true
+    }
+
+    /// Asks for the connection to close; the first reason wins. Messages
+    /// already queued are still written before the close frame.
+    pub fn close(&self, reason: Disconnect) {
+        let mut state = self.state.lock();
+        if state.close.is_none() {
+            state.close = Some(reason);
+        }
+        drop(state);
+        self.wake_all();
+    }
+
+    fn wake_all(&self) {
+        self.notify.notify_one();
+        self.closed.notify_waiters();
+        self.closed.notify_one();
+    }
+
+    pub fn close_reason(&self) -> Option<Disconnect> {
+        self.state.lock().close
+    }
+
+    /// Waits for something to write. Messages come before a pending close so
+    /// that replies queued just before a disconnect still reach the client.
+    pub async fn next(&self) -> Drained {
+        loop {
+            {
+                let mut state = self.state.lock();
+                if !state.queue.is_empty() {
+                    state.bytes = 0;
+                    return Drained::Messages(state.queue.drain(..).collect());
+                }
+                if let Some(reason) = state.close {
+                    return Drained::Close(reason);
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Resolves once the connection has been asked to close.
+    pub async fn closing(&self) -> Disconnect {
+        loop {
+            let notified = self.closed.notified();
+            if let Some(reason) = self.close_reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes queued now (for tests and metrics).
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn overflow_closes_with_slow() {
+        let outbox = Outbox::new(10);
+        assert!(outbox.push(Bytes::from_static(b"12345")));
+        assert!(outbox.push(Bytes::from_static(b"12345")));
+        assert!(!outbox.push(Bytes::from_static(b"1")));
+        assert_eq!(outbox.close_reason(), Some(Disconnect::SLOW));
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert!(matches!(outbox.next().await, Drained::Close(Disconnect::SLOW)));
+        assert_eq!(outbox.closing().await, Disconnect::SLOW);
+    }
+
+    #[tokio::test]
+    async fn drains_all_then_close() {
+        let outbox = Outbox::new(100);
+        outbox.push(Bytes::from_static(b"a"));
+        outbox.push(Bytes::from_static(b"b"));
+        outbox.close(Disconnect::SHUTDOWN);
+        outbox.close(Disconnect::SLOW);
+        match outbox.next().await {
+            Drained::Messages(m) => assert_eq!(m.len(), 2),
+            Drained::Close(_) => panic!("messages first"),
+        }
+        assert!(matches!(outbox.next().await, Drained::Close(Disconnect::SHUTDOWN)));
+        assert!(!outbox.push(Bytes::from_static(b"c")));
+    }
+}

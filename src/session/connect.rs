@@ -1,0 +1,118 @@
+//! `connect` and `refresh`: authenticate the client and manage its expiry.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::error::CommandError;
+use super::{now_unix, Connected, Session};
+use crate::auth::Credentials;
+use crate::gateway::VERSION;
+use crate::hub::ClientHandle;
+use crate::protocol::codes::Disconnect;
+use crate::protocol::{ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult};
+
+impl Session {
+    pub(super) async fn connect(&mut self, req: ConnectRequest) -> Result<Reply, CommandError> {
+        if self.conn.is_some() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let gateway = self.gateway.clone();
+        let credentials = if req.token.is_empty() {
+            if !gateway.config.allow_anonymous_connect_without_token {
+                return Err(Disconnect::BAD_REQUEST.into());
+            }
+            Credentials::default()
+        } else {
+            gateway.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
+        };
+
+        let handle = Arc::new(ClientHandle {
+            key: gateway.hub.next_key(),
+            client_id: uuid::Uuid::new_v4().to_string(),
+            user: credentials.user.clone(),
+            protocol: self.protocol,
+            outbox: self.outbox.clone(),
+        });
+        let client_id = handle.client_id.clone();
+        gateway.hub.add_client(&handle);
+        self.conn = Some(Connected {
+            handle,
+            channels: HashSet::new(),
+            expire_at: credentials.expire_at,
+            info: credentials.info.clone(),
+        });
+
+        let subs = self.server_side_subscribe(&credentials).await?;
+        self.liveness.connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (expires, ttl) = ttl_of(credentials.expire_at);
+        Ok(Reply {
+            connect: Some(ConnectResult {
+                client: client_id,
+                version: VERSION.to_string(),
+                expires,
+                ttl,
+                subs,
+                ping: gateway.config.ping_interval.as_secs().max(1) as u32,
+                pong: true,
+                node: gateway.config.name.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Subscribes the `channels` and `subs` claims without permission checks:
+    /// the application granted them by signing the token.
+    async fn server_side_subscribe(
+        &mut self,
+        credentials: &Credentials,
+    ) -> Result<HashMap<String, SubscribeResult>, CommandError> {
+        let mut results = HashMap::new();
+        let wanted = credentials
+            .channels
+            .iter()
+            .map(|c| (c.clone(), bytes::Bytes::new()))
+            .chain(credentials.subs.iter().map(|(c, o)| (c.clone(), o.data.clone())));
+        for (channel, data) in wanted {
+            if results.contains_key(&channel) {
+                continue;
+            }
+            if results.len() >= self.gateway.config.client_channel_limit {
+                return Err(Disconnect::CHANNEL_LIMIT.into());
+            }
+            self.check_channel_name(&channel).map_err(|_| Disconnect::BAD_REQUEST)?;
+            self.join_channel(&channel).await?;
+            results.insert(channel, SubscribeResult { data, ..Default::default() });
+        }
+        Ok(results)
+    }
+
+    pub(super) fn refresh(&mut self, req: RefreshRequest) -> Result<Reply, CommandError> {
+        let gateway = self.gateway.clone();
+        let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
+        if req.token.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let credentials = gateway.verifier.verify_connect(&req.token).map_err(CommandError::refresh_token)?;
+        if credentials.user != conn.handle.user {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        conn.expire_at = credentials.expire_at;
+        if !credentials.info.is_empty() {
+            conn.info = credentials.info;
+        }
+        let (expires, ttl) = ttl_of(conn.expire_at);
+        Ok(Reply {
+            refresh: Some(RefreshResult { client: conn.handle.client_id.clone(), version: VERSION.to_string(), expires, ttl }),
+            ..Default::default()
+        })
+    }
+}
+
+/// `expires` and `ttl` (seconds left, at least 1) for a reply.
+fn ttl_of(expire_at: Option<i64>) -> (bool, u32) {
+    match expire_at {
+        Some(at) => (true, (at - now_unix()).clamp(1, u32::MAX as i64) as u32),
+        None => (false, 0),
+    }
+}

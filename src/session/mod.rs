@@ -1,0 +1,203 @@
+//! The per-client session: Centrifugo's command state machine, apart from
+//! any transport.
+//!
+//! A transport feeds whole frames in with [`Session::handle_frame`]; replies
+//! and pushes leave through the client's [`Outbox`]. The session answers
+//! `Err(Disconnect)` when the connection must close. One file per group of
+//! commands: `connect.rs` (connect, refresh), `subscribe.rs` (subscribe,
+//! unsubscribe, server-side subscriptions), `publish.rs`.
+
+mod connect;
+pub mod error;
+mod publish;
+mod subscribe;
+
+use bytes::BytesMut;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::gateway::Gateway;
+use crate::hub::ClientHandle;
+use crate::outbox::Outbox;
+use crate::protocol::codes::{Disconnect, ErrorCode};
+use crate::protocol::{Command, PingResult, Protocol, Reply};
+use error::CommandError;
+
+/// The connection-level facts the transport needs from the session.
+pub struct Liveness {
+    /// Set when the client answers a ping; cleared when a ping is sent.
+    pub pong_received: AtomicBool,
+    /// Pings start once the client is connected.
+    pub connected: AtomicBool,
+}
+
+pub struct Session {
+    gateway: Arc<Gateway>,
+    protocol: Protocol,
+    outbox: Arc<Outbox>,
+    liveness: Arc<Liveness>,
+    conn: Option<Connected>,
+}
+
+/// State that exists once `connect` succeeded.
+struct Connected {
+    handle: Arc<ClientHandle>,
+    channels: HashSet<String>,
+    /// Unix seconds when the connection's credentials expire.
+    expire_at: Option<i64>,
+    info: bytes::Bytes,
+}
+
+impl Session {
+    pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
+        let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
+        Session { gateway, protocol, outbox, liveness, conn: None }
+    }
+
+    pub fn liveness(&self) -> Arc<Liveness> {
+        self.liveness.clone()
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Unix seconds when the connection expires, if it does.
+    pub fn expire_at(&self) -> Option<i64> {
+        self.conn.as_ref().and_then(|c| c.expire_at)
+    }
+
+    /// Handles one frame from the client: every command in it, in order,
+    /// with all replies queued as one batch.
+    pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+        let commands = match self.protocol.decode_commands(frame) {
+            Ok(commands) => commands,
+            Err(e) => {
+                tracing::debug!("closing client: {e}");
+                return Err(Disconnect::BAD_REQUEST);
+            }
+        };
+        let mut batch = BytesMut::new();
+        let mut result = Ok(());
+        for command in commands {
+            match self.handle_command(command).await {
+                Ok(Some(reply)) => self.protocol.join_into(&mut batch, &self.encode(&reply)),
+                Ok(None) => {}
+                Err(disconnect) => {
+                    result = Err(disconnect);
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            self.outbox.push(batch.freeze());
+        }
+        result
+    }
+
+    /// Encodes a reply; one that cannot be encoded (non-JSON `data` for a
+    /// JSON client) becomes an internal error reply with the same id.
+    fn encode(&self, reply: &Reply) -> bytes::Bytes {
+        self.protocol.encode_one(reply).unwrap_or_else(|e| {
+            tracing::warn!("cannot encode reply: {e}");
+            let error = Reply { id: reply.id, error: Some(ErrorCode::INTERNAL.to_message()), ..Default::default() };
+            self.protocol.encode_one(&error).unwrap_or_default()
+        })
+    }
+
+    async fn handle_command(&mut self, command: Command) -> Result<Option<Reply>, Disconnect> {
+        let id = command.id;
+        if id == 0 {
+            return self.handle_async(command).map(|()| None);
+        }
+        if self.conn.is_none() && command.connect.is_none() {
+            return Err(Disconnect::BAD_REQUEST);
+        }
+        let outcome = self.dispatch(command).await;
+        match outcome {
+            Ok(mut reply) => {
+                reply.id = id;
+                Ok(Some(reply))
+            }
+            Err(CommandError::Reply(code)) => Ok(Some(Reply { id, error: Some(code.to_message()), ..Default::default() })),
+            Err(CommandError::Disconnect(d)) => Err(d),
+        }
+    }
+
+    /// Commands without an id: a pong (empty) or `send`; nothing else.
+    fn handle_async(&mut self, command: Command) -> Result<(), Disconnect> {
+        if command == Command::default() {
+            self.liveness.pong_received.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        if command.send.is_some() && self.conn.is_some() {
+            // No send proxy: Centrifugo accepts and drops async messages.
+            return Ok(());
+        }
+        Err(Disconnect::BAD_REQUEST)
+    }
+
+    async fn dispatch(&mut self, command: Command) -> Result<Reply, CommandError> {
+        if let Some(req) = command.connect {
+            return self.connect(req).await;
+        }
+        if let Some(req) = command.subscribe {
+            return self.subscribe(req).await;
+        }
+        if let Some(req) = command.unsubscribe {
+            return Ok(self.unsubscribe(req));
+        }
+        if let Some(req) = command.publish {
+            return self.publish(req).await;
+        }
+        if let Some(req) = command.refresh {
+            return self.refresh(req);
+        }
+        if command.ping.is_some() {
+            return Ok(Reply { ping: Some(PingResult {}), ..Default::default() });
+        }
+        if command.presence.is_some() || command.presence_stats.is_some() || command.history.is_some() {
+            // History and presence need the JetStream-backed store (not built yet).
+            return Err(ErrorCode::NOT_AVAILABLE.into());
+        }
+        if command.sub_refresh.is_some() {
+            // No subscription tokens yet, so no subscription can expire.
+            return Err(ErrorCode::NOT_AVAILABLE.into());
+        }
+        if command.rpc.is_some() {
+            // No RPC proxy configured: Centrifugo answers "method not found".
+            return Err(ErrorCode::METHOD_NOT_FOUND.into());
+        }
+        if command.send.is_some() {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        Err(ErrorCode::METHOD_NOT_FOUND.into())
+    }
+
+    /// Leaves every channel and forgets the client; the transport calls this
+    /// once, when the connection ends.
+    pub fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.gateway.hub.remove_client(&conn.handle, conn.channels);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

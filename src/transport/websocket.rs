@@ -1,0 +1,310 @@
+//! WebSocket transport at `/connection/websocket`.
+//!
+//! The upgrade is answered here rather than by warp's `ws()` filter so that
+//! we choose tungstenite's buffer sizes (its defaults hold 128 KiB per idle
+//! connection) and can echo the `centrifuge-protobuf` subprotocol, which
+//! browsers and the `ws` package insist on.
+//!
+//! Each connection runs two tasks: the reader drives the session; the
+//! writer drains the outbox into coalesced frames and pings. A slow client
+//! only ever blocks its own writer.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use warp::Filter;
+
+use crate::gateway::Gateway;
+use crate::outbox::{Drained, Outbox};
+use crate::protocol::codes::Disconnect;
+use crate::protocol::Protocol;
+use crate::session::{now_unix, Liveness, Session};
+use crate::shutdown::Shutdown;
+
+const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
+const JSON_SUBPROTOCOL: &str = "centrifuge-json";
+/// Sent (as a close code) when a client frame exceeds the size limit;
+/// SDKs treat 1009 as final, as they do against Centrifugo.
+const MESSAGE_TOO_BIG: Disconnect = Disconnect { code: 1009, reason: "message too big" };
+/// How long a close frame may take to reach a client that reads slowly.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// The warp route for `GET /connection/websocket`.
+pub fn route(
+    gateway: Arc<Gateway>,
+    shutdown: Shutdown,
+) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
+    warp::path!("connection" / "websocket")
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .map(move |headers: HeaderMap, query: HashMap<String, String>, on_upgrade: Option<OnUpgrade>| {
+            upgrade(gateway.clone(), shutdown.clone(), &headers, &query, on_upgrade)
+        })
+}
+
+fn plain(status: StatusCode, body: &str) -> Response<String> {
+    let mut response = Response::new(body.to_string());
+    *response.status_mut() = status;
+    response
+}
+
+fn upgrade(
+    gateway: Arc<Gateway>,
+    shutdown: Shutdown,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    on_upgrade: Option<OnUpgrade>,
+) -> Response<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_upgrade = header("upgrade").eq_ignore_ascii_case("websocket")
+        && header("connection").to_ascii_lowercase().contains("upgrade");
+    let key = header("sec-websocket-key");
+    let Some(on_upgrade) = on_upgrade.filter(|_| is_upgrade && !key.is_empty()) else {
+        return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
+    };
+    if shutdown.is_draining() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if !origin_allowed(&gateway.config.origins(), headers) {
+        return plain(StatusCode::FORBIDDEN, "origin not allowed");
+    }
+
+    let offered: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
+    let wants_protobuf = offered.contains(&PROTOBUF_SUBPROTOCOL)
+        || query.get("cf_protocol").map(String::as_str) == Some("protobuf")
+        || query.get("format").map(String::as_str) == Some("protobuf");
+    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
+    let echo = if offered.contains(&PROTOBUF_SUBPROTOCOL) && wants_protobuf {
+        Some(PROTOBUF_SUBPROTOCOL)
+    } else if offered.contains(&JSON_SUBPROTOCOL) {
+        Some(JSON_SUBPROTOCOL)
+    } else {
+        None
+    };
+
+    let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = response.headers_mut();
+    h.insert("upgrade", HeaderValue::from_static("websocket"));
+    h.insert("connection", HeaderValue::from_static("upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert("sec-websocket-accept", accept);
+    }
+    if let Some(subprotocol) = echo {
+        h.insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
+    }
+
+    let tracker = shutdown.tracker().clone();
+    tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(socket_config(&gateway)),
+                )
+                .await;
+                serve(ws, gateway, protocol, shutdown).await;
+            }
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    });
+    response
+}
+
+/// Small buffers: an idle connection should cost a few KiB, not 256.
+fn socket_config(gateway: &Gateway) -> WebSocketConfig {
+    let limit = gateway.config.websocket_message_size_limit;
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(gateway.config.client_queue_max_size * 2 + 65536)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+}
+
+/// Browsers send `Origin`; other clients usually do not and are let in.
+/// An allowed list may hold `*`; with no list, only the same host passes.
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else { return true };
+    let origin = origin.to_ascii_lowercase();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    if !allowed.is_empty() {
+        return false;
+    }
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    origin.split_once("://").map(|(_, rest)| rest) == Some(host.as_str())
+}
+
+/// Runs one connection to its end.
+async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shutdown) {
+    let outbox = Arc::new(Outbox::new(gateway.config.client_queue_max_size));
+    let mut session = Session::new(gateway.clone(), protocol, outbox.clone());
+    let (sink, stream) = ws.split();
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), protocol, session.liveness(), gateway.clone()));
+    read_loop(stream, &mut session, &outbox, &gateway, &shutdown).await;
+    // The first reason wins: when the client went away this is a no-op write.
+    outbox.close(Disconnect::CONNECTION_CLOSED);
+    session.close();
+    let _ = writer.await;
+}
+
+async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &Outbox, gateway: &Gateway, shutdown: &Shutdown) {
+    let config = &gateway.config;
+    let stale_deadline = Instant::now() + config.client_stale_close_delay;
+    loop {
+        let expiry = session.expire_at().map(|at| deadline_after_unix(at) + config.client_expired_close_delay);
+        tokio::select! {
+            biased;
+            _ = outbox.closing() => return,
+            _ = shutdown.draining() => {
+                outbox.close(Disconnect::SHUTDOWN);
+                return;
+            }
+            _ = sleep_until(stale_deadline), if !session.is_connected() => {
+                outbox.close(Disconnect::STALE);
+                return;
+            }
+            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
+                if session.expire_at().is_some_and(|at| at <= now_unix()) {
+                    outbox.close(Disconnect::EXPIRED);
+                    return;
+                }
+            }
+            message = stream.next() => {
+                let frame: Bytes = match message {
+                    Some(Ok(Message::Text(text))) if protocol_of(session) == Protocol::Json => text.into(),
+                    Some(Ok(Message::Binary(data))) if protocol_of(session) == Protocol::Protobuf => data,
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                        outbox.close(Disconnect::BAD_REQUEST);
+                        return;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Err(WsError::Capacity(_))) => {
+                        outbox.close(MESSAGE_TOO_BIG);
+                        return;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("websocket read: {e}");
+                        return;
+                    }
+                };
+                if let Err(disconnect) = session.handle_frame(&frame).await {
+                    outbox.close(disconnect);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn protocol_of(session: &Session) -> Protocol {
+    session.protocol()
+}
+
+/// The tokio instant at a Unix time in seconds.
+fn deadline_after_unix(at: i64) -> Instant {
+    let left = (at - now_unix()).max(0) as u64;
+    Instant::now() + Duration::from_secs(left)
+}
+
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    outbox: Arc<Outbox>,
+    protocol: Protocol,
+    liveness: Arc<Liveness>,
+    gateway: Arc<Gateway>,
+) {
+    let interval = gateway.config.ping_interval;
+    let pong_timeout = gateway.config.pong_timeout;
+    // The first ping is randomised so that reconnect waves do not ping in step.
+    let first = interval / 2 + interval.mul_f64(rand::random::<f64>() / 2.0);
+    let mut next_ping = Instant::now() + first;
+    let mut pong_deadline: Option<Instant> = None;
+    let ping = ping_message(protocol);
+
+    let reason = loop {
+        tokio::select! {
+            drained = outbox.next() => match drained {
+                Drained::Messages(messages) => {
+                    let frame = into_frame(protocol, messages);
+                    tokio::select! {
+                        result = sink.send(frame) => if result.is_err() { return },
+                        reason = outbox.closing() => break reason,
+                    }
+                }
+                Drained::Close(reason) => break reason,
+            },
+            _ = sleep_until(next_ping) => {
+                next_ping = Instant::now() + interval;
+                if liveness.connected.load(Ordering::Relaxed) {
+                    liveness.pong_received.store(false, Ordering::Relaxed);
+                    pong_deadline = Some(Instant::now() + pong_timeout);
+                    outbox.push(ping.clone());
+                }
+            }
+            _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
+                pong_deadline = None;
+                if !liveness.pong_received.load(Ordering::Relaxed) {
+                    outbox.close(Disconnect::NO_PONG);
+                }
+            }
+        }
+    };
+    let close = Message::Close(Some(CloseFrame { code: CloseCode::from(reason.code), reason: Utf8Bytes::from_static(reason.reason) }));
+    let _ = timeout(CLOSE_WRITE_TIMEOUT, async {
+        let _ = sink.send(close).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}
+
+/// The empty reply Centrifugo uses as a ping: `{}` in JSON, one zero byte
+/// (an empty length-prefixed message) in Protobuf.
+fn ping_message(protocol: Protocol) -> Bytes {
+    match protocol {
+        Protocol::Json => Bytes::from_static(b"{}"),
+        Protocol::Protobuf => Bytes::from_static(&[0]),
+    }
+}
+
+/// Joins queued messages into one WebSocket frame.
+fn into_frame(protocol: Protocol, messages: Vec<Bytes>) -> Message {
+    let payload = if messages.len() == 1 {
+        messages.into_iter().next().unwrap_or_default()
+    } else {
+        let size = messages.iter().map(|m| m.len() + 1).sum();
+        let mut frame = BytesMut::with_capacity(size);
+        for message in &messages {
+            protocol.join_into(&mut frame, message);
+        }
+        frame.freeze()
+    };
+    match protocol {
+        // Our JSON encoder only writes UTF-8.
+        Protocol::Json => match Utf8Bytes::try_from(payload) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::Text(Utf8Bytes::from_static("")),
+        },
+        Protocol::Protobuf => Message::Binary(payload),
+    }
+}

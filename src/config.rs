@@ -72,6 +72,15 @@ pub struct Config {
     /// Space-separated allowed `Origin` values; `*` allows any.
     pub allowed_origins: String,
 
+    /// Key for the HTTP server API (`X-API-Key` or `Authorization: apikey`).
+    pub api_key: Option<String>,
+    /// Turn off API key checks (development only).
+    pub api_insecure: bool,
+    /// `transport` to answer API errors with HTTP status codes; otherwise 200.
+    pub api_error_mode: String,
+    /// Largest API request body, in bytes.
+    pub api_max_body_size: u64,
+
     /// How long shutdown may take before the process exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -109,6 +118,10 @@ impl Default for Config {
             channel_max_length: 255,
             websocket_message_size_limit: 65536,
             allowed_origins: String::new(),
+            api_key: None,
+            api_insecure: false,
+            api_error_mode: String::new(),
+            api_max_body_size: 1024 * 1024,
             shutdown_timeout: Duration::from_secs(30),
             log_level: "info".into(),
             log_format: "text".into(),
@@ -126,6 +139,8 @@ impl std::fmt::Debug for Config {
             .field("nats_url", &self.nats_url)
             .field("nats_prefix", &self.nats_prefix)
             .field("token_hmac_secret_key", &set(&self.token_hmac_secret_key))
+            .field("api_key", &set(&self.api_key))
+            .field("api_insecure", &self.api_insecure)
             .field("token_rsa_public_key", &set(&self.token_rsa_public_key))
             .field("token_ecdsa_public_key", &set(&self.token_ecdsa_public_key))
             .field("allow_subscribe_for_client", &self.allow_subscribe_for_client)
@@ -198,6 +213,12 @@ impl Config {
         }
         if self.client_channel_limit == 0 {
             return Err(invalid("client_channel_limit", "must be positive"));
+        }
+        if !matches!(self.api_error_mode.as_str(), "" | "transport") {
+            return Err(invalid("api_error_mode", "must be empty or `transport`"));
+        }
+        if self.api_max_body_size < 1024 {
+            return Err(invalid("api_max_body_size", "must be at least 1024 bytes"));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "must be `text` or `json`"));

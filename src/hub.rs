@@ -11,9 +11,10 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use tokio::sync::OnceCell;
+use tokio::sync::{mpsc, OnceCell};
 
-use crate::broker::{Broker, BrokerError, Deliver, Message, SubscriptionGuard};
+use crate::broker::{Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
+use crate::control::Control;
 use crate::outbox::Outbox;
 use crate::protocol::{Protocol, Publication};
 
@@ -26,6 +27,14 @@ pub struct ClientHandle {
     pub user: String,
     pub protocol: Protocol,
     pub outbox: Arc<Outbox>,
+    /// Server-side control commands for this connection's session.
+    pub control: mpsc::Sender<Control>,
+}
+
+/// Connections of one user on this gateway, and the user's control subscription.
+struct UserEntry {
+    connections: HashMap<u64, Arc<ClientHandle>>,
+    control_sub: Arc<OnceCell<SubscriptionGuard>>,
 }
 
 struct Entry {
@@ -38,7 +47,7 @@ struct Entry {
 pub struct Hub {
     channels: RwLock<HashMap<String, Entry>>,
     /// user -> connections of that user on this gateway.
-    users: RwLock<HashMap<String, HashMap<u64, Arc<ClientHandle>>>>,
+    users: RwLock<HashMap<String, UserEntry>>,
     broker: Arc<dyn Broker>,
     me: Weak<Hub>,
     next_key: AtomicU64,
@@ -66,9 +75,28 @@ impl Hub {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers an authenticated connection.
-    pub fn add_client(&self, client: &Arc<ClientHandle>) {
-        self.users.write().entry(client.user.clone()).or_default().insert(client.key, client.clone());
+    /// Registers an authenticated connection; the user's first connection
+    /// subscribes the user's control subject. Returns once control commands
+    /// for the user reach this gateway.
+    pub async fn add_client(&self, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+        let cell = {
+            let mut users = self.users.write();
+            let entry = users.entry(client.user.clone()).or_insert_with(|| UserEntry {
+                connections: HashMap::new(),
+                control_sub: Arc::new(OnceCell::new()),
+            });
+            entry.connections.insert(client.key, client.clone());
+            entry.control_sub.clone()
+        };
+        let sink: Arc<dyn DeliverControl> = match self.me.upgrade() {
+            Some(hub) => hub,
+            None => return Err(BrokerError::Unavailable("hub is shutting down".into())),
+        };
+        if let Err(e) = cell.get_or_try_init(|| self.broker.subscribe_user(&client.user, sink)).await {
+            self.remove_client(client, []);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Forgets a connection and all its subscriptions.
@@ -77,9 +105,9 @@ impl Hub {
             self.unsubscribe(&channel, client.key);
         }
         let mut users = self.users.write();
-        if let Some(conns) = users.get_mut(&client.user) {
-            conns.remove(&client.key);
-            if conns.is_empty() {
+        if let Some(entry) = users.get_mut(&client.user) {
+            entry.connections.remove(&client.key);
+            if entry.connections.is_empty() {
                 users.remove(&client.user);
             }
         }
@@ -87,12 +115,12 @@ impl Hub {
 
     /// Connections of a user on this gateway.
     pub fn user_clients(&self, user: &str) -> Vec<Arc<ClientHandle>> {
-        self.users.read().get(user).map(|c| c.values().cloned().collect()).unwrap_or_default()
+        self.users.read().get(user).map(|e| e.connections.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Every connection on this gateway.
     pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
-        self.users.read().values().flat_map(|c| c.values().cloned()).collect()
+        self.users.read().values().flat_map(|e| e.connections.values().cloned()).collect()
     }
 
     /// Adds a local subscriber; subscribes the broker for the first one.
@@ -144,7 +172,7 @@ impl Hub {
     }
 
     pub fn num_clients(&self) -> usize {
-        self.users.read().values().map(|c| c.len()).sum()
+        self.users.read().values().map(|e| e.connections.len()).sum()
     }
 
     pub fn num_users(&self) -> usize {
@@ -161,6 +189,23 @@ impl Deliver for Hub {
         for client in entry.subscribers.values() {
             if let Some(bytes) = encoded.get(client.protocol, channel, &publication, self) {
                 client.outbox.push(bytes);
+            }
+        }
+    }
+}
+
+impl DeliverControl for Hub {
+    fn control(&self, user: &str, payload: bytes::Bytes) {
+        let command: Control = match serde_json::from_slice(&payload) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("ignoring malformed control command: {e}");
+                return;
+            }
+        };
+        for client in self.user_clients(user) {
+            if command.targets(&client.client_id) && client.control.try_send(command.clone()).is_err() {
+                tracing::warn!(client = %client.client_id, "control queue full: command dropped");
             }
         }
     }

@@ -10,3 +10,5 @@ pub mod session;
 pub mod transport;
 pub mod shutdown;
 pub mod server;
+pub mod control;
+pub mod api;

@@ -79,7 +79,7 @@ impl Outbox {
     }
 
     pub fn close_reason(&self) -> Option<Disconnect> {
-        self.state.lock().close
+        self.state.lock().close.clone()
     }
 
     /// Waits for something to write. Messages come before a pending close so
@@ -92,7 +92,7 @@ impl Outbox {
                     state.bytes = 0;
                     return Drained::Messages(state.queue.drain(..).collect());
                 }
-                if let Some(reason) = state.close {
+                if let Some(reason) = state.close.clone() {
                     return Drained::Close(reason);
                 }
             }

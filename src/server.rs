@@ -5,6 +5,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use warp::Filter;
 
+use crate::api;
+use crate::api::survey::Answerer;
 use crate::auth::TokenVerifier;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::nats::NatsBroker;
@@ -31,6 +33,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listener: TcpListener,
     shutdown: Shutdown,
+    /// Keeps this gateway answering `info` and `channels` surveys.
+    _surveys: crate::broker::SubscriptionGuard,
 }
 
 impl Server {
@@ -46,10 +50,20 @@ impl Server {
             None => Arc::new(MemoryBroker::new()),
         };
         let hub = Hub::new(broker);
-        let gateway = Gateway::new(config.clone(), hub, verifier);
+        let gateway = Gateway::new(config.clone(), hub.clone(), verifier);
+        let surveys = hub
+            .broker()
+            .answer_surveys(Arc::new(Answerer(gateway.clone())))
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        if config.api_insecure {
+            tracing::warn!("NATSGATE_API_INSECURE is on: the HTTP API accepts requests without a key");
+        } else if config.api_key.as_deref().is_none_or(str::is_empty) {
+            tracing::warn!("NATSGATE_API_KEY is not set: the HTTP API refuses every request");
+        }
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        Ok(Server { gateway, listener, shutdown: Shutdown::new() })
+        Ok(Server { gateway, listener, shutdown: Shutdown::new(), _surveys: surveys })
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -63,9 +77,12 @@ impl Server {
     /// Serves until `stop` resolves, then disconnects every client with
     /// 3001 and waits for them, at most the configured shutdown timeout.
     pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { gateway, listener, shutdown } = self;
+        let Server { gateway, listener, shutdown, _surveys } = self;
         let health = warp::path!("health").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({})));
-        let routes = websocket::route(gateway.clone(), shutdown.clone()).or(health);
+        let routes = websocket::route(gateway.clone(), shutdown.clone())
+            .or(health)
+            .or(api::routes(gateway.clone()))
+            .recover(api::recover);
 
         let draining = shutdown.clone();
         let server = warp::serve(routes).incoming(listener).graceful(async move {

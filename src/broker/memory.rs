@@ -1,13 +1,22 @@
 //! In-process broker for a single gateway: `cargo run` with no NATS.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use super::{Broker, BrokerError, Deliver, Message, SubscriptionGuard};
+use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 
-type Sinks = HashMap<String, Vec<(u64, Arc<dyn Deliver>)>>;
+#[derive(Clone)]
+enum Sink {
+    Channel(Arc<dyn Deliver>),
+    User(Arc<dyn DeliverControl>),
+    Survey(Arc<dyn Answer>),
+}
+
+/// Topics are `c:<channel>`, `u:<user>` and `s` (surveys), kept apart by prefix.
+type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 
 /// Delivers publications straight to the sinks subscribed in this process.
 #[derive(Default)]
@@ -23,7 +32,7 @@ struct State {
 
 struct Unsubscribe {
     state: Weak<Mutex<State>>,
-    channel: String,
+    topic: String,
     id: u64,
 }
 
@@ -31,10 +40,10 @@ impl Drop for Unsubscribe {
     fn drop(&mut self) {
         if let Some(state) = self.state.upgrade() {
             let mut state = state.lock();
-            if let Some(list) = state.sinks.get_mut(&self.channel) {
+            if let Some(list) = state.sinks.get_mut(&self.topic) {
                 list.retain(|(id, _)| *id != self.id);
                 if list.is_empty() {
-                    state.sinks.remove(&self.channel);
+                    state.sinks.remove(&self.topic);
                 }
             }
         }
@@ -45,27 +54,62 @@ impl MemoryBroker {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn sinks(&self, topic: &str) -> Vec<Sink> {
+        self.inner.lock().sinks.get(topic).map(|l| l.iter().map(|(_, s)| s.clone()).collect()).unwrap_or_default()
+    }
+
+    fn add(&self, topic: String, sink: Sink) -> SubscriptionGuard {
+        let mut state = self.inner.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.sinks.entry(topic.clone()).or_default().push((id, sink));
+        SubscriptionGuard::new(Unsubscribe { state: Arc::downgrade(&self.inner), topic, id })
+    }
 }
 
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, channel: &str, message: Message) -> Result<(), BrokerError> {
-        let sinks: Vec<Arc<dyn Deliver>> = match self.inner.lock().sinks.get(channel) {
-            Some(list) => list.iter().map(|(_, s)| s.clone()).collect(),
-            None => return Ok(()),
-        };
-        for sink in sinks {
-            sink.deliver(channel, message.clone());
+        for sink in self.sinks(&format!("c:{channel}")) {
+            if let Sink::Channel(sink) = sink {
+                sink.deliver(channel, message.clone());
+            }
         }
         Ok(())
     }
 
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError> {
-        let mut state = self.inner.lock();
-        state.next_id += 1;
-        let id = state.next_id;
-        state.sinks.entry(channel.to_string()).or_default().push((id, sink));
-        Ok(SubscriptionGuard::new(Unsubscribe { state: Arc::downgrade(&self.inner), channel: channel.to_string(), id }))
+        Ok(self.add(format!("c:{channel}"), Sink::Channel(sink)))
+    }
+
+    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
+        for sink in self.sinks(&format!("u:{user}")) {
+            if let Sink::User(sink) = sink {
+                sink.control(user, payload.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError> {
+        Ok(self.add(format!("u:{user}"), Sink::User(sink)))
+    }
+
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {
+        let answers = self
+            .sinks("s")
+            .into_iter()
+            .filter_map(|s| match s {
+                Sink::Survey(handler) => Some(handler.answer(&request)),
+                _ => None,
+            })
+            .collect();
+        Ok(answers)
+    }
+
+    async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError> {
+        Ok(self.add("s".to_string(), Sink::Survey(handler)))
     }
 
     fn is_connected(&self) -> bool {

@@ -39,6 +39,16 @@ pub trait Deliver: Send + Sync + 'static {
     fn deliver(&self, channel: &str, message: Message);
 }
 
+/// Receives control commands addressed to one user's connections.
+pub trait DeliverControl: Send + Sync + 'static {
+    fn control(&self, user: &str, payload: Bytes);
+}
+
+/// Answers a survey (a question asked of every gateway).
+pub trait Answer: Send + Sync + 'static {
+    fn answer(&self, request: &[u8]) -> Bytes;
+}
+
 /// Keeps a broker subscription alive; dropping it unsubscribes.
 pub struct SubscriptionGuard {
     _inner: Box<dyn Send + Sync>,
@@ -59,6 +69,20 @@ pub trait Broker: Send + Sync + 'static {
     /// is dropped. Returns once the subscription is active, so a publication
     /// made after this returns is delivered.
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError>;
+
+    /// Sends a control command to every gateway serving `user`.
+    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
+
+    /// Receives control commands for `user` until the guard is dropped. A
+    /// gateway subscribes only for users it has connections of, so control
+    /// traffic reaches only the gateways concerned.
+    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError>;
+
+    /// Asks every gateway (this one included) and gathers their answers.
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError>;
+
+    /// Answers surveys until the guard is dropped.
+    async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError>;
 
     /// Whether the broker currently reaches its backend.
     fn is_connected(&self) -> bool;

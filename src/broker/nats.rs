@@ -7,11 +7,13 @@
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::subject::SubjectMap;
-use super::{Broker, BrokerError, Deliver, Message, SubscriptionGuard};
+use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::protocol::ClientInfo;
 
 /// Header with the publication tags as a JSON object of strings.
@@ -37,6 +39,24 @@ impl NatsBroker {
 
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+
+    /// Subscribes a subject, confirms the SUB with the server, and hands each
+    /// message to `handle` on a task that ends when the guard is dropped.
+    async fn listen(
+        &self,
+        subject: String,
+        mut handle: impl FnMut(async_nats::Message) + Send + 'static,
+    ) -> Result<SubscriptionGuard, BrokerError> {
+        let mut subscriber = self.client.subscribe(subject).await.map_err(unavailable)?;
+        // The SUB must reach the server before we report the subscription active.
+        self.client.flush().await.map_err(unavailable)?;
+        let task = tokio::spawn(async move {
+            while let Some(msg) = subscriber.next().await {
+                handle(msg);
+            }
+        });
+        Ok(SubscriptionGuard::new(AbortOnDrop(task)))
     }
 }
 
@@ -77,6 +97,16 @@ pub fn decode_message(msg: async_nats::Message) -> Message {
     out
 }
 
+/// A survey waits this long for the first answer, and then for each next one.
+const SURVEY_FIRST_ANSWER: Duration = Duration::from_millis(1000);
+const SURVEY_QUIET: Duration = Duration::from_millis(100);
+/// A survey never gathers more answers than this (bounded memory).
+const SURVEY_MAX_ANSWERS: usize = 10_000;
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
 /// Aborting the reader task drops the NATS subscriber, which unsubscribes.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -94,24 +124,62 @@ impl Broker for NatsBroker {
             Some(headers) => self.client.publish_with_headers(subject, headers, message.data).await,
             None => self.client.publish(subject, message.data).await,
         };
-        result.map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        result.map_err(unavailable)?;
         // A flush round-trip means the server has the message.
-        self.client.flush().await.map_err(|e| BrokerError::Unavailable(e.to_string()))
+        self.client.flush().await.map_err(unavailable)
     }
 
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError> {
-        let subject = self.subjects.channel_subject(channel);
-        let mut subscriber =
-            self.client.subscribe(subject).await.map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        // The SUB must reach the server before we report the channel active.
-        self.client.flush().await.map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let channel = channel.to_string();
-        let task = tokio::spawn(async move {
-            while let Some(msg) = subscriber.next().await {
-                sink.deliver(&channel, decode_message(msg));
+        self.listen(self.subjects.channel_subject(&channel), move |msg| sink.deliver(&channel, decode_message(msg))).await
+    }
+
+    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
+        self.client.publish(self.subjects.user_subject(user), payload).await.map_err(unavailable)?;
+        self.client.flush().await.map_err(unavailable)
+    }
+
+    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError> {
+        let user = user.to_string();
+        self.listen(self.subjects.user_subject(&user), move |msg| sink.control(&user, msg.payload)).await
+    }
+
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {
+        let inbox = self.client.new_inbox();
+        let mut answers = self.client.subscribe(inbox.clone()).await.map_err(unavailable)?;
+        self.client
+            .publish_with_reply(self.subjects.survey_subject(), inbox, request)
+            .await
+            .map_err(unavailable)?;
+        self.client.flush().await.map_err(unavailable)?;
+        // Gateways do not know how many others there are: gather until the
+        // answers stop coming.
+        let mut out = Vec::new();
+        let mut wait = SURVEY_FIRST_ANSWER;
+        while out.len() < SURVEY_MAX_ANSWERS {
+            match tokio::time::timeout(wait, answers.next()).await {
+                Ok(Some(msg)) => out.push(msg.payload),
+                Ok(None) | Err(_) => break,
             }
-        });
-        Ok(SubscriptionGuard::new(AbortOnDrop(task)))
+            wait = SURVEY_QUIET;
+        }
+        Ok(out)
+    }
+
+    async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError> {
+        let client = self.client.clone();
+        self.listen(self.subjects.survey_subject(), move |msg| {
+            if let Some(reply) = msg.reply {
+                let answer = handler.answer(&msg.payload);
+                let client = client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.publish(reply, answer).await {
+                        tracing::warn!("cannot answer survey: {e}");
+                    }
+                });
+            }
+        })
+        .await
     }
 
     fn is_connected(&self) -> bool {

@@ -79,12 +79,23 @@ pub fn decode_token(token: &str) -> Option<String> {
 #[derive(Clone, Debug)]
 pub struct SubjectMap {
     channels: String,
+    prefix: String,
 }
 
 impl SubjectMap {
     /// `prefix` is validated by config: dot-separated safe tokens.
     pub fn new(prefix: &str) -> Self {
-        SubjectMap { channels: format!("{prefix}.ch.") }
+        SubjectMap { channels: format!("{prefix}.ch."), prefix: prefix.to_string() }
+    }
+
+    /// Control commands for one user's connections: `<prefix>.user.<user>`.
+    pub fn user_subject(&self, user: &str) -> String {
+        format!("{}.user.{}", self.prefix, encode_token(user))
+    }
+
+    /// Questions every gateway answers (`info`, `channels`).
+    pub fn survey_subject(&self) -> String {
+        format!("{}.survey", self.prefix)
     }
 
     /// The NATS subject carrying a channel's publications.

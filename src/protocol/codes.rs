@@ -3,6 +3,8 @@
 //! SDKs decide whether to retry, resubscribe or reconnect from these numbers,
 //! so they must match Centrifugo exactly.
 
+use std::borrow::Cow;
+
 use super::Error as ErrorMsg;
 
 /// A client-facing error (reply `error` field).
@@ -43,15 +45,16 @@ impl ErrorCode {
 
 /// A reason to close a client connection; sent as the WebSocket close code
 /// and reason. 3000-3499 make SDKs reconnect, 3500-3999 make them stop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The reason is owned only when the server API sets a custom one.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disconnect {
     pub code: u16,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
 }
 
 macro_rules! disconnects {
     ($($name:ident = $code:expr, $reason:expr;)*) => {
-        impl Disconnect { $(pub const $name: Disconnect = Disconnect { code: $code, reason: $reason };)* }
+        impl Disconnect { $(pub const $name: Disconnect = Disconnect { code: $code, reason: Cow::Borrowed($reason) };)* }
     };
 }
 
@@ -82,8 +85,18 @@ disconnects! {
 
 impl Disconnect {
     /// Whether Centrifugo SDKs reconnect after this code.
-    pub fn reconnects(self) -> bool {
+    pub fn reconnects(&self) -> bool {
         (3000..3500).contains(&self.code)
+    }
+
+    /// A custom code and reason (server API `disconnect`). WebSocket close
+    /// reasons must fit in 123 bytes, so longer ones are cut at a char boundary.
+    pub fn custom(code: u16, reason: &str) -> Disconnect {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Disconnect { code, reason: Cow::Owned(reason[..end].to_string()) }
     }
 }
 

@@ -32,9 +32,10 @@ impl Session {
             user: credentials.user.clone(),
             protocol: self.protocol,
             outbox: self.outbox.clone(),
+            control: self.control_tx.clone(),
         });
         let client_id = handle.client_id.clone();
-        gateway.hub.add_client(&handle);
+        gateway.hub.add_client(&handle).await?;
         self.conn = Some(Connected {
             handle,
             channels: HashSet::new(),

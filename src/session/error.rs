@@ -6,7 +6,7 @@ use crate::auth::TokenError;
 use crate::broker::BrokerError;
 use crate::protocol::codes::{Disconnect, ErrorCode};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandError {
     /// Answer the command with this error; the connection stays.
     Reply(ErrorCode),

@@ -8,6 +8,7 @@
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
 mod connect;
+mod control;
 pub mod error;
 mod publish;
 mod subscribe;
@@ -17,7 +18,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::control::Control;
 use crate::gateway::Gateway;
+use tokio::sync::mpsc;
 use crate::hub::ClientHandle;
 use crate::outbox::Outbox;
 use crate::protocol::codes::{Disconnect, ErrorCode};
@@ -32,7 +35,12 @@ pub struct Liveness {
     pub connected: AtomicBool,
 }
 
+/// Control commands a connection may have waiting; more are dropped.
+const CONTROL_QUEUE: usize = 16;
+
 pub struct Session {
+    control_tx: mpsc::Sender<Control>,
+    control_rx: Option<mpsc::Receiver<Control>>,
     gateway: Arc<Gateway>,
     protocol: Protocol,
     outbox: Arc<Outbox>,
@@ -52,7 +60,14 @@ struct Connected {
 impl Session {
     pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
         let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
-        Session { gateway, protocol, outbox, liveness, conn: None }
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None }
+    }
+
+    /// The queue of server-side control commands; the transport takes it
+    /// once and feeds each command to [`Session::handle_control`].
+    pub fn take_control_receiver(&mut self) -> Option<mpsc::Receiver<Control>> {
+        self.control_rx.take()
     }
 
     pub fn liveness(&self) -> Arc<Liveness> {

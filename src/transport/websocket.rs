@@ -38,7 +38,7 @@ const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 const JSON_SUBPROTOCOL: &str = "centrifuge-json";
 /// Sent (as a close code) when a client frame exceeds the size limit;
 /// SDKs treat 1009 as final, as they do against Centrifugo.
-const MESSAGE_TOO_BIG: Disconnect = Disconnect { code: 1009, reason: "message too big" };
+const MESSAGE_TOO_BIG: Disconnect = Disconnect { code: 1009, reason: std::borrow::Cow::Borrowed("message too big") };
 /// How long a close frame may take to reach a client that reads slowly.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -169,6 +169,7 @@ async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shut
 
 async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &Outbox, gateway: &Gateway, shutdown: &Shutdown) {
     let config = &gateway.config;
+    let Some(mut control) = session.take_control_receiver() else { return };
     let stale_deadline = Instant::now() + config.client_stale_close_delay;
     loop {
         let expiry = session.expire_at().map(|at| deadline_after_unix(at) + config.client_expired_close_delay);
@@ -186,6 +187,12 @@ async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
                 if session.expire_at().is_some_and(|at| at <= now_unix()) {
                     outbox.close(Disconnect::EXPIRED);
+                    return;
+                }
+            }
+            Some(command) = control.recv() => {
+                if let Err(disconnect) = session.handle_control(command).await {
+                    outbox.close(disconnect);
                     return;
                 }
             }
@@ -270,7 +277,7 @@ async fn write_loop(
             }
         }
     };
-    let close = Message::Close(Some(CloseFrame { code: CloseCode::from(reason.code), reason: Utf8Bytes::from_static(reason.reason) }));
+    let close = Message::Close(Some(CloseFrame { code: CloseCode::from(reason.code), reason: Utf8Bytes::from(reason.reason.into_owned()) }));
     let _ = timeout(CLOSE_WRITE_TIMEOUT, async {
         let _ = sink.send(close).await;
         let _ = sink.close().await;

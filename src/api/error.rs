@@ -1,0 +1,49 @@
+//! Server API errors and their mapping to Centrifugo codes and HTTP statuses.
+
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::broker::BrokerError;
+use crate::protocol::codes::ErrorCode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiError(pub ErrorCode);
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        tracing::warn!("broker error in API call: {e}");
+        ApiError(ErrorCode::INTERNAL)
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        ApiError(code)
+    }
+}
+
+/// `{"code":..,"message":..}` as Centrifugo writes it.
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub code: u32,
+    pub message: &'static str,
+}
+
+impl ApiError {
+    pub fn body(self) -> ErrorBody {
+        ErrorBody { code: self.0.code, message: self.0.message }
+    }
+
+    /// The HTTP status used with `NATSGATE_API_ERROR_MODE=transport`.
+    pub fn status(self) -> StatusCode {
+        match self.0.code {
+            100 => StatusCode::INTERNAL_SERVER_ERROR,
+            101 => StatusCode::UNAUTHORIZED,
+            102 | 104 => StatusCode::NOT_FOUND,
+            103 => StatusCode::FORBIDDEN,
+            108 => StatusCode::NOT_IMPLEMENTED,
+            111 => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Centrifugo-compatible HTTP server API.
+//!
+//! `POST /api/<method>` with the params as the body (Centrifugo v5+), and
+//! the legacy `POST /api` with newline-separated `{"method","params"}`
+//! commands answered by newline-separated replies. Requests authenticate
+//! with `X-API-Key: <key>` or `Authorization: apikey <key>`.
+
+pub mod error;
+pub mod methods;
+pub mod survey;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use warp::Filter;
+
+use crate::gateway::Gateway;
+use crate::protocol::codes::ErrorCode;
+use error::ApiError;
+
+/// The API routes. Rejections (oversized bodies, ...) are turned into
+/// responses by [`recover`].
+pub fn routes(gateway: Arc<Gateway>) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
+    let limit = gateway.config.api_max_body_size;
+    let with_gateway = warp::any().map(move || gateway.clone());
+    let auth = warp::header::headers_cloned().and(with_gateway.clone()).and_then(authenticate);
+
+    let method = warp::path!("api" / String)
+        .and(warp::post())
+        .and(auth.clone())
+        .and(bounded_body(limit))
+        .then(|method: String, gateway: Arc<Gateway>, body: Bytes| async move { one_method(&gateway, &method, &body).await });
+    let legacy = warp::path!("api")
+        .and(warp::post())
+        .and(auth)
+        .and(bounded_body(limit))
+        .then(|gateway: Arc<Gateway>, body: Bytes| async move { legacy(&gateway, &body).await });
+    method.or(legacy).unify()
+}
+
+#[derive(Debug)]
+struct TooLarge;
+impl warp::reject::Reject for TooLarge {}
+
+/// The request body, refused with 413 past `limit` bytes whether or not the
+/// client sent a Content-Length.
+fn bounded_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length, stream| collect_body(limit, length, stream))
+}
+
+async fn collect_body<B: warp::Buf>(
+    limit: u64,
+    length: Option<u64>,
+    stream: impl futures_util::Stream<Item = Result<B, warp::Error>>,
+) -> Result<Bytes, warp::Rejection> {
+    use futures_util::StreamExt;
+    if length.is_some_and(|l| l > limit) {
+        return Err(warp::reject::custom(TooLarge));
+    }
+    let mut stream = std::pin::pin!(stream);
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| warp::reject::custom(TooLarge))?;
+        if (body.len() + chunk.remaining()) as u64 > limit {
+            return Err(warp::reject::custom(TooLarge));
+        }
+        while chunk.has_remaining() {
+            let n = chunk.chunk().len();
+            body.extend_from_slice(chunk.chunk());
+            chunk.advance(n);
+        }
+    }
+    Ok(body.freeze())
+}
+
+#[derive(Debug)]
+struct Unauthorized;
+impl warp::reject::Reject for Unauthorized {}
+
+async fn authenticate(headers: HeaderMap, gateway: Arc<Gateway>) -> Result<Arc<Gateway>, warp::Rejection> {
+    if gateway.config.api_insecure {
+        return Ok(gateway);
+    }
+    let Some(expected) = gateway.config.api_key.as_deref().filter(|k| !k.is_empty()) else {
+        return Err(warp::reject::custom(Unauthorized));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let given = header("x-api-key").or_else(|| {
+        header("authorization").and_then(|a| {
+            let (scheme, key) = a.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("apikey").then_some(key.trim())
+        })
+    });
+    match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(gateway),
+        _ => Err(warp::reject::custom(Unauthorized)),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<String> {
+    let mut response = Response::new(body.to_string());
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn transport_errors(gateway: &Gateway) -> bool {
+    gateway.config.api_error_mode == "transport"
+}
+
+fn reply(gateway: &Gateway, outcome: Result<Value, ApiError>) -> Response<String> {
+    match outcome {
+        Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
+        Err(e) if transport_errors(gateway) => json_response(e.status(), &json!({ "error": e.body() })),
+        Err(e) => json_response(StatusCode::OK, &json!({ "error": e.body() })),
+    }
+}
+
+async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Response<String> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    let params: Box<RawValue> = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(_) => return reply(gateway, Err(ApiError(ErrorCode::BAD_REQUEST))),
+    };
+    if method == "batch" {
+        // Centrifugo answers batch with its replies at the top level.
+        return match methods::call_batch(gateway, &params).await {
+            Ok(replies) => json_response(StatusCode::OK, &replies),
+            Err(e) => reply(gateway, Err(e)),
+        };
+    }
+    reply(gateway, methods::call(gateway, method, &params).await)
+}
+
+#[derive(Deserialize)]
+struct LegacyCommand {
+    method: String,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+}
+
+/// Legacy `/api`: each line a command, each answered by a line.
+async fn legacy(gateway: &Arc<Gateway>, body: &[u8]) -> Response<String> {
+    let mut lines = Vec::new();
+    for line in body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+        let outcome = match serde_json::from_slice::<LegacyCommand>(line) {
+            Ok(cmd) => {
+                let empty = RawValue::from_string("{}".into()).expect("valid JSON");
+                let params = cmd.params.unwrap_or(empty);
+                if cmd.method == "batch" {
+                    methods::call_batch(gateway, &params).await
+                } else {
+                    methods::call(gateway, &cmd.method, &params).await
+                }
+            }
+            Err(_) => Err(ApiError(ErrorCode::BAD_REQUEST)),
+        };
+        let value = match outcome {
+            Ok(result) => json!({ "result": result }),
+            Err(e) => json!({ "error": e.body() }),
+        };
+        lines.push(value.to_string());
+    }
+    if lines.is_empty() {
+        return reply(gateway, Err(ApiError(ErrorCode::BAD_REQUEST)));
+    }
+    let mut response = Response::new(lines.join("\n"));
+    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Turns rejections into plain responses: a wrong key never says more than 401.
+pub async fn recover(rejection: warp::Rejection) -> Result<Response<String>, warp::Rejection> {
+    let status = if rejection.find::<Unauthorized>().is_some() {
+        StatusCode::UNAUTHORIZED
+    } else if rejection.find::<TooLarge>().is_some() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else if rejection.is_not_found() {
+        StatusCode::NOT_FOUND
+    } else {
+        return Err(rejection);
+    };
+    let mut response = Response::new(status.canonical_reason().unwrap_or("").to_string());
+    *response.status_mut() = status;
+    Ok(response)
+}

@@ -1,0 +1,62 @@
+//! What a gateway answers when another asks about its state (`info`,
+//! `channels`), and how answers from all gateways are merged.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::broker::Answer;
+use crate::gateway::{Gateway, VERSION};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    Info,
+    Channels,
+}
+
+/// One gateway's entry in the `info` result (Centrifugo's node shape).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeInfo {
+    pub uid: String,
+    pub name: String,
+    pub version: String,
+    pub num_clients: u64,
+    pub num_users: u64,
+    pub num_channels: u64,
+    pub num_subs: u64,
+    pub uptime: u64,
+}
+
+/// One gateway's channels and local subscriber counts.
+#[derive(Serialize, Deserialize, Default)]
+pub struct ChannelCounts {
+    pub channels: HashMap<String, u64>,
+}
+
+pub struct Answerer(pub Arc<Gateway>);
+
+impl Answer for Answerer {
+    fn answer(&self, request: &[u8]) -> Bytes {
+        let gateway = &self.0;
+        let hub = &gateway.hub;
+        let answer = match serde_json::from_slice::<Question>(request) {
+            Ok(Question::Info) => serde_json::to_vec(&NodeInfo {
+                uid: gateway.uid.clone(),
+                name: gateway.config.name.clone(),
+                version: VERSION.to_string(),
+                num_clients: hub.num_clients() as u64,
+                num_users: hub.num_users() as u64,
+                num_channels: hub.num_channels() as u64,
+                num_subs: hub.num_subscriptions() as u64,
+                uptime: gateway.started.elapsed().as_secs(),
+            }),
+            Ok(Question::Channels) => serde_json::to_vec(&ChannelCounts {
+                channels: hub.channel_counts().into_iter().map(|(c, n)| (c, n as u64)).collect(),
+            }),
+            Err(_) => Ok(Vec::new()),
+        };
+        answer.map(Bytes::from).unwrap_or_default()
+    }
+}

@@ -1,0 +1,58 @@
+//! Server-side control commands that travel between gateways.
+//!
+//! The HTTP API on any gateway publishes these to the user's control subject
+//! (`<prefix>.user.<user>`); every gateway with connections of that user
+//! receives them and hands them to the matching sessions.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Subscribe the user's connections to a channel.
+    Subscribe {
+        channel: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        client: String,
+    },
+    /// Unsubscribe the user's connections from a channel.
+    Unsubscribe {
+        channel: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        client: String,
+    },
+    /// Close the user's connections (except whitelisted client IDs).
+    Disconnect {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        client: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        whitelist: Vec<String>,
+        code: u16,
+        reason: String,
+    },
+    /// Change the expiry of the user's connections.
+    Refresh {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        client: String,
+        /// Expire the connection now (it then closes with 3005 after the grace delay).
+        #[serde(default)]
+        expired: bool,
+        /// New expiry in Unix seconds; 0 or absent: never expires.
+        #[serde(default)]
+        expire_at: i64,
+    },
+}
+
+impl Control {
+    /// Whether this command applies to a connection with `client_id`.
+    pub fn targets(&self, client_id: &str) -> bool {
+        match self {
+            Control::Subscribe { client, .. } | Control::Unsubscribe { client, .. } | Control::Refresh { client, .. } => {
+                client.is_empty() || client == client_id
+            }
+            Control::Disconnect { client, whitelist, .. } => {
+                (client.is_empty() || client == client_id) && !whitelist.iter().any(|w| w == client_id)
+            }
+        }
+    }
+}

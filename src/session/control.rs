@@ -1,0 +1,59 @@
+//! Server-side control of a session: subscribe, unsubscribe, disconnect and
+//! refresh commands from the server API, delivered through the hub.
+
+use super::Session;
+use crate::control::Control;
+use crate::protocol::codes::{unsubscribe, Disconnect};
+use crate::protocol::{Push, Refresh, Reply, Subscribe, Unsubscribe};
+
+impl Session {
+    /// Applies one control command; `Err` closes the connection.
+    pub async fn handle_control(&mut self, command: Control) -> Result<(), Disconnect> {
+        if self.conn.is_none() {
+            return Ok(());
+        }
+        match command {
+            Control::Subscribe { channel, .. } => {
+                let already = self.conn.as_ref().is_some_and(|c| c.channels.contains(&channel));
+                if already {
+                    return Ok(());
+                }
+                if self.conn.as_ref().is_some_and(|c| c.channels.len() >= self.gateway.config.client_channel_limit) {
+                    return Err(Disconnect::CHANNEL_LIMIT);
+                }
+                if self.join_channel(&channel).await.is_err() {
+                    tracing::warn!(channel, "server-side subscribe failed");
+                    return Ok(());
+                }
+                self.push(channel, |p| p.subscribe = Some(Subscribe::default()));
+            }
+            Control::Unsubscribe { channel, .. } => {
+                if self.leave_channel(&channel) {
+                    let (code, reason) = unsubscribe::SERVER;
+                    self.push(channel, |p| p.unsubscribe = Some(Unsubscribe { code, reason: reason.to_string() }));
+                }
+            }
+            Control::Disconnect { code, reason, .. } => return Err(Disconnect::custom(code, &reason)),
+            Control::Refresh { expired, expire_at, .. } => {
+                let now = super::now_unix();
+                let at = if expired { Some(now) } else { (expire_at > 0).then_some(expire_at) };
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.expire_at = at;
+                }
+                let (expires, ttl) = match at {
+                    Some(at) => (true, (at - now).clamp(0, u32::MAX as i64) as u32),
+                    None => (false, 0),
+                };
+                self.push(String::new(), |p| p.refresh = Some(Refresh { expires, ttl }));
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&self, channel: String, fill: impl FnOnce(&mut Push)) {
+        let mut push = Push { channel, ..Default::default() };
+        fill(&mut push);
+        let reply = Reply { push: Some(push), ..Default::default() };
+        self.outbox.push(self.encode(&reply));
+    }
+}

@@ -19,6 +19,8 @@ pub struct Config {
     pub address: String,
     /// Port for client connections (and the HTTP API).
     pub port: u16,
+    /// Optional separate port for /metrics, /health and /ready.
+    pub internal_port: Option<u16>,
     /// Name of this gateway in `info` and logs; defaults to the host name.
     pub name: String,
 
@@ -81,6 +83,10 @@ pub struct Config {
     /// Largest API request body, in bytes.
     pub api_max_body_size: u64,
 
+    /// On SIGTERM, clients are disconnected (3001) spread over this period,
+    /// so they reconnect elsewhere without a thundering herd.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
     /// How long shutdown may take before the process exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -96,6 +102,7 @@ impl Default for Config {
         Config {
             address: "127.0.0.1".into(),
             port: 8000,
+            internal_port: None,
             name: default_name(),
             nats_url: None,
             nats_prefix: "natsgate".into(),
@@ -122,6 +129,7 @@ impl Default for Config {
             api_insecure: false,
             api_error_mode: String::new(),
             api_max_body_size: 1024 * 1024,
+            drain_period: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             log_level: "info".into(),
             log_format: "text".into(),
@@ -213,6 +221,9 @@ impl Config {
         }
         if self.client_channel_limit == 0 {
             return Err(invalid("client_channel_limit", "must be positive"));
+        }
+        if self.drain_period >= self.shutdown_timeout {
+            return Err(invalid("drain_period", "must be shorter than NATSGATE_SHUTDOWN_TIMEOUT"));
         }
         if !matches!(self.api_error_mode.as_str(), "" | "transport") {
             return Err(invalid("api_error_mode", "must be empty or `transport`"));

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, OnceCell};
 
-use crate::broker::{Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
+use crate::metrics::metrics;
+use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::control::Control;
 use crate::outbox::Outbox;
 use crate::protocol::{Protocol, Publication};
@@ -51,8 +52,6 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     me: Weak<Hub>,
     next_key: AtomicU64,
-    /// Publications not delivered to JSON clients because their data is not JSON.
-    pub dropped_invalid_json: AtomicU64,
 }
 
 impl Hub {
@@ -63,7 +62,6 @@ impl Hub {
             broker,
             me: me.clone(),
             next_key: AtomicU64::new(1),
-            dropped_invalid_json: AtomicU64::new(0),
         })
     }
 
@@ -184,10 +182,13 @@ impl Deliver for Hub {
     fn deliver(&self, channel: &str, message: Message) {
         let channels = self.channels.read();
         let Some(entry) = channels.get(channel) else { return };
+        if let Some(sent) = message.time_ms {
+            metrics().delivery_lag.observe(now_ms().saturating_sub(sent) as f64 / 1000.0);
+        }
         let publication = Publication { data: message.data, info: message.info, offset: 0, tags: message.tags };
         let mut encoded = Encoded::default();
         for client in entry.subscribers.values() {
-            if let Some(bytes) = encoded.get(client.protocol, channel, &publication, self) {
+            if let Some(bytes) = encoded.get(client.protocol, channel, &publication) {
                 client.outbox.push(bytes);
             }
         }
@@ -219,7 +220,7 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn get(&mut self, protocol: Protocol, channel: &str, publication: &Publication, hub: &Hub) -> Option<Bytes> {
+    fn get(&mut self, protocol: Protocol, channel: &str, publication: &Publication) -> Option<Bytes> {
         match protocol {
             Protocol::Protobuf => {
                 // Protobuf embeds bytes as they are; encoding cannot fail.
@@ -233,7 +234,7 @@ impl Encoded {
                     // (a direct NATS publisher sending binary) cannot reach them.
                     let encoded = encode(Protocol::Json, channel, publication);
                     if encoded.is_none() {
-                        hub.dropped_invalid_json.fetch_add(1, Ordering::Relaxed);
+                        metrics().dropped_publications.with_label_values(&["invalid_json"]).inc();
                         tracing::warn!(channel, "publication data is not valid JSON: not delivered to JSON clients");
                     }
                     encoded

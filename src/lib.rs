@@ -12,3 +12,4 @@ pub mod shutdown;
 pub mod server;
 pub mod control;
 pub mod api;
+pub mod metrics;

@@ -1,5 +1,6 @@
 //! Builds a gateway from config and serves it until shutdown.
 
+use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hub::Hub;
+use crate::protocol::codes::Disconnect;
 use crate::shutdown::Shutdown;
 use crate::transport::websocket;
 
@@ -32,6 +34,7 @@ pub enum StartError {
 pub struct Server {
     gateway: Arc<Gateway>,
     listener: TcpListener,
+    internal_listener: Option<TcpListener>,
     shutdown: Shutdown,
     /// Keeps this gateway answering `info` and `channels` surveys.
     _surveys: crate::broker::SubscriptionGuard,
@@ -63,7 +66,14 @@ impl Server {
         }
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-        Ok(Server { gateway, listener, shutdown: Shutdown::new(), _surveys: surveys })
+        let internal_listener = match config.internal_port {
+            Some(port) => {
+                let addr = std::net::SocketAddr::new(addr.ip(), port);
+                Some(TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
+        Ok(Server { gateway, listener, internal_listener, shutdown: Shutdown::new(), _surveys: surveys })
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -74,30 +84,88 @@ impl Server {
         self.shutdown.clone()
     }
 
-    /// Serves until `stop` resolves, then disconnects every client with
-    /// 3001 and waits for them, at most the configured shutdown timeout.
+    /// Serves until `stop` resolves, then drains: readiness turns false, no
+    /// new connections are accepted, clients are closed with 3001 spread over
+    /// the drain period, and the rest at its end; waits for them at most the
+    /// shutdown timeout.
     pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { gateway, listener, shutdown, _surveys } = self;
-        let health = warp::path!("health").and(warp::get()).map(|| warp::reply::json(&serde_json::json!({})));
-        let routes = websocket::route(gateway.clone(), shutdown.clone())
-            .or(health)
-            .or(api::routes(gateway.clone()))
-            .recover(api::recover);
+        let Server { gateway, listener, internal_listener, shutdown, _surveys } = self;
+        let ops = ops_routes(gateway.clone(), shutdown.clone());
+        let clients = websocket::route(gateway.clone(), shutdown.clone()).or(api::routes(gateway.clone()));
 
         let draining = shutdown.clone();
-        let server = warp::serve(routes).incoming(listener).graceful(async move {
+        let stop_accepting = async move {
             stop.await;
-            draining.begin();
-        });
-        server.run().await;
-        tracing::info!("stopped accepting; waiting for {} connections to close", gateway.hub.num_clients());
-        let limit = gateway.config.shutdown_timeout;
-        if !shutdown.wait(limit).await {
-            tracing::warn!("shutdown timeout reached with connections still open");
-        }
-        // Give the OS a moment to flush close frames before the process exits.
-        tokio::time::sleep(Duration::from_millis(10)).await;
+            draining.begin_drain();
+        };
+        let main = match internal_listener {
+            Some(internal) => {
+                let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+                // The internal port keeps answering /ready (false) while draining.
+                let ops_server = warp::serve(ops.recover(api::recover)).incoming(internal).graceful(async move {
+                    let _ = done_rx.await;
+                });
+                let ops_task = tokio::spawn(ops_server.run());
+                warp::serve(clients.recover(api::recover)).incoming(listener).graceful(stop_accepting).run().await;
+                drain(&gateway, &shutdown).await;
+                let _ = done_tx.send(());
+                let _ = ops_task.await;
+                return;
+            }
+            None => warp::serve(clients.or(ops).recover(api::recover)).incoming(listener).graceful(stop_accepting),
+        };
+        main.run().await;
+        drain(&gateway, &shutdown).await;
     }
+}
+
+/// Closes clients with 3001, one by one over the drain period, then the rest.
+async fn drain(gateway: &Gateway, shutdown: &Shutdown) {
+    let config = &gateway.config;
+    let started = tokio::time::Instant::now();
+    let clients = gateway.hub.all_clients();
+    tracing::info!("draining {} connections over {:?}", clients.len(), config.drain_period);
+    let n = clients.len().max(1) as u32;
+    for (i, client) in clients.iter().enumerate() {
+        tokio::time::sleep_until(started + config.drain_period * i as u32 / n).await;
+        client.outbox.close(Disconnect::SHUTDOWN);
+    }
+    shutdown.force();
+    let left = config.shutdown_timeout.saturating_sub(started.elapsed());
+    if !shutdown.wait(left).await {
+        tracing::warn!("shutdown timeout reached with connections still open");
+    }
+    // Give the OS a moment to flush close frames before the process exits.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// `/health` (liveness), `/ready` (readiness) and `/metrics`.
+fn ops_routes(
+    gateway: Arc<Gateway>,
+    shutdown: Shutdown,
+) -> impl Filter<Extract = (http::Response<String>,), Error = warp::Rejection> + Clone {
+    let health = warp::path!("health").and(warp::get()).map(|| text(StatusCode::OK, "{}", "application/json"));
+    let ready_gateway = gateway.clone();
+    let ready = warp::path!("ready").and(warp::get()).map(move || {
+        if shutdown.is_draining() {
+            text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"draining"}"#, "application/json")
+        } else if !ready_gateway.hub.broker().is_connected() {
+            text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"broker disconnected"}"#, "application/json")
+        } else {
+            text(StatusCode::OK, r#"{"ready":true}"#, "application/json")
+        }
+    });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .map(move || text(StatusCode::OK, &crate::metrics::render(&gateway), "text/plain; version=0.0.4"));
+    health.or(ready).unify().or(metrics).unify()
+}
+
+fn text(status: StatusCode, body: &str, content_type: &'static str) -> http::Response<String> {
+    let mut response = http::Response::new(body.to_string());
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", http::HeaderValue::from_static(content_type));
+    response
 }
 
 /// Resolves on SIGTERM or SIGINT.

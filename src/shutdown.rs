@@ -1,5 +1,6 @@
-//! Shutdown: one signal every connection watches, and a tracker to know
-//! when the last connection task has finished.
+//! Shutdown in two steps: draining (readiness false, no new connections,
+//! clients closed one by one) and then forcing (close whatever is left), with
+//! a tracker to know when the last connection task has finished.
 
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -7,7 +8,8 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Default)]
 pub struct Shutdown {
-    token: CancellationToken,
+    drain: CancellationToken,
+    force: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -16,19 +18,30 @@ impl Shutdown {
         Self::default()
     }
 
-    /// Tells every connection to close with 3001 and stops new upgrades.
-    pub fn begin(&self) {
-        self.token.cancel();
+    /// Readiness turns false and new WebSocket upgrades are refused.
+    pub fn begin_drain(&self) {
+        self.drain.cancel();
         self.tracker.close();
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.token.is_cancelled()
+    /// Every remaining connection closes with 3001.
+    pub fn force(&self) {
+        self.begin_drain();
+        self.force.cancel();
     }
 
-    /// Resolves once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_cancelled()
+    }
+
+    /// Resolves once draining has begun.
     pub async fn draining(&self) {
-        self.token.cancelled().await
+        self.drain.cancelled().await
+    }
+
+    /// Resolves once remaining connections must close.
+    pub async fn forced(&self) {
+        self.force.cancelled().await
     }
 
     /// Connection tasks are spawned on this tracker.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::error::ApiError;
 use super::survey::{ChannelCounts, NodeInfo, Question};
-use crate::broker::Message;
+use crate::broker::{now_ms, Message};
 use crate::control::Control;
 use crate::gateway::Gateway;
 use crate::protocol::codes::{Disconnect, ErrorCode};
@@ -222,7 +222,7 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
 
 async fn publish(gateway: &Gateway, channel: &str, data: Bytes, tags: HashMap<String, String>) -> Result<(), ApiError> {
     check_channel(gateway, channel)?;
-    let message = Message { data, info: None, tags };
+    let message = Message { data, info: None, tags, time_ms: Some(now_ms()) };
     gateway.hub.broker().publish(channel, message).await?;
     Ok(())
 }

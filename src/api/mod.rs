@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use warp::Filter;
 
 use crate::gateway::Gateway;
+use crate::metrics::{method_label, metrics};
 use crate::protocol::codes::ErrorCode;
 use error::ApiError;
 
@@ -135,7 +136,10 @@ async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Respon
             Err(e) => reply(gateway, Err(e)),
         };
     }
-    reply(gateway, methods::call(gateway, method, &params).await)
+    let started = std::time::Instant::now();
+    let outcome = methods::call(gateway, method, &params).await;
+    metrics().api_command_duration.with_label_values(&[method_label(method)]).observe(started.elapsed().as_secs_f64());
+    reply(gateway, outcome)
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,13 @@ pub struct Message {
     /// Publisher, when a client published.
     pub info: Option<ClientInfo>,
     pub tags: HashMap<String, String>,
+    /// When it was published (Unix milliseconds), if the publisher said.
+    pub time_ms: Option<u64>,
+}
+
+/// Now in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]

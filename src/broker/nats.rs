@@ -20,6 +20,8 @@ use crate::protocol::ClientInfo;
 pub const HEADER_TAGS: &str = "Natsgate-Tags";
 /// Header with the publisher's ClientInfo as JSON (client publications).
 pub const HEADER_INFO: &str = "Natsgate-Info";
+/// Header with the publish time in Unix milliseconds (for the delivery lag metric).
+pub const HEADER_TIME: &str = "Natsgate-Time";
 
 pub struct NatsBroker {
     client: async_nats::Client,
@@ -30,6 +32,19 @@ impl NatsBroker {
     pub async fn connect(url: &str, subjects: SubjectMap) -> Result<Self, BrokerError> {
         let client = async_nats::ConnectOptions::new()
             .name("natsgate")
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        // The first Connected is the initial connection.
+                        if CONNECTED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            crate::metrics::metrics().nats_reconnects.inc();
+                        }
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    other => tracing::info!("NATS: {other}"),
+                }
+            })
             .retry_on_initial_connect()
             .connect(url)
             .await
@@ -73,6 +88,9 @@ pub fn encode_headers(message: &Message) -> Option<HeaderMap> {
             headers.insert(HEADER_INFO, info.as_str());
         }
     }
+    if let Some(time) = message.time_ms {
+        headers.insert(HEADER_TIME, time.to_string().as_str());
+    }
     (!headers.is_empty()).then_some(headers)
 }
 
@@ -87,6 +105,7 @@ pub fn decode_message(msg: async_nats::Message) -> Message {
                 Err(e) => tracing::warn!(subject = %msg.subject, "ignoring malformed {HEADER_TAGS} header: {e}"),
             }
         }
+        out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
         if let Some(info) = headers.get(HEADER_INFO) {
             match serde_json::from_str::<ClientInfo>(info.as_str()) {
                 Ok(info) => out.info = Some(info),
@@ -96,6 +115,8 @@ pub fn decode_message(msg: async_nats::Message) -> Message {
     }
     out
 }
+
+static CONNECTED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A survey waits this long for the first answer, and then for each next one.
 const SURVEY_FIRST_ANSWER: Duration = Duration::from_millis(1000);

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::control::Control;
 use crate::gateway::Gateway;
+use crate::metrics::metrics;
 use tokio::sync::mpsc;
 use crate::hub::ClientHandle;
 use crate::outbox::Outbox;
@@ -97,6 +98,7 @@ impl Session {
                 return Err(Disconnect::BAD_REQUEST);
             }
         };
+        metrics().messages_received.with_label_values(&["websocket"]).inc_by(commands.len() as u64);
         let mut batch = BytesMut::new();
         let mut result = Ok(());
         for command in commands {
@@ -133,7 +135,10 @@ impl Session {
         if self.conn.is_none() && command.connect.is_none() {
             return Err(Disconnect::BAD_REQUEST);
         }
+        let method = method_name(&command);
+        let started = std::time::Instant::now();
         let outcome = self.dispatch(command).await;
+        metrics().command_duration.with_label_values(&[method]).observe(started.elapsed().as_secs_f64());
         match outcome {
             Ok(mut reply) => {
                 reply.id = id;
@@ -207,6 +212,28 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The metric label of a command: the first request field set.
+fn method_name(command: &Command) -> &'static str {
+    let c = command;
+    [
+        (c.connect.is_some(), "connect"),
+        (c.subscribe.is_some(), "subscribe"),
+        (c.unsubscribe.is_some(), "unsubscribe"),
+        (c.publish.is_some(), "publish"),
+        (c.presence.is_some(), "presence"),
+        (c.presence_stats.is_some(), "presence_stats"),
+        (c.history.is_some(), "history"),
+        (c.ping.is_some(), "ping"),
+        (c.send.is_some(), "send"),
+        (c.rpc.is_some(), "rpc"),
+        (c.refresh.is_some(), "refresh"),
+        (c.sub_refresh.is_some(), "sub_refresh"),
+    ]
+    .into_iter()
+    .find_map(|(set, name)| set.then_some(name))
+    .unwrap_or("unknown")
 }
 
 /// Seconds since the Unix epoch.

@@ -2,7 +2,7 @@
 
 use super::error::CommandError;
 use super::Session;
-use crate::broker::Message;
+use crate::broker::{now_ms, Message};
 use crate::protocol::codes::ErrorCode;
 use crate::protocol::{ClientInfo, PublishRequest, PublishResult, Reply};
 
@@ -24,7 +24,7 @@ impl Session {
             conn_info: conn.info.clone(),
             chan_info: Default::default(),
         };
-        let message = Message { data: req.data, info: Some(info), tags: Default::default() };
+        let message = Message { data: req.data, info: Some(info), tags: Default::default(), time_ms: Some(now_ms()) };
         self.gateway.hub.broker().publish(&req.channel, message).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

@@ -28,6 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 use warp::Filter;
 
 use crate::gateway::Gateway;
+use crate::metrics::metrics;
 use crate::outbox::{Drained, Outbox};
 use crate::protocol::codes::Disconnect;
 use crate::protocol::Protocol;
@@ -163,6 +164,12 @@ async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shut
     read_loop(stream, &mut session, &outbox, &gateway, &shutdown).await;
     // The first reason wins: when the client went away this is a no-op write.
     outbox.close(Disconnect::CONNECTION_CLOSED);
+    if let Some(reason) = outbox.close_reason() {
+        metrics().disconnects.with_label_values(&[&reason.code.to_string()]).inc();
+        if reason == Disconnect::SLOW {
+            metrics().slow_disconnects.inc();
+        }
+    }
     session.close();
     let _ = writer.await;
 }
@@ -176,7 +183,7 @@ async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &
         tokio::select! {
             biased;
             _ = outbox.closing() => return,
-            _ = shutdown.draining() => {
+            _ = shutdown.forced() => {
                 outbox.close(Disconnect::SHUTDOWN);
                 return;
             }
@@ -253,6 +260,7 @@ async fn write_loop(
         tokio::select! {
             drained = outbox.next() => match drained {
                 Drained::Messages(messages) => {
+                    metrics().messages_sent.with_label_values(&["websocket"]).inc_by(messages.len() as u64);
                     let frame = into_frame(protocol, messages);
                     tokio::select! {
                         result = sink.send(frame) => if result.is_err() { return },

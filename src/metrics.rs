@@ -1,0 +1,134 @@
+//! Prometheus metrics, typed: call sites use these fields and never format
+//! metric names. Gauges that mirror hub state are set at scrape time from the
+//! hub itself, so they are exact and cost nothing on the hot path.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::sync::LazyLock;
+
+use crate::gateway::Gateway;
+
+/// The connections gauge; autoscaling (HPA, KEDA) targets this name.
+pub const CONNECTIONS: &str = "natsgate_client_connections";
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: IntGauge,
+    pub users: IntGauge,
+    pub subscriptions: IntGauge,
+    pub channels: IntGauge,
+    pub messages_sent: IntCounterVec,
+    pub messages_received: IntCounterVec,
+    pub command_duration: HistogramVec,
+    pub api_command_duration: HistogramVec,
+    pub disconnects: IntCounterVec,
+    pub slow_disconnects: IntCounter,
+    pub nats_connected: IntGauge,
+    pub nats_reconnects: IntCounter,
+    pub dropped_publications: IntCounterVec,
+    pub delivery_lag: Histogram,
+}
+
+fn new_metrics() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
+    let counter_vec = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    };
+    let histogram_vec = |name: &str, help: &str| -> Result<HistogramVec, prometheus::Error> {
+        let buckets = vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+        let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["method"])?;
+        registry.register(Box::new(h.clone()))?;
+        Ok(h)
+    };
+    let slow_disconnects = IntCounter::new(
+        "natsgate_client_slow_disconnects_total",
+        "Clients disconnected because their outbound queue overflowed (3008).",
+    )?;
+    registry.register(Box::new(slow_disconnects.clone()))?;
+    let nats_reconnects = IntCounter::new("natsgate_nats_reconnects_total", "Reconnections to NATS.")?;
+    registry.register(Box::new(nats_reconnects.clone()))?;
+    let delivery_lag = Histogram::with_opts(
+        HistogramOpts::new(
+            "natsgate_publication_delivery_lag_seconds",
+            "Time from publish (API or client) to the queueing of the publication for local subscribers.",
+        )
+        .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
+    )?;
+    registry.register(Box::new(delivery_lag.clone()))?;
+    Ok(Metrics {
+        connections: gauge(CONNECTIONS, "Client connections on this gateway.")?,
+        users: gauge("natsgate_client_users", "Distinct users connected to this gateway.")?,
+        subscriptions: gauge("natsgate_client_subscriptions", "Channel subscriptions of clients on this gateway.")?,
+        channels: gauge("natsgate_channels", "Channels with at least one subscriber on this gateway.")?,
+        messages_sent: counter_vec(
+            "natsgate_transport_messages_sent_total",
+            "Protocol messages sent to clients.",
+            &["transport"],
+        )?,
+        messages_received: counter_vec(
+            "natsgate_transport_messages_received_total",
+            "Protocol messages (commands) received from clients.",
+            &["transport"],
+        )?,
+        command_duration: histogram_vec(
+            "natsgate_client_command_duration_seconds",
+            "Time to handle a client command, by method.",
+        )?,
+        api_command_duration: histogram_vec(
+            "natsgate_api_command_duration_seconds",
+            "Time to handle a server API command, by method.",
+        )?,
+        disconnects: counter_vec("natsgate_client_disconnects_total", "Client disconnections by code.", &["code"])?,
+        slow_disconnects,
+        nats_connected: gauge("natsgate_nats_connected", "1 when the broker is connected, else 0.")?,
+        nats_reconnects,
+        dropped_publications: counter_vec(
+            "natsgate_publications_dropped_total",
+            "Publications not delivered to some clients, by reason.",
+            &["reason"],
+        )?,
+        delivery_lag,
+        registry,
+    })
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| new_metrics().expect("metric definitions are valid"));
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Renders every metric in the Prometheus text format.
+pub fn render(gateway: &Gateway) -> String {
+    let m = metrics();
+    let hub = &gateway.hub;
+    m.connections.set(hub.num_clients() as i64);
+    m.users.set(hub.num_users() as i64);
+    m.subscriptions.set(hub.num_subscriptions() as i64);
+    m.channels.set(hub.num_channels() as i64);
+    m.nats_connected.set(hub.broker().is_connected() as i64);
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::warn!("cannot encode metrics: {e}");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Known method names for latency labels; anything else is "unknown", so a
+/// client cannot grow the label set.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history", "ping", "send",
+        "rpc", "refresh", "sub_refresh", "broadcast", "disconnect", "channels", "info", "batch", "history_remove",
+    ];
+    KNOWN.iter().find(|k| **k == method).copied().unwrap_or("unknown")
+}

@@ -47,6 +47,8 @@ pub struct Session {
     outbox: Arc<Outbox>,
     liveness: Arc<Liveness>,
     conn: Option<Connected>,
+    /// A connect was answered with an error; nothing more is accepted.
+    connect_refused: bool,
 }
 
 /// State that exists once `connect` succeeded.
@@ -62,7 +64,7 @@ impl Session {
     pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
         let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None }
+        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None, connect_refused: false }
     }
 
     /// The queue of server-side control commands; the transport takes it
@@ -132,7 +134,9 @@ impl Session {
         if id == 0 {
             return self.handle_async(command).map(|()| None);
         }
-        if self.conn.is_none() && command.connect.is_none() {
+        // Before a successful connect only `connect` is allowed, and only
+        // once: after a refused connect the connection is unusable.
+        if self.conn.is_none() && (command.connect.is_none() || self.connect_refused) {
             return Err(Disconnect::BAD_REQUEST);
         }
         let method = method_name(&command);
@@ -144,7 +148,12 @@ impl Session {
                 reply.id = id;
                 Ok(Some(reply))
             }
-            Err(CommandError::Reply(code)) => Ok(Some(Reply { id, error: Some(code.to_message()), ..Default::default() })),
+            Err(CommandError::Reply(code)) => {
+                if self.conn.is_none() {
+                    self.connect_refused = true;
+                }
+                Ok(Some(Reply { id, error: Some(code.to_message()), ..Default::default() }))
+            }
             Err(CommandError::Disconnect(d)) => Err(d),
         }
     }
@@ -156,8 +165,8 @@ impl Session {
             return Ok(());
         }
         if command.send.is_some() && self.conn.is_some() {
-            // No send proxy: Centrifugo accepts and drops async messages.
-            return Ok(());
+            // No send handler (no proxy): Centrifugo closes with "not available".
+            return Err(Disconnect::NOT_AVAILABLE);
         }
         Err(Disconnect::BAD_REQUEST)
     }
@@ -190,13 +199,14 @@ impl Session {
             return Err(ErrorCode::NOT_AVAILABLE.into());
         }
         if command.rpc.is_some() {
-            // No RPC proxy configured: Centrifugo answers "method not found".
-            return Err(ErrorCode::METHOD_NOT_FOUND.into());
+            // No RPC proxy configured: no RPC handler, so "not available".
+            return Err(ErrorCode::NOT_AVAILABLE.into());
         }
         if command.send.is_some() {
-            return Err(ErrorCode::BAD_REQUEST.into());
+            return Err(Disconnect::NOT_AVAILABLE.into());
         }
-        Err(ErrorCode::METHOD_NOT_FOUND.into())
+        // A command of no known kind.
+        Err(Disconnect::BAD_REQUEST.into())
     }
 
     /// Leaves every channel and forgets the client; the transport calls this

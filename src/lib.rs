@@ -13,3 +13,5 @@ pub mod server;
 pub mod control;
 pub mod api;
 pub mod metrics;
+pub mod cli;
+pub mod channels;

@@ -1,0 +1,179 @@
+//! Centrifugo's channel model: namespaces, name rules and permissions.
+//!
+//! Pure decisions, no I/O: the session asks "may this client do X on this
+//! channel" and gets a protocol error code or a yes. Keeping them pure makes
+//! the permission matrix testable as a table (see `tests` below).
+
+pub mod options;
+
+use regex::Regex;
+use std::collections::HashMap;
+
+use crate::broker::subject::namespace_of;
+use crate::protocol::codes::ErrorCode;
+pub use options::{parse_namespaces, ChannelOptions};
+
+/// Channels starting with this need a subscription token.
+pub const PRIVATE_PREFIX: char = '$';
+/// `name#42,43`: the users after the last `#` may subscribe.
+pub const USER_BOUNDARY: char = '#';
+pub const USER_SEPARATOR: char = ',';
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub user: &'a str,
+    /// Already subscribed to the channel in question.
+    pub subscribed: bool,
+}
+
+impl Actor<'_> {
+    fn anonymous(&self) -> bool {
+        self.user.is_empty()
+    }
+}
+
+/// The channel rules of this gateway, built once from configuration.
+pub struct ChannelRules {
+    top: Namespace,
+    namespaces: HashMap<String, Namespace>,
+    max_length: usize,
+}
+
+struct Namespace {
+    options: ChannelOptions,
+    regex: Option<Regex>,
+}
+
+impl Namespace {
+    fn new(options: ChannelOptions) -> Result<Self, String> {
+        let regex = match options.channel_regex.as_str() {
+            "" => None,
+            re => Some(Regex::new(re).map_err(|e| format!("channel_regex: {e}"))?),
+        };
+        Ok(Namespace { options, regex })
+    }
+}
+
+/// A channel looked up in the rules.
+pub struct Resolved<'a> {
+    pub options: &'a ChannelOptions,
+    pub private: bool,
+    /// For user-limited channels (when the namespace allows them): the users.
+    pub allowed_users: Option<Vec<&'a str>>,
+}
+
+impl ChannelRules {
+    pub fn new(
+        top: ChannelOptions,
+        namespaces: Vec<(String, ChannelOptions)>,
+        max_length: usize,
+    ) -> Result<Self, String> {
+        top.validate()?;
+        let mut map = HashMap::new();
+        for (name, options) in namespaces {
+            let ns = Namespace::new(options).map_err(|e| format!("namespace {name:?}: {e}"))?;
+            map.insert(name, ns);
+        }
+        Ok(ChannelRules { top: Namespace::new(top)?, namespaces: map, max_length })
+    }
+
+    /// Rules for one namespace ("" for the top level), if it exists.
+    pub fn namespace(&self, name: &str) -> Option<&ChannelOptions> {
+        if name.is_empty() {
+            Some(&self.top.options)
+        } else {
+            self.namespaces.get(name).map(|n| &n.options)
+        }
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &ChannelOptions)> {
+        std::iter::once(("", &self.top.options)).chain(self.namespaces.iter().map(|(n, ns)| (n.as_str(), &ns.options)))
+    }
+
+    /// Finds a channel's namespace and checks its name: unknown namespace
+    /// 102; too long or not matching the name rules 107.
+    pub fn resolve<'a>(&'a self, channel: &'a str) -> Result<Resolved<'a>, ErrorCode> {
+        if channel.len() > self.max_length {
+            return Err(ErrorCode::BAD_REQUEST);
+        }
+        let ns_name = namespace_of(channel);
+        let ns = if ns_name.is_empty() { &self.top } else { self.namespaces.get(ns_name).ok_or(ErrorCode::UNKNOWN_CHANNEL)? };
+        let body = channel.strip_prefix(PRIVATE_PREFIX).unwrap_or(channel);
+        let rest = if ns_name.is_empty() { channel } else { &body[ns_name.len() + 1..] };
+        let name_ok = match &ns.regex {
+            Some(re) => re.is_match(rest),
+            None => channel.is_ascii(),
+        };
+        if !name_ok {
+            return Err(ErrorCode::BAD_REQUEST);
+        }
+        let allowed_users = (ns.options.allow_user_limited_channels && channel.contains(USER_BOUNDARY))
+            .then(|| channel.rsplit(USER_BOUNDARY).next().unwrap_or("").split(USER_SEPARATOR).collect());
+        Ok(Resolved { options: &ns.options, private: channel.starts_with(PRIVATE_PREFIX), allowed_users })
+    }
+}
+
+impl Resolved<'_> {
+    /// Client-side subscribe. A verified subscription token grants access on
+    /// its own (the application signed it); private channels need one.
+    pub fn can_subscribe(&self, actor: Actor, has_token: bool) -> Result<(), ErrorCode> {
+        if has_token {
+            return Ok(());
+        }
+        if self.private {
+            return Err(ErrorCode::PERMISSION_DENIED);
+        }
+        if let Some(users) = &self.allowed_users {
+            // An anonymous client never matches a user list.
+            return if !actor.anonymous() && users.contains(&actor.user) {
+                Ok(())
+            } else {
+                Err(ErrorCode::PERMISSION_DENIED)
+            };
+        }
+        let o = self.options;
+        if o.allow_subscribe_for_client && (!actor.anonymous() || o.allow_subscribe_for_anonymous) {
+            Ok(())
+        } else {
+            Err(ErrorCode::PERMISSION_DENIED)
+        }
+    }
+
+    pub fn can_publish(&self, actor: Actor) -> Result<(), ErrorCode> {
+        let o = self.options;
+        allowed(o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous, actor)
+    }
+
+    /// Presence and presence_stats: 108 when presence is off for the channel.
+    pub fn can_presence(&self, actor: Actor) -> Result<(), ErrorCode> {
+        let o = self.options;
+        if !o.presence {
+            return Err(ErrorCode::NOT_AVAILABLE);
+        }
+        allowed(o.allow_presence_for_client, o.allow_presence_for_subscriber, o.allow_presence_for_anonymous, actor)
+    }
+
+    /// History: 108 when the channel keeps no history.
+    pub fn can_history(&self, actor: Actor) -> Result<(), ErrorCode> {
+        let o = self.options;
+        if !o.history_enabled() {
+            return Err(ErrorCode::NOT_AVAILABLE);
+        }
+        allowed(o.allow_history_for_client, o.allow_history_for_subscriber, o.allow_history_for_anonymous, actor)
+    }
+}
+
+/// Centrifugo's rule for publish, presence and history: allowed for clients,
+/// or for subscribers; anonymous clients additionally need the anonymous flag.
+fn allowed(for_client: bool, for_subscriber: bool, for_anonymous: bool, actor: Actor) -> Result<(), ErrorCode> {
+    let who_ok = !actor.anonymous() || for_anonymous;
+    if who_ok && (for_client || (for_subscriber && actor.subscribed)) {
+        Ok(())
+    } else {
+        Err(ErrorCode::PERMISSION_DENIED)
+    }
+}
+
+#[cfg(test)]
+mod tests;

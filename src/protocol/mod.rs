@@ -32,6 +32,21 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
     #[error("truncated length prefix")]
     Truncated,
+    #[error("message shorter than its length prefix")]
+    TruncatedMessage,
+    #[error("JSON command is not an object")]
+    NotObject,
+    #[error("JSON frame is not valid UTF-8: {0}")]
+    Utf8(#[from] std::str::Utf8Error),
+}
+
+/// Why a reply could not be encoded. Only JSON can fail: a `bytes` field
+/// (`data`, `info`, ...) that is not valid JSON cannot be embedded raw, for
+/// example binary data published by a Protobuf client.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("a bytes field is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl Protocol {
@@ -43,20 +58,42 @@ impl Protocol {
         }
     }
 
-    /// Appends one encoded reply to `out`, with the separator or length
-    /// prefix this protocol needs so that several replies form one frame.
-    pub fn encode_reply(self, reply: &Reply, out: &mut BytesMut) {
+    /// Appends one encoded reply to `out`: JSON without a separator (see
+    /// `join_into`), Protobuf with its length prefix. On error `out` is left
+    /// as it was.
+    pub fn encode_reply(self, reply: &Reply, out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Protocol::Json => json::encode_reply(reply, out),
-            Protocol::Protobuf => protobuf::encode_reply(reply, out),
+            Protocol::Protobuf => {
+                protobuf::encode_reply(reply, out);
+                Ok(())
+            }
         }
     }
 
     /// Encodes one reply as a standalone, frame-ready message.
-    pub fn encode_one(self, reply: &Reply) -> Bytes {
+    pub fn encode_one(self, reply: &Reply) -> Result<Bytes, EncodeError> {
         let mut out = BytesMut::with_capacity(64);
-        self.encode_reply(reply, &mut out);
-        out.freeze()
+        self.encode_reply(reply, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// The fan-out fast path: appends exactly the bytes `encode_reply` would
+    /// for `Reply { push: Push { channel, pub: publication } }`, without
+    /// building (or cloning into) a `Reply`.
+    pub fn encode_publication_push(
+        self,
+        channel: &str,
+        publication: &Publication,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        match self {
+            Protocol::Json => json::encode_publication_push(channel, publication, out),
+            Protocol::Protobuf => {
+                protobuf::encode_publication_push(channel, publication, out);
+                Ok(())
+            }
+        }
     }
 
     /// Joins encoded messages into one frame. JSON messages are separated

@@ -53,7 +53,8 @@ impl Server {
             None => Arc::new(MemoryBroker::new()),
         };
         let hub = Hub::new(broker);
-        let gateway = Gateway::new(config.clone(), hub.clone(), verifier);
+        let rules = config.channel_rules()?;
+        let gateway = Gateway::new(config.clone(), hub.clone(), verifier, rules);
         let surveys = hub
             .broker()
             .answer_surveys(Arc::new(Answerer(gateway.clone())))

@@ -8,8 +8,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::config::{ConfigError, ENV_PREFIX};
 
-const RSA_VAR: &str = "TOKEN_RSA_PUBLIC_KEY";
-const ECDSA_VAR: &str = "TOKEN_ECDSA_PUBLIC_KEY";
 
 fn bad_key(var: &str, problem: &str) -> ConfigError {
     ConfigError::Invalid { var: format!("{ENV_PREFIX}{var}"), problem: problem.to_string() }
@@ -24,9 +22,10 @@ fn refuse_private(var: &str, pem: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-pub(super) fn rsa(pem: &str) -> Result<DecodingKey, ConfigError> {
-    refuse_private(RSA_VAR, pem)?;
-    let bad = || bad_key(RSA_VAR, "must be a PEM-encoded RSA public key");
+/// `var` names the option (without prefix) in errors.
+pub(super) fn rsa(var: &str, pem: &str) -> Result<DecodingKey, ConfigError> {
+    refuse_private(var, pem)?;
+    let bad = || bad_key(var, "must be a PEM-encoded RSA public key");
     let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| bad())?;
     // from_rsa_pem only unwraps the PEM; the key itself is parsed on every
     // verification. Parse it once here so a bad key fails at startup rather
@@ -35,9 +34,9 @@ pub(super) fn rsa(pem: &str) -> Result<DecodingKey, ConfigError> {
     Ok(key)
 }
 
-pub(super) fn ecdsa(pem: &str) -> Result<DecodingKey, ConfigError> {
-    refuse_private(ECDSA_VAR, pem)?;
-    let bad = || bad_key(ECDSA_VAR, "must be a PEM-encoded P-256 or P-384 public key");
+pub(super) fn ecdsa(var: &str, pem: &str) -> Result<DecodingKey, ConfigError> {
+    refuse_private(var, pem)?;
+    let bad = || bad_key(var, "must be a PEM-encoded P-256 or P-384 public key");
     let key = DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| bad())?;
     let alg = match Jwk::from_decoding_key(&key, None).map_err(|_| bad())?.algorithm {
         AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,

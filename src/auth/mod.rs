@@ -80,10 +80,45 @@ fn invalid(why: &str) -> TokenError {
 /// Verifies connection and subscription tokens with the keys from config.
 /// Each alg family has at most one key, chosen by the token header's `alg`.
 pub struct TokenVerifier {
+    connection: KeySet,
+    /// Subscription keys; each family falls back to the connection key.
+    subscription: KeySet,
+    validation: Validation,
+}
+
+#[derive(Clone, Default)]
+struct KeySet {
     hmac: Option<DecodingKey>,
     rsa: Option<DecodingKey>,
     ecdsa: Option<DecodingKey>,
-    validation: Validation,
+}
+
+impl KeySet {
+    fn load(hmac: &Option<String>, rsa: &Option<String>, ecdsa: &Option<String>, prefix: &str) -> Result<Self, ConfigError> {
+        Ok(KeySet {
+            hmac: set(hmac).map(|s| DecodingKey::from_secret(s.as_bytes())),
+            rsa: set(rsa).map(|pem| keys::rsa(&format!("{prefix}TOKEN_RSA_PUBLIC_KEY"), pem)).transpose()?,
+            ecdsa: set(ecdsa).map(|pem| keys::ecdsa(&format!("{prefix}TOKEN_ECDSA_PUBLIC_KEY"), pem)).transpose()?,
+        })
+    }
+
+    fn or(self, fallback: &KeySet) -> KeySet {
+        KeySet {
+            hmac: self.hmac.or_else(|| fallback.hmac.clone()),
+            rsa: self.rsa.or_else(|| fallback.rsa.clone()),
+            ecdsa: self.ecdsa.or_else(|| fallback.ecdsa.clone()),
+        }
+    }
+
+    fn for_alg(&self, alg: Algorithm) -> Option<&DecodingKey> {
+        match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.as_ref(),
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => self.rsa.as_ref(),
+            Algorithm::ES256 | Algorithm::ES384 => self.ecdsa.as_ref(),
+            // PS*, EdDSA: not part of Centrifugo's token algorithms.
+            _ => None,
+        }
+    }
 }
 
 impl TokenVerifier {
@@ -92,45 +127,47 @@ impl TokenVerifier {
     /// Empty values count as unset: an empty HMAC secret would let anyone
     /// mint tokens.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let c = config;
+        let connection = KeySet::load(&c.token_hmac_secret_key, &c.token_rsa_public_key, &c.token_ecdsa_public_key, "")?;
+        let subscription = KeySet::load(
+            &c.subscription_token_hmac_secret_key,
+            &c.subscription_token_rsa_public_key,
+            &c.subscription_token_ecdsa_public_key,
+            "SUBSCRIPTION_",
+        )?
+        .or(&connection);
         Ok(TokenVerifier {
-            hmac: set(&config.token_hmac_secret_key).map(|s| DecodingKey::from_secret(s.as_bytes())),
-            rsa: set(&config.token_rsa_public_key).map(keys::rsa).transpose()?,
-            ecdsa: set(&config.token_ecdsa_public_key).map(keys::ecdsa).transpose()?,
+            connection,
+            subscription,
             validation: keys::validation(set(&config.token_audience), set(&config.token_issuer)),
         })
     }
 
     /// Whether any key is configured (no key: every token is invalid).
     pub fn has_keys(&self) -> bool {
-        self.hmac.is_some() || self.rsa.is_some() || self.ecdsa.is_some()
+        let k = &self.connection;
+        k.hmac.is_some() || k.rsa.is_some() || k.ecdsa.is_some()
     }
 
     /// Verifies a connection token. `Expired` when `exp` or `expire_at` has
     /// passed (and the signature is good); `Invalid` for everything else.
     pub fn verify_connect(&self, token: &str) -> Result<Credentials, TokenError> {
-        self.decode::<claims::ConnectClaims>(token)?.into_credentials(now())
+        self.decode::<claims::ConnectClaims>(&self.connection, token)?.into_credentials(now())
     }
 
     /// Verifies a subscription token (same keys and rules as connection
     /// tokens; `channel` is required).
     pub fn verify_subscription(&self, token: &str) -> Result<SubscriptionClaims, TokenError> {
-        self.decode::<claims::SubscribeClaims>(token)?.into_subscription(now())
+        self.decode::<claims::SubscribeClaims>(&self.subscription, token)?.into_subscription(now())
     }
 
     /// Checks signature and standard claims, then parses the payload.
-    fn decode<T: DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
+    fn decode<T: DeserializeOwned>(&self, keys: &KeySet, token: &str) -> Result<T, TokenError> {
         // An unknown alg (including "none") fails to parse as a header.
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token or unsupported alg"))?;
         // The key comes from the alg's family, so a token can never make an
         // RSA or ECDSA public key serve as an HMAC secret.
-        let key = match header.alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => self.hmac.as_ref(),
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => self.rsa.as_ref(),
-            Algorithm::ES256 | Algorithm::ES384 => self.ecdsa.as_ref(),
-            // PS*, EdDSA: not part of Centrifugo's token algorithms.
-            _ => None,
-        };
-        let key = key.ok_or_else(|| invalid("no key configured for the token's alg"))?;
+        let key = keys.for_alg(header.alg).ok_or_else(|| invalid("no key configured for the token's alg"))?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         match jsonwebtoken::decode::<T>(token, key, &validation) {

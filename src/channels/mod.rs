@@ -164,6 +164,24 @@ impl Resolved<'_> {
     }
 }
 
+/// What a client wants to do in a channel it may or may not be subscribed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Publish,
+    Presence,
+    History,
+}
+
+impl Resolved<'_> {
+    pub fn allows(&self, access: Access, actor: Actor) -> Result<(), ErrorCode> {
+        match access {
+            Access::Publish => self.can_publish(actor),
+            Access::Presence => self.can_presence(actor),
+            Access::History => self.can_history(actor),
+        }
+    }
+}
+
 /// Centrifugo's rule for publish, presence and history: allowed for clients,
 /// or for subscribers; anonymous clients additionally need the anonymous flag.
 fn allowed(for_client: bool, for_subscriber: bool, for_anonymous: bool, actor: Actor) -> Result<(), ErrorCode> {

@@ -1,14 +1,14 @@
 //! `connect` and `refresh`: authenticate the client and manage its expiry.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::CommandError;
-use super::{now_unix, Connected, Session};
+use super::{ttl_of, Connected, Session, SubState};
 use crate::auth::Credentials;
 use crate::gateway::VERSION;
 use crate::hub::ClientHandle;
-use crate::protocol::codes::Disconnect;
+use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult};
 
 impl Session {
@@ -26,6 +26,10 @@ impl Session {
             gateway.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
         };
 
+        let limit = gateway.config.client_user_connection_limit;
+        if limit > 0 && !credentials.user.is_empty() && gateway.hub.user_clients(&credentials.user).len() >= limit {
+            return Err(Disconnect::CONNECTION_LIMIT.into());
+        }
         let handle = Arc::new(ClientHandle {
             key: gateway.hub.next_key(),
             client_id: uuid::Uuid::new_v4().to_string(),
@@ -38,7 +42,7 @@ impl Session {
         gateway.hub.add_client(&handle).await?;
         self.conn = Some(Connected {
             handle,
-            channels: HashSet::new(),
+            channels: HashMap::new(),
             expire_at: credentials.expire_at,
             info: credentials.info.clone(),
         });
@@ -81,8 +85,15 @@ impl Session {
             if results.len() >= self.gateway.config.client_channel_limit {
                 return Err(Disconnect::CHANNEL_LIMIT.into());
             }
-            self.check_channel_name(&channel).map_err(|_| Disconnect::BAD_REQUEST)?;
-            self.join_channel(&channel).await?;
+            // The application granted these by signing the token: only the
+            // namespace must exist.
+            if channel.is_empty() {
+                return Err(Disconnect::BAD_REQUEST.into());
+            }
+            if self.gateway.rules.namespace(crate::broker::subject::namespace_of(&channel)).is_none() {
+                return Err(ErrorCode::UNKNOWN_CHANNEL.into());
+            }
+            self.join_channel(&channel, SubState { server_side: true, ..Default::default() }).await?;
             results.insert(channel, SubscribeResult { data, ..Default::default() });
         }
         Ok(results)
@@ -110,10 +121,3 @@ impl Session {
     }
 }
 
-/// `expires` and `ttl` (seconds left, at least 1) for a reply.
-fn ttl_of(expire_at: Option<i64>) -> (bool, u32) {
-    match expire_at {
-        Some(at) => (true, (at - now_unix()).clamp(1, u32::MAX as i64) as u32),
-        None => (false, 0),
-    }
-}

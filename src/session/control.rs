@@ -14,14 +14,15 @@ impl Session {
         }
         match command {
             Control::Subscribe { channel, .. } => {
-                let already = self.conn.as_ref().is_some_and(|c| c.channels.contains(&channel));
+                let already = self.conn.as_ref().is_some_and(|c| c.channels.contains_key(&channel));
                 if already {
                     return Ok(());
                 }
                 if self.conn.as_ref().is_some_and(|c| c.channels.len() >= self.gateway.config.client_channel_limit) {
                     return Err(Disconnect::CHANNEL_LIMIT);
                 }
-                if self.join_channel(&channel).await.is_err() {
+                let state = super::SubState { server_side: true, ..Default::default() };
+                if self.join_channel(&channel, state).await.is_err() {
                     tracing::warn!(channel, "server-side subscribe failed");
                     return Ok(());
                 }
@@ -50,7 +51,7 @@ impl Session {
         Ok(())
     }
 
-    fn push(&self, channel: String, fill: impl FnOnce(&mut Push)) {
+    pub(super) fn push(&self, channel: String, fill: impl FnOnce(&mut Push)) {
         let mut push = Push { channel, ..Default::default() };
         fill(&mut push);
         let reply = Reply { push: Some(push), ..Default::default() };

@@ -14,10 +14,11 @@ mod publish;
 mod subscribe;
 
 use bytes::BytesMut;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::channels::Access;
 use crate::control::Control;
 use crate::gateway::Gateway;
 use crate::metrics::metrics;
@@ -51,10 +52,21 @@ pub struct Session {
     connect_refused: bool,
 }
 
+/// One subscription of the connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SubState {
+    /// Unix seconds when a token-granted subscription expires.
+    pub expire_at: Option<i64>,
+    /// Made by the server (token claims, API), not by a client command.
+    pub server_side: bool,
+    /// `chan_info` from the subscription token.
+    pub info: bytes::Bytes,
+}
+
 /// State that exists once `connect` succeeded.
 struct Connected {
     handle: Arc<ClientHandle>,
-    channels: HashSet<String>,
+    channels: HashMap<String, SubState>,
     /// Unix seconds when the connection's credentials expire.
     expire_at: Option<i64>,
     info: bytes::Bytes,
@@ -85,9 +97,47 @@ impl Session {
         self.conn.is_some()
     }
 
-    /// Unix seconds when the connection expires, if it does.
-    pub fn expire_at(&self) -> Option<i64> {
-        self.conn.as_ref().and_then(|c| c.expire_at)
+    /// The next Unix second at which [`Session::enforce_expiry`] has work:
+    /// an expired connection or subscription plus its grace delay.
+    pub fn next_expiry_check(&self) -> Option<i64> {
+        let conn = self.conn.as_ref()?;
+        let config = &self.gateway.config;
+        let conn_check = conn.expire_at.map(|at| at + config.client_expired_close_delay.as_secs() as i64);
+        let sub_delay = config.client_expired_sub_close_delay.as_secs() as i64;
+        let sub_check = conn.channels.values().filter_map(|s| s.expire_at).min().map(|at| at + sub_delay);
+        match (conn_check, sub_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends what has expired and was not refreshed in time: the connection
+    /// (3005), or client-side subscriptions (unsubscribe push 2501).
+    pub fn enforce_expiry(&mut self) -> Result<(), Disconnect> {
+        let now = now_unix();
+        let Some(conn) = self.conn.as_ref() else { return Ok(()) };
+        let config = &self.gateway.config;
+        if conn.expire_at.is_some_and(|at| at + config.client_expired_close_delay.as_secs() as i64 <= now) {
+            return Err(Disconnect::EXPIRED);
+        }
+        let sub_delay = config.client_expired_sub_close_delay.as_secs() as i64;
+        let expired: Vec<(String, bool)> = conn
+            .channels
+            .iter()
+            .filter(|(_, s)| s.expire_at.is_some_and(|at| at + sub_delay <= now))
+            .map(|(c, s)| (c.clone(), s.server_side))
+            .collect();
+        for (channel, server_side) in expired {
+            if server_side {
+                return Err(Disconnect::SUBSCRIPTION_EXPIRED);
+            }
+            self.leave_channel(&channel);
+            let (code, reason) = crate::protocol::codes::unsubscribe::EXPIRED;
+            self.push(channel, |p| {
+                p.unsubscribe = Some(crate::protocol::Unsubscribe { code, reason: reason.to_string() })
+            });
+        }
+        Ok(())
     }
 
     /// Handles one frame from the client: every command in it, in order,
@@ -190,13 +240,22 @@ impl Session {
         if command.ping.is_some() {
             return Ok(Reply { ping: Some(PingResult {}), ..Default::default() });
         }
-        if command.presence.is_some() || command.presence_stats.is_some() || command.history.is_some() {
-            // History and presence need the JetStream-backed store (not built yet).
+        if let Some(req) = command.presence {
+            self.check_access(&req.channel, Access::Presence)?;
+            // Presence needs the JetStream-backed store (not built yet).
             return Err(ErrorCode::NOT_AVAILABLE.into());
         }
-        if command.sub_refresh.is_some() {
-            // No subscription tokens yet, so no subscription can expire.
+        if let Some(req) = command.presence_stats {
+            self.check_access(&req.channel, Access::Presence)?;
             return Err(ErrorCode::NOT_AVAILABLE.into());
+        }
+        if let Some(req) = command.history {
+            self.check_access(&req.channel, Access::History)?;
+            // History needs the JetStream-backed store (not built yet).
+            return Err(ErrorCode::NOT_AVAILABLE.into());
+        }
+        if let Some(req) = command.sub_refresh {
+            return self.sub_refresh(req);
         }
         if command.rpc.is_some() {
             // No RPC proxy configured: no RPC handler, so "not available".
@@ -213,7 +272,7 @@ impl Session {
     /// once, when the connection ends.
     pub fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.gateway.hub.remove_client(&conn.handle, conn.channels);
+            self.gateway.hub.remove_client(&conn.handle, conn.channels.into_keys());
         }
     }
 }
@@ -244,6 +303,14 @@ fn method_name(command: &Command) -> &'static str {
     .into_iter()
     .find_map(|(set, name)| set.then_some(name))
     .unwrap_or("unknown")
+}
+
+/// `expires` and `ttl` (seconds left, at least 1) for a reply.
+pub(crate) fn ttl_of(expire_at: Option<i64>) -> (bool, u32) {
+    match expire_at {
+        Some(at) => (true, (at - now_unix()).clamp(1, u32::MAX as i64) as u32),
+        None => (false, 0),
+    }
 }
 
 /// Seconds since the Unix epoch.

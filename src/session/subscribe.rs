@@ -1,35 +1,58 @@
-//! `subscribe` and `unsubscribe`, and the channel checks they share.
+//! `subscribe`, `unsubscribe` and `sub_refresh`, and the channel checks they share.
 
 use super::error::CommandError;
-use super::Session;
-use crate::protocol::codes::ErrorCode;
-use crate::protocol::{Reply, SubscribeRequest, SubscribeResult, UnsubscribeRequest, UnsubscribeResult};
-
-/// Channels starting with this need a subscription token.
-pub const PRIVATE_PREFIX: char = '$';
+use super::{now_unix, Session, SubState};
+use crate::auth::TokenError;
+use crate::channels::{Access, Actor};
+use crate::protocol::codes::{Disconnect, ErrorCode};
+use crate::protocol::{
+    Reply, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    UnsubscribeResult,
+};
 
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
         let channel = req.channel;
-        self.check_channel_name(&channel)?;
-        let config = self.gateway.config.clone();
-        let conn = self.conn.as_ref().ok_or(ErrorCode::UNAUTHORIZED)?;
-        if conn.channels.contains(&channel) {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let gateway = self.gateway.clone();
+        let config = &gateway.config;
+        if channel.len() > config.channel_max_length {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        if conn.channels.contains_key(&channel) {
             return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
         }
         if conn.channels.len() >= config.client_channel_limit {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
         }
-        // Private channels need subscription tokens, which come with namespaces.
-        if channel.starts_with(PRIVATE_PREFIX) || !req.token.is_empty() {
-            return Err(ErrorCode::PERMISSION_DENIED.into());
+        let resolved = gateway.rules.resolve(&channel)?;
+        let actor = Actor { user: &conn.handle.user, subscribed: false };
+
+        let mut expire_at = None;
+        let mut info = bytes::Bytes::new();
+        if !req.token.is_empty() {
+            let claims = gateway.verifier.verify_subscription(&req.token).map_err(|e| match e {
+                TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
+                TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
+            })?;
+            let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
+            if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+            if claims.expire_at.is_some_and(|at| at <= now_unix()) {
+                return Err(ErrorCode::EXPIRED.into());
+            }
+            expire_at = claims.expire_at;
+            info = claims.info;
         }
-        let anonymous = conn.handle.user.is_empty();
-        if !config.allow_subscribe_for_client || (anonymous && !config.allow_subscribe_for_anonymous) {
-            return Err(ErrorCode::PERMISSION_DENIED.into());
-        }
-        self.join_channel(&channel).await?;
-        Ok(Reply { subscribe: Some(SubscribeResult::default()), ..Default::default() })
+        resolved.can_subscribe(actor, !req.token.is_empty())?;
+
+        self.join_channel(&channel, SubState { expire_at, server_side: false, info }).await?;
+        let (expires, ttl) = super::ttl_of(expire_at);
+        Ok(Reply { subscribe: Some(SubscribeResult { expires, ttl, ..Default::default() }), ..Default::default() })
     }
 
     pub(super) fn unsubscribe(&mut self, req: UnsubscribeRequest) -> Reply {
@@ -37,28 +60,68 @@ impl Session {
         Reply { unsubscribe: Some(UnsubscribeResult {}), ..Default::default() }
     }
 
+    pub(super) fn sub_refresh(&mut self, req: SubRefreshRequest) -> Result<Reply, CommandError> {
+        if req.channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let gateway = self.gateway.clone();
+        let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
+        let client_id = conn.handle.client_id.clone();
+        let user = conn.handle.user.clone();
+        let Some(state) = conn.channels.get_mut(&req.channel) else {
+            return Err(ErrorCode::PERMISSION_DENIED.into());
+        };
+        if req.token.is_empty() {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let claims = gateway.verifier.verify_subscription(&req.token).map_err(|e| match e {
+            // Too late to refresh: the subscription is over, as Centrifugo intends.
+            TokenError::Expired => CommandError::from(Disconnect::SUBSCRIPTION_EXPIRED),
+            TokenError::Invalid(_) => CommandError::from(Disconnect::INVALID_TOKEN),
+        })?;
+        let wrong_client = claims.client.as_ref().is_some_and(|c| *c != client_id);
+        if claims.channel != req.channel || claims.user != user || wrong_client {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        if claims.expire_at.is_some_and(|at| at <= now_unix()) {
+            return Err(ErrorCode::EXPIRED.into());
+        }
+        state.expire_at = claims.expire_at;
+        let (expires, ttl) = super::ttl_of(claims.expire_at);
+        Ok(Reply { sub_refresh: Some(SubRefreshResult { expires, ttl }), ..Default::default() })
+    }
+
     /// Subscribes the connection through the hub and records it.
-    pub(super) async fn join_channel(&mut self, channel: &str) -> Result<(), CommandError> {
-        let conn = self.conn.as_mut().ok_or(ErrorCode::UNAUTHORIZED)?;
+    pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
+        let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         self.gateway.hub.subscribe(channel, &conn.handle).await?;
-        conn.channels.insert(channel.to_string());
+        conn.channels.insert(channel.to_string(), state);
         Ok(())
     }
 
     /// Unsubscribes the connection from a channel, if it was subscribed.
     pub(crate) fn leave_channel(&mut self, channel: &str) -> bool {
         let Some(conn) = self.conn.as_mut() else { return false };
-        if conn.channels.remove(channel) {
+        if conn.channels.remove(channel).is_some() {
             self.gateway.hub.unsubscribe(channel, conn.handle.key);
             return true;
         }
         false
     }
 
-    pub(super) fn check_channel_name(&self, channel: &str) -> Result<(), CommandError> {
-        if channel.is_empty() || channel.len() > self.gateway.config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
+    /// Whether the client may publish, read presence or history: resolves
+    /// the channel and applies the namespace's rules.
+    pub(super) fn check_access(
+        &self,
+        channel: &str,
+        access: Access,
+    ) -> Result<(), CommandError> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
         }
-        Ok(())
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        let resolved = self.gateway.rules.resolve(channel)?;
+        let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(channel) };
+        Ok(resolved.allows(access, actor)?)
     }
 }

@@ -32,7 +32,7 @@ use crate::metrics::metrics;
 use crate::outbox::{Drained, Outbox};
 use crate::protocol::codes::Disconnect;
 use crate::protocol::Protocol;
-use crate::session::{now_unix, Liveness, Session};
+use crate::session::{Liveness, Session};
 use crate::shutdown::Shutdown;
 
 const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
@@ -82,6 +82,11 @@ fn upgrade(
     };
     if shutdown.is_draining() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let limit = gateway.config.client_connection_limit;
+    if limit > 0 && shutdown.tracker().len() >= limit {
+        // Refused before the upgrade, as Centrifugo does: SDKs retry later.
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
     }
     if !origin_allowed(&gateway.config.origins(), headers) {
         return plain(StatusCode::FORBIDDEN, "origin not allowed");
@@ -179,7 +184,7 @@ async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &
     let Some(mut control) = session.take_control_receiver() else { return };
     let stale_deadline = Instant::now() + config.client_stale_close_delay;
     loop {
-        let expiry = session.expire_at().map(|at| deadline_after_unix(at) + config.client_expired_close_delay);
+        let expiry = session.next_expiry_check().map(deadline_after_unix);
         tokio::select! {
             biased;
             _ = outbox.closing() => return,
@@ -192,8 +197,8 @@ async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &
                 return;
             }
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                if session.expire_at().is_some_and(|at| at <= now_unix()) {
-                    outbox.close(Disconnect::EXPIRED);
+                if let Err(disconnect) = session.enforce_expiry() {
+                    outbox.close(disconnect);
                     return;
                 }
             }
@@ -235,10 +240,11 @@ fn protocol_of(session: &Session) -> Protocol {
     session.protocol()
 }
 
-/// The tokio instant at a Unix time in seconds.
+/// The tokio instant at a Unix time in seconds (never early, so the check
+/// it triggers finds the second reached).
 fn deadline_after_unix(at: i64) -> Instant {
-    let left = (at - now_unix()).max(0) as u64;
-    Instant::now() + Duration::from_secs(left)
+    let left_ms = (at.saturating_mul(1000) - crate::broker::now_ms() as i64).max(0) as u64;
+    Instant::now() + Duration::from_millis(left_ms)
 }
 
 async fn write_loop(

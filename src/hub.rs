@@ -29,7 +29,7 @@ pub struct ClientHandle {
     pub protocol: Protocol,
     pub outbox: Arc<Outbox>,
     /// Server-side control commands for this connection's session.
-    pub control: mpsc::Sender<Control>,
+    pub control: mpsc::Sender<Box<Control>>,
 }
 
 /// Connections of one user on this gateway, and the user's control subscription.
@@ -205,7 +205,7 @@ impl DeliverControl for Hub {
             }
         };
         for client in self.user_clients(user) {
-            if command.targets(&client.client_id) && client.control.try_send(command.clone()).is_err() {
+            if command.targets(&client.client_id) && client.control.try_send(Box::new(command.clone())).is_err() {
                 tracing::warn!(client = %client.client_id, "control queue full: command dropped");
             }
         }

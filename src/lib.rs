@@ -1,17 +1,31 @@
 //! natsgate: a Centrifugo-compatible real-time gateway that routes through NATS.
+//!
+//! # Layout
+//! Follow a publication from a client socket to the others:
+//! - [`transport::websocket`]: the WebSocket endpoint; turns a socket into frames for a session.
+//! - [`session`]: the per-client state machine (connect, subscribe, publish, ...), transport-free.
+//! - [`protocol`]: Centrifugo protocol types (from `proto/client.proto`), pure JSON/Protobuf codecs, codes.
+//! - [`auth`]: connection and subscription JWT verification.
+//! - [`channels`]: namespaces and channel permissions, as pure decisions.
+//! - [`hub`]: this gateway's channels and users, fan-out into each client's [`outbox`].
+//! - [`broker`]: the small `Broker` trait (NATS and in-memory) and the channel -> subject mapping.
+//! - [`api`]: the HTTP server API; [`control`]: API commands sent between gateways.
+//! - [`config`], [`gateway`], [`server`], [`shutdown`], [`metrics`]: wiring and operations.
+//! - [`cli`]: the `natsgate` subcommands.
+
 pub mod protocol;
 pub mod config;
 pub mod auth;
+pub mod channels;
 pub mod broker;
 pub mod outbox;
 pub mod hub;
 pub mod gateway;
 pub mod session;
-pub mod transport;
-pub mod shutdown;
-pub mod server;
 pub mod control;
+pub mod transport;
 pub mod api;
 pub mod metrics;
+pub mod shutdown;
+pub mod server;
 pub mod cli;
-pub mod channels;

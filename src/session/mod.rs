@@ -37,12 +37,13 @@ pub struct Liveness {
     pub connected: AtomicBool,
 }
 
-/// Control commands a connection may have waiting; more are dropped.
+/// Control commands a connection may have waiting; more are dropped. The
+/// commands are boxed so the channel's preallocated slots stay small.
 const CONTROL_QUEUE: usize = 16;
 
 pub struct Session {
-    control_tx: mpsc::Sender<Control>,
-    control_rx: Option<mpsc::Receiver<Control>>,
+    control_tx: mpsc::Sender<Box<Control>>,
+    control_rx: Option<mpsc::Receiver<Box<Control>>>,
     gateway: Arc<Gateway>,
     protocol: Protocol,
     outbox: Arc<Outbox>,
@@ -81,7 +82,7 @@ impl Session {
 
     /// The queue of server-side control commands; the transport takes it
     /// once and feeds each command to [`Session::handle_control`].
-    pub fn take_control_receiver(&mut self) -> Option<mpsc::Receiver<Control>> {
+    pub fn take_control_receiver(&mut self) -> Option<mpsc::Receiver<Box<Control>>> {
         self.control_rx.take()
     }
 

@@ -203,7 +203,7 @@ async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &
                 }
             }
             Some(command) = control.recv() => {
-                if let Err(disconnect) = session.handle_control(command).await {
+                if let Err(disconnect) = session.handle_control(*command).await {
                     outbox.close(disconnect);
                     return;
                 }

@@ -4,12 +4,23 @@
 //! Option names follow Centrifugo's where the meaning is the same, so a
 //! Centrifugo user finds `NATSGATE_TOKEN_HMAC_SECRET_KEY` where they expect it.
 //! Durations take humantime strings (`25s`, `500ms`, `1m`).
+//!
+//! A JSON config file (`--config`, `NATSGATE_CONFIG`) may set the same
+//! options under their lower-case names without the prefix; its entries
+//! become `NATSGATE_*` values and the environment overrides them. Unknown
+//! file keys and unknown `NATSGATE_*` variables are errors, so a typo never
+//! silently leaves a default in place.
 
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 pub const ENV_PREFIX: &str = "NATSGATE_";
+
+/// Names the config file; read by the CLI, not an option of `Config`.
+pub const CONFIG_ENV: &str = "NATSGATE_CONFIG";
 
 /// Everything a gateway needs to know, validated.
 #[derive(Clone, Deserialize)]
@@ -172,6 +183,9 @@ pub enum ConfigError {
     Parse(String),
     #[error("configuration: {var}: {problem}")]
     Invalid { var: String, problem: String },
+    /// The config file is unreadable, not JSON, or has an unknown key.
+    #[error("configuration: {file}: {problem}")]
+    File { file: String, problem: String },
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
@@ -181,15 +195,61 @@ fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_iter(std::env::vars())
+        Self::load(None)
+    }
+
+    /// Reads the JSON config `file`, if any, then the process environment,
+    /// which overrides the file.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let json = file.map(read_json_file).transpose()?;
+        // Variables that are not UTF-8 cannot be ours (names are ASCII) or
+        // parse as any option; skip them rather than panic.
+        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        Self::from_sources(json, env).map_err(|e| match (e, file) {
+            (ConfigError::File { problem, .. }, Some(path)) => ConfigError::File { file: path.display().to_string(), problem },
+            (e, _) => e,
+        })
     }
 
     /// Reads `(name, value)` pairs; tests use this instead of `set_var`.
     pub fn from_iter<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Config, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .into_iter()
-            .filter(|(k, v)| k.starts_with(ENV_PREFIX) && !v.is_empty())
-            .collect();
+        Self::from_sources(None, vars)
+    }
+
+    /// Merges a parsed config file (a JSON object of option names) with
+    /// `(name, value)` environment pairs, the environment winning, and
+    /// parses the result. Empty variables count as unset. Pure: `load`
+    /// and the tests share it.
+    pub fn from_sources<I>(file: Option<serde_json::Value>, env: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut merged = BTreeMap::new();
+        // Variable name -> file key, for values that came from the file.
+        let mut from_file = BTreeMap::new();
+        if let Some(file) = file {
+            for (var, value, key) in file_entries(file)? {
+                from_file.insert(var.clone(), key);
+                merged.insert(var, value);
+            }
+        }
+        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV).collect();
+        check_env_names(env.iter().map(|(k, _)| k.as_str()))?;
+        for (var, value) in env.into_iter().filter(|(_, v)| !v.is_empty()) {
+            from_file.remove(&var);
+            merged.insert(var, value);
+        }
+        Self::parse(merged.into_iter().collect()).map_err(|e| blame_file(e, &from_file))
+    }
+
+    /// The option names (lower case, no prefix), read from `Config`'s own
+    /// `Deserialize` impl so the list can never drift from the struct.
+    pub fn option_names() -> &'static [&'static str] {
+        field_names::<Config>()
+    }
+
+    fn parse(vars: Vec<(String, String)>) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         let config: Config = match envy::prefixed(ENV_PREFIX).from_iter(vars.clone()) {
             Ok(config) => config,
             Err(e) => return Err(ConfigError::Parse(describe_envy_error(e, &vars))),
@@ -287,6 +347,138 @@ fn first_clause(msg: &str) -> &str {
     msg.split(" while parsing").next().unwrap_or(msg)
 }
 
+fn file_problem(problem: impl Into<String>) -> ConfigError {
+    // `load` replaces the placeholder with the file's path.
+    ConfigError::File { file: "config file".into(), problem: problem.into() }
+}
+
+fn read_json_file(path: &Path) -> Result<serde_json::Value, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { file: name.clone(), problem: format!("cannot read: {e}") })?;
+    // Syntax errors name line and column, never the text around them.
+    serde_json::from_str(&text).map_err(|e| ConfigError::File { file: name, problem: format!("not valid JSON: {e}") })
+}
+
+/// Turns a config file object into `(NATSGATE_KEY, value, key)` triples:
+/// strings raw, numbers and booleans as text, arrays and objects as compact
+/// JSON; `null` means unset.
+fn file_entries(file: serde_json::Value) -> Result<Vec<(String, String, String)>, ConfigError> {
+    use serde_json::Value;
+    let Value::Object(entries) = file else {
+        return Err(file_problem("must be a JSON object of option names"));
+    };
+    let known = Config::option_names();
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        if !known.contains(&key.as_str()) {
+            let hint = suggest(&key.to_lowercase().trim_start_matches("natsgate_").to_string(), known)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return Err(file_problem(format!("unknown key `{key}`{hint}; known keys: {}", known.join(", "))));
+        }
+        let text = match value {
+            Value::Null => continue,
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        out.push((format!("{ENV_PREFIX}{}", key.to_uppercase()), text, key));
+    }
+    Ok(out)
+}
+
+/// Fails on `NATSGATE_*` names that are no option, all of them at once.
+fn check_env_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
+    let known = Config::option_names();
+    let unknown: BTreeSet<String> = names
+        .filter(|n| !known.contains(&n[ENV_PREFIX.len()..].to_lowercase().as_str()))
+        .map(|n| match suggest(&n[ENV_PREFIX.len()..].to_lowercase(), known) {
+            Some(k) => format!("{n} (did you mean {ENV_PREFIX}{}?)", k.to_uppercase()),
+            None => n.to_string(),
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<String> = known.iter().map(|k| format!("{ENV_PREFIX}{}", k.to_uppercase())).collect();
+    let noun = if unknown.len() == 1 { "variable" } else { "variables" };
+    Err(ConfigError::Parse(format!(
+        "unknown {noun} {}; known: {}, {CONFIG_ENV}",
+        unknown.into_iter().collect::<Vec<_>>().join(", "),
+        known.join(", ")
+    )))
+}
+
+/// Adds the config file key to an error about a value that came from the file.
+fn blame_file(e: ConfigError, from_file: &BTreeMap<String, String>) -> ConfigError {
+    let note = |var: &str| from_file.get(var).map(|key| format!(" (from the config file key `{key}`)"));
+    match e {
+        ConfigError::Invalid { var, problem } => {
+            let problem = match note(&var) {
+                Some(n) => problem + &n,
+                None => problem,
+            };
+            ConfigError::Invalid { var, problem }
+        }
+        ConfigError::Parse(msg) => {
+            let culprit = msg.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).find_map(note);
+            ConfigError::Parse(msg + &culprit.unwrap_or_default())
+        }
+        e => e,
+    }
+}
+
+/// The known name closest to a misspelled one, if it is close: a small
+/// edit away, or the only name it is the beginning of.
+fn suggest(name: &str, known: &[&'static str]) -> Option<&'static str> {
+    let close = known.iter().map(|k| (edit_distance(name, k), *k)).filter(|(d, _)| *d <= 2).min();
+    let mut extended = known.iter().filter(|k| name.len() >= 4 && k.starts_with(name));
+    close.map(|(_, k)| k).or_else(|| extended.next().filter(|_| extended.next().is_none()).copied())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field names a derived `Deserialize` asks for: a deserializer that
+/// only records what `deserialize_struct` is given.
+fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    struct Recorder(&'static [&'static str]);
+    impl<'de> de::Deserializer<'de> for &mut Recorder {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(de::Error::custom("field names recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut recorder = Recorder(&[]);
+    let _ = T::deserialize(&mut recorder);
+    recorder.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,5 +529,106 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+
+    #[test]
+    fn option_names_come_from_the_struct() {
+        let names = Config::option_names();
+        for name in ["address", "port", "token_hmac_secret_key", "ping_interval", "log_format"] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(!names.contains(&"config"));
+    }
+
+    #[test]
+    fn file_entries_are_options_and_env_overrides_them() {
+        let file = serde_json::json!({
+            "port": 9100,
+            "allow_subscribe_for_client": true,
+            "ping_interval": "3s",
+            "pong_timeout": "1s",
+            "api_key": "k1",
+            "nats_url": null,
+        });
+        let c = Config::from_sources(Some(file.clone()), vars(&[])).unwrap();
+        assert_eq!(c.port, 9100);
+        assert!(c.allow_subscribe_for_client);
+        assert_eq!(c.ping_interval, Duration::from_secs(3));
+        assert_eq!(c.api_key.as_deref(), Some("k1"));
+        assert!(c.nats_url.is_none());
+
+        let env = vars(&[("NATSGATE_PORT", "9200"), ("NATSGATE_API_KEY", ""), ("NATSGATE_CONFIG", "x.json")]);
+        let c = Config::from_sources(Some(file), env).unwrap();
+        assert_eq!(c.port, 9200, "the environment wins");
+        assert_eq!(c.api_key.as_deref(), Some("k1"), "an empty variable is unset");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named_with_the_known_ones() {
+        let err = Config::from_sources(Some(serde_json::json!({"prot": 1})), vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("unknown key `prot`"), "{err}");
+        assert!(err.contains("did you mean `port`"), "{err}");
+        assert!(err.contains("token_hmac_secret_key"), "{err}");
+        let err = Config::from_sources(Some(serde_json::json!({"token_hmac_secret": "hunter2-secret"})), vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did you mean `token_hmac_secret_key`"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let err = Config::from_sources(Some(serde_json::json!(["port"])), vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("JSON object"), "{err}");
+    }
+
+    #[test]
+    fn unknown_variables_are_named() {
+        let err = Config::from_iter(vars(&[("NATSGATE_PROT", "1"), ("NATSGATE_WHATEVER", "")])).unwrap_err().to_string();
+        assert!(err.contains("NATSGATE_PROT (did you mean NATSGATE_PORT?)"), "{err}");
+        assert!(err.contains("NATSGATE_WHATEVER"), "{err}");
+        Config::from_iter(vars(&[("NATSGATE_CONFIG", "/etc/natsgate.json")])).unwrap();
+    }
+
+    #[test]
+    fn bad_file_value_names_variable_and_key_but_not_value() {
+        let file = serde_json::json!({"port": "hunter2-secret"});
+        let err = Config::from_sources(Some(file), vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("NATSGATE_PORT") && err.contains("config file key `port`"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let file = serde_json::json!({"ping_interval": "1s", "pong_timeout": "2s"});
+        let err = Config::from_sources(Some(file), vars(&[])).unwrap_err().to_string();
+        assert!(err.contains("NATSGATE_PONG_TIMEOUT") && err.contains("`pong_timeout`"), "{err}");
+    }
+
+    #[test]
+    fn bad_json_file_names_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("natsgate-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broken.json");
+        std::fs::write(&path, "{\n  \"port\": 8000\n  \"api_key\": \"hunter2-secret\"\n}\n").unwrap();
+        let err = read_json_file(&path).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("broken.json") && err.contains("line 3 column 3"), "{err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+
+    /// `.env.example` lists exactly the options, each with a comment, and
+    /// its values are valid.
+    #[test]
+    fn env_example_lists_every_option() {
+        let text = include_str!("../.env.example");
+        let mut listed = Vec::new();
+        let mut previous = "";
+        for line in text.lines() {
+            if let Some((name, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
+                assert!(previous.starts_with("# "), "{name} has no comment line above it");
+                listed.push(name.strip_prefix(ENV_PREFIX).unwrap_or_else(|| panic!("{name}: no prefix")).to_lowercase());
+            }
+            previous = line;
+        }
+        let mut expected: Vec<String> = Config::option_names().iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, ".env.example and Config disagree");
+        let pairs = text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('='));
+        Config::from_iter(pairs.map(|(k, v)| (k.to_string(), v.to_string()))).expect(".env.example values are valid");
     }
 }

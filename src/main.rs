@@ -1,15 +1,20 @@
 //! The `natsgate` command: serve (the default), and small helper commands.
+//! The commands live in `natsgate::cli`; this file only parses arguments.
 
 use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use natsgate::broker::subject::SubjectMap;
-use natsgate::config::Config;
-use natsgate::server::{termination_signal, Server};
+use natsgate::cli::{self, token, CliError};
 
 #[derive(Parser)]
 #[command(name = "natsgate", version, about = "Centrifugo-compatible real-time gateway on NATS")]
 struct Cli {
+    /// JSON config file (option names in lower case, without NATSGATE_);
+    /// NATSGATE_* environment variables override it.
+    #[arg(long, short = 'c', global = true, env = "NATSGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -18,30 +23,67 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Serve,
+    /// Write a starter config file with a fresh HMAC secret and API key.
+    Genconfig {
+        /// Where to write it; an existing file is never overwritten.
+        #[arg(short, long, default_value = "config.json")]
+        output: PathBuf,
+    },
+    /// Load and validate the configuration, then exit.
+    Checkconfig,
+    /// Print an HS256 connection token signed with token_hmac_secret_key.
+    Gentoken {
+        /// User ID (the `sub` claim).
+        #[arg(short, long)]
+        user: String,
+        /// Lifetime in seconds; 0 for a token that never expires.
+        #[arg(short, long, value_name = "SECONDS", default_value_t = token::DEFAULT_TTL_SECS)]
+        ttl: u64,
+        /// Connection info (the `info` claim), as JSON.
+        #[arg(long, value_name = "JSON", value_parser = token::parse_json)]
+        info: Option<serde_json::Value>,
+    },
+    /// Print an HS256 subscription token for one channel.
+    Gensubtoken {
+        /// User ID (the `sub` claim).
+        #[arg(short, long)]
+        user: String,
+        /// Channel (the `channel` claim).
+        #[arg(short = 's', long)]
+        channel: String,
+        /// Lifetime in seconds; 0 for a token that never expires.
+        #[arg(short, long, value_name = "SECONDS", default_value_t = token::DEFAULT_TTL_SECS)]
+        ttl: u64,
+    },
+    /// Verify a connection token with the configured keys and print its claims.
+    Checktoken { token: String },
     /// Print the NATS subject that carries a channel's publications.
     Subject { channel: String },
     /// Print the version.
     Version,
 }
 
-/// Exit code for bad configuration (EX_CONFIG).
-const EXIT_CONFIG: u8 = 78;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("natsgate: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
+    let file = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
-        Command::Subject { channel } => {
-            println!("{}", SubjectMap::new(&config.nats_prefix).channel_subject(&channel));
-            ExitCode::SUCCESS
+        Command::Serve => match cli::load_config(file) {
+            Ok(config) => cli::serve::run(config),
+            Err(e) => cli::finish(Err(e)),
+        },
+        Command::Genconfig { output } => cli::finish(cli::genconfig::run(&output)),
+        Command::Checkconfig => cli::finish(cli::checkconfig::run(file)),
+        Command::Gentoken { user, ttl, info } => {
+            with_config(file, |config| token::gentoken(config, &user, ttl, info))
         }
+        Command::Gensubtoken { user, channel, ttl } => {
+            with_config(file, |config| token::gensubtoken(config, &user, &channel, ttl))
+        }
+        Command::Checktoken { token } => with_config(file, |config| token::checktoken(config, &token)),
+        Command::Subject { channel } => with_config(file, |config| {
+            println!("{}", SubjectMap::new(&config.nats_prefix).channel_subject(&channel));
+            Ok(())
+        }),
         Command::Version => {
             println!("natsgate {}", natsgate::gateway::VERSION);
             ExitCode::SUCCESS
@@ -49,43 +91,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if config.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-fn serve(config: Config) -> ExitCode {
-    init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("natsgate: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let broker = match &config.nats_url {
-            Some(_) => "NATS",
-            None => "embedded in-process broker",
-        };
-        let server = match Server::bind(config).await {
-            Ok(server) => server,
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let addr = server.local_addr();
-        tracing::info!("natsgate {} listening on {addr} using {broker}", natsgate::gateway::VERSION);
-        tracing::info!("clients connect to ws://{addr}/connection/websocket");
-        server.run(termination_signal()).await;
-        tracing::info!("bye");
-        ExitCode::SUCCESS
-    })
+/// Loads the configuration, then runs `command` with it.
+fn with_config(
+    file: Option<&Path>,
+    command: impl FnOnce(&natsgate::config::Config) -> Result<(), CliError>,
+) -> ExitCode {
+    cli::finish(cli::load_config(file).and_then(|config| command(&config)))
 }

@@ -1,0 +1,235 @@
+//! The `natsgate` helper commands run as a real binary in a temporary
+//! directory: exit codes, messages, and that secrets stay out of stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use natsgate::auth::TokenVerifier;
+use natsgate::config::Config;
+
+/// Runs `natsgate args...` in `dir` with only the given `NATSGATE_*` variables.
+fn natsgate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsgate"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NATSGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).args(args).envs(env.iter().copied());
+    cmd.output().expect("run natsgate")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output if it differs.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(out), stderr(out));
+}
+
+/// A temp dir holding a freshly generated `config.json`, and its secret.
+fn generated() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = natsgate(dir.path(), &["genconfig"], &[]);
+    assert_exit(&out, 0);
+    let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secret = json["token_hmac_secret_key"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 32, "{secret}");
+    (dir, secret)
+}
+
+#[test]
+fn genconfig_then_checkconfig() {
+    let (dir, secret) = generated();
+    let out = natsgate(dir.path(), &["checkconfig", "--config", "config.json"], &[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("configuration is valid"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains(&secret));
+    // The global option works before the subcommand, and so does the variable.
+    assert_exit(&natsgate(dir.path(), &["--config", "config.json", "checkconfig"], &[]), 0);
+    assert_exit(&natsgate(dir.path(), &["checkconfig"], &[("NATSGATE_CONFIG", "config.json")]), 0);
+
+    let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(json["api_key"].as_str().is_some_and(|k| k.len() >= 32 && k != secret), "{text}");
+    assert_eq!(json["allow_subscribe_for_client"], false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("config.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Every run makes new secrets.
+    assert_exit(&natsgate(dir.path(), &["genconfig", "-o", "other.json"], &[]), 0);
+    assert!(!std::fs::read_to_string(dir.path().join("other.json")).unwrap().contains(&secret));
+}
+
+#[test]
+fn genconfig_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    let out = natsgate(dir.path(), &["genconfig"], &[]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("config.json")).unwrap(), "{}");
+}
+
+#[test]
+fn gentoken_is_accepted_by_checktoken_and_the_verifier() {
+    let (dir, secret) = generated();
+    let args = ["--config", "config.json", "gentoken", "-u", "alice", "--info", r#"{"name":"Alice"}"#];
+    let out = natsgate(dir.path(), &args, &[]);
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains(&secret));
+    let token = stdout(&out).trim().to_string();
+
+    let out = natsgate(dir.path(), &["--config", "config.json", "checktoken", &token], &[]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("user: alice"), "{text}");
+    assert!(text.contains("\"info\""), "{text}");
+    assert!(text.contains("expires: "), "{text}");
+
+    let config = Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), secret)]).unwrap();
+    let credentials = TokenVerifier::from_config(&config).unwrap().verify_connect(&token).unwrap();
+    assert_eq!(credentials.user, "alice");
+    let expires = credentials.expire_at.expect("default TTL sets exp");
+    let week = natsgate_now() + 7 * 24 * 3600;
+    assert!((week - 5..=week + 5).contains(&expires), "{expires} vs {week}");
+    assert_eq!(&credentials.info[..], br#"{"name":"Alice"}"#);
+
+    // TTL 0: no expiry.
+    let out = natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "bob", "-t", "0"], &[]);
+    assert_exit(&out, 0);
+    let token = stdout(&out).trim().to_string();
+    let out = natsgate(dir.path(), &["-c", "config.json", "checktoken", &token], &[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("expires: never"), "{}", stdout(&out));
+}
+
+#[test]
+fn gensubtoken_makes_a_subscription_token() {
+    let (dir, secret) = generated();
+    let out = natsgate(dir.path(), &["-c", "config.json", "gensubtoken", "-u", "alice", "-s", "chat:room", "-t", "60"], &[]);
+    assert_exit(&out, 0);
+    let config = Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), secret)]).unwrap();
+    let claims = TokenVerifier::from_config(&config).unwrap().verify_subscription(stdout(&out).trim()).unwrap();
+    assert_eq!((claims.user.as_str(), claims.channel.as_str()), ("alice", "chat:room"));
+    assert!(claims.expire_at.is_some_and(|at| at <= natsgate_now() + 61));
+}
+
+#[test]
+fn checktoken_rejects_tampered_and_expired_tokens() {
+    let (dir, secret) = generated();
+    let out = natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "alice"], &[]);
+    let token = stdout(&out).trim().to_string();
+    // Flip a character in the middle of the signature (the last one may
+    // only carry padding bits).
+    let mut bytes = token.clone().into_bytes();
+    let i = token.rfind('.').unwrap() + 10;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    let out = natsgate(dir.path(), &["-c", "config.json", "checktoken", &tampered], &[]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("bad signature"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(&secret) && !stderr(&out).contains(&tampered));
+
+    let expired = natsgate::auth::mint_hs256(&secret, &serde_json::json!({"sub": "alice", "exp": natsgate_now() - 60}));
+    let out = natsgate(dir.path(), &["-c", "config.json", "checktoken", &expired], &[]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+}
+
+#[test]
+fn gentoken_without_a_secret_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = natsgate(dir.path(), &["gentoken", "-u", "alice"], &[]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("token_hmac_secret_key"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn bad_env_value_is_a_config_error_naming_the_variable() {
+    let (dir, secret) = generated();
+    let out = natsgate(dir.path(), &["-c", "config.json", "checkconfig"], &[("NATSGATE_PORT", "abc")]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("NATSGATE_PORT"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(&secret));
+    let out = natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "a"], &[("NATSGATE_PING_INTERVAL", "soon")]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("NATSGATE_PING_INTERVAL") && !stderr(&out).contains(&secret), "{}", stderr(&out));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let (dir, _) = generated();
+    // The file's port is valid; the variable's is not, and wins.
+    let out = natsgate(dir.path(), &["-c", "config.json", "checkconfig"], &[("NATSGATE_PORT", "70000")]);
+    assert_exit(&out, 78);
+    // The file's secret is replaced by the variable's: tokens follow it.
+    let env = [("NATSGATE_TOKEN_HMAC_SECRET_KEY", "from-the-environment")];
+    let out = natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "alice"], &env);
+    let config = Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), env[0].1.to_string())]).unwrap();
+    TokenVerifier::from_config(&config).unwrap().verify_connect(stdout(&out).trim()).unwrap();
+}
+
+#[test]
+fn unknown_file_key_and_unknown_variable_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"port": 8000, "alow_subscribe_for_client": true}"#).unwrap();
+    let out = natsgate(dir.path(), &["-c", "config.json", "checkconfig"], &[]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(err.contains("config.json") && err.contains("alow_subscribe_for_client"), "{err}");
+    assert!(err.contains("allow_subscribe_for_client"), "suggests and lists the known keys: {err}");
+
+    let out = natsgate(dir.path(), &["checkconfig"], &[("NATSGATE_PROT", "8000")]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("NATSGATE_PROT"), "{}", stderr(&out));
+}
+
+#[test]
+fn broken_json_names_the_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.json"), "{\n  \"port\": 8000,\n  \"api_key\": \"hunter2-secret\"\n  \"x\": 1\n}\n")
+        .unwrap();
+    let out = natsgate(dir.path(), &["-c", "broken.json", "checkconfig"], &[]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(err.contains("broken.json") && err.contains("line 4"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    let out = natsgate(dir.path(), &["-c", "missing.json", "checkconfig"], &[]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("missing.json"), "{}", stderr(&out));
+}
+
+#[test]
+fn subject_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = natsgate(dir.path(), &["subject", "a.b"], &[]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "natsgate.ch._.a_2Eb\n");
+    let out = natsgate(dir.path(), &["version"], &[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).starts_with("natsgate "), "{}", stdout(&out));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_exit(&natsgate(dir.path(), &["gentoken"], &[]), 2);
+    assert_exit(&natsgate(dir.path(), &["no-such-command"], &[]), 2);
+    assert_exit(&natsgate(dir.path(), &["gentoken", "-u", "a", "--info", "{not json"], &[]), 2);
+}
+
+fn natsgate_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}

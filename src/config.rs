@@ -12,6 +12,8 @@
 //! silently leaves a default in place.
 
 use serde::Deserialize;
+
+use crate::channels::{parse_namespaces, ChannelOptions, ChannelRules};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -61,6 +63,55 @@ pub struct Config {
     pub allow_subscribe_for_anonymous: bool,
     /// Also let anonymous clients publish (with allow_publish_for_client).
     pub allow_publish_for_anonymous: bool,
+    /// Subscribers of a channel may publish to it.
+    pub allow_publish_for_subscriber: bool,
+    /// Authenticated clients may ask for presence.
+    pub allow_presence_for_client: bool,
+    /// Subscribers may ask for presence.
+    pub allow_presence_for_subscriber: bool,
+    /// Anonymous clients may ask for presence (with one of the two above).
+    pub allow_presence_for_anonymous: bool,
+    /// Authenticated clients may ask for history.
+    pub allow_history_for_client: bool,
+    /// Subscribers may ask for history.
+    pub allow_history_for_subscriber: bool,
+    /// Anonymous clients may ask for history (with one of the two above).
+    pub allow_history_for_anonymous: bool,
+    /// Channels like `dialog#42,43` may be subscribed by the listed users only.
+    pub allow_user_limited_channels: bool,
+    /// Regular expression channel names without a namespace must match.
+    pub channel_regex: String,
+    /// Keep presence for channels without a namespace.
+    pub presence: bool,
+    /// Send join/leave pushes for channels without a namespace.
+    pub join_leave: bool,
+    /// Send join/leave pushes to every subscriber without asking.
+    pub force_push_join_leave: bool,
+    /// Publications kept per channel (with history_ttl).
+    pub history_size: u32,
+    /// How long publications are kept.
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Option<Duration>,
+    /// Recover every subscription on reconnect.
+    pub force_recovery: bool,
+    /// Let clients ask for recovery.
+    pub allow_recovery: bool,
+    /// Detect publication gaps on every subscription.
+    pub force_positioning: bool,
+    /// Let clients ask for positioning.
+    pub allow_positioning: bool,
+    /// Channel namespaces as a JSON array: `[{"name":"chat","allow_subscribe_for_client":true}]`.
+    pub namespaces: String,
+    /// HMAC secret for subscription tokens (falls back to the connection key).
+    pub subscription_token_hmac_secret_key: Option<String>,
+    /// PEM RSA public key for subscription tokens (falls back to the connection key).
+    pub subscription_token_rsa_public_key: Option<String>,
+    /// PEM ECDSA public key for subscription tokens (falls back to the connection key).
+    pub subscription_token_ecdsa_public_key: Option<String>,
+    /// Connections one user may hold on this gateway (0: unlimited); over it: 3504.
+    pub client_user_connection_limit: usize,
+    /// Connections this gateway accepts (0: unlimited); over it: HTTP 503.
+    pub client_connection_limit: usize,
 
     /// How often the server pings each client.
     #[serde(with = "humantime_serde")]
@@ -74,6 +125,9 @@ pub struct Config {
     /// Grace period after a connection token expires before 3005.
     #[serde(with = "humantime_serde")]
     pub client_expired_close_delay: Duration,
+    /// Grace period after a subscription token expires before unsubscribing (2501).
+    #[serde(with = "humantime_serde")]
+    pub client_expired_sub_close_delay: Duration,
     /// Bytes a client's outbound queue may hold before it is disconnected (3008).
     pub client_queue_max_size: usize,
     /// Channels one connection may hold at once.
@@ -108,6 +162,47 @@ pub struct Config {
     pub log_format: String,
 }
 
+impl Config {
+    /// Options of channels without a namespace, from the top-level fields.
+    pub fn top_level_channel_options(&self) -> ChannelOptions {
+        ChannelOptions {
+            allow_subscribe_for_client: self.allow_subscribe_for_client,
+            allow_subscribe_for_anonymous: self.allow_subscribe_for_anonymous,
+            allow_publish_for_client: self.allow_publish_for_client,
+            allow_publish_for_subscriber: self.allow_publish_for_subscriber,
+            allow_publish_for_anonymous: self.allow_publish_for_anonymous,
+            allow_presence_for_client: self.allow_presence_for_client,
+            allow_presence_for_subscriber: self.allow_presence_for_subscriber,
+            allow_presence_for_anonymous: self.allow_presence_for_anonymous,
+            allow_history_for_client: self.allow_history_for_client,
+            allow_history_for_subscriber: self.allow_history_for_subscriber,
+            allow_history_for_anonymous: self.allow_history_for_anonymous,
+            allow_user_limited_channels: self.allow_user_limited_channels,
+            channel_regex: self.channel_regex.clone(),
+            presence: self.presence,
+            join_leave: self.join_leave,
+            force_push_join_leave: self.force_push_join_leave,
+            history_size: self.history_size,
+            history_ttl: self.history_ttl,
+            force_recovery: self.force_recovery,
+            allow_recovery: self.allow_recovery,
+            force_positioning: self.force_positioning,
+            allow_positioning: self.allow_positioning,
+        }
+    }
+
+    /// The channel rules (top level and namespaces), validated.
+    pub fn channel_rules(&self) -> Result<ChannelRules, ConfigError> {
+        let namespaces = if self.namespaces.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_namespaces(&self.namespaces).map_err(|e| invalid("namespaces", e))?
+        };
+        ChannelRules::new(self.top_level_channel_options(), namespaces, self.channel_max_length)
+            .map_err(|e| ConfigError::Invalid { var: "top-level channel options".into(), problem: e })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -127,10 +222,35 @@ impl Default for Config {
             allow_publish_for_client: false,
             allow_subscribe_for_anonymous: false,
             allow_publish_for_anonymous: false,
+            allow_publish_for_subscriber: false,
+            allow_presence_for_client: false,
+            allow_presence_for_subscriber: false,
+            allow_presence_for_anonymous: false,
+            allow_history_for_client: false,
+            allow_history_for_subscriber: false,
+            allow_history_for_anonymous: false,
+            allow_user_limited_channels: false,
+            channel_regex: String::new(),
+            presence: false,
+            join_leave: false,
+            force_push_join_leave: false,
+            history_size: 0,
+            history_ttl: None,
+            force_recovery: false,
+            allow_recovery: false,
+            force_positioning: false,
+            allow_positioning: false,
+            namespaces: String::new(),
+            subscription_token_hmac_secret_key: None,
+            subscription_token_rsa_public_key: None,
+            subscription_token_ecdsa_public_key: None,
+            client_user_connection_limit: 0,
+            client_connection_limit: 0,
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(8),
             client_stale_close_delay: Duration::from_secs(10),
             client_expired_close_delay: Duration::from_secs(25),
+            client_expired_sub_close_delay: Duration::from_secs(25),
             client_queue_max_size: 1024 * 1024,
             client_channel_limit: 128,
             channel_max_length: 255,
@@ -259,6 +379,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.channel_rules()?;
         if self.nats_prefix.is_empty()
             || !self.nats_prefix.split('.').all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         {

@@ -1,0 +1,68 @@
+//! The few operating-system facts the generator needs: open-file limits,
+//! CPU pinning, a process's resident memory, free loopback ports, clocks.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Raises this process's RLIMIT_NOFILE soft limit to its hard limit and
+/// returns the new soft limit. Children spawned afterwards inherit it.
+pub fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur as u64)
+}
+
+/// Pins the calling thread (and, before exec, a child) to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET checks nothing, so bound it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Resident and peak resident memory of a process, in KiB, from
+/// `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Rss {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+pub fn rss(pid: u32) -> Option<Rss> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    };
+    Some(Rss { rss_kib: field("VmRSS:")?, hwm_kib: field("VmHWM:").unwrap_or(0) })
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+/// Wall-clock nanoseconds since the Unix epoch: publisher and subscribers
+/// run in one process on one machine, so send and receive stamps compare.
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}

@@ -55,7 +55,8 @@ pub struct Options {
     /// API key for `--publish-via http` (given to a spawned gateway as NATSGATE_API_KEY).
     #[arg(long, default_value = "loadgen-api-key")]
     pub api_key: String,
-    /// HTTP API requests in flight at once with `--publish-via http`.
+    /// HTTP API requests in flight at once with `--publish-via http`
+    /// (above 1, publications may overtake each other: counted as out of order).
     #[arg(long, default_value_t = 32)]
     pub http_concurrency: usize,
 

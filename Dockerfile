@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+#
+# natsgate container image.
+#
+#   docker build -t natsgate:dev .
+#   docker run --rm -p 8000:8000 -p 9000:9000 \
+#     -e NATSGATE_NATS_URL=nats://nats:4222 \
+#     -e NATSGATE_TOKEN_HMAC_SECRET_KEY=change-me natsgate:dev
+#
+# Stage 1 builds the release binary from the locked dependency set; stage 2 is
+# a slim Debian runtime running as an unprivileged numeric user (so Kubernetes'
+# runAsNonRoot can verify it).
+
+ARG RUST_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${RUST_IMAGE} AS builder
+WORKDIR /src
+# build.rs compiles proto/client.proto with protox (pure Rust): no protoc needed.
+COPY . .
+# The cache mounts keep the registry and target dir between builds (BuildKit);
+# the binary is copied out because the target cache mount is not in the layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin natsgate \
+ && cp target/release/natsgate /usr/local/bin/natsgate \
+ && strip --strip-debug /usr/local/bin/natsgate \
+ && /usr/local/bin/natsgate version
+
+FROM ${RUNTIME_IMAGE} AS runtime
+# ca-certificates: for tls:// NATS URLs. Nothing else is installed: the
+# HEALTHCHECK below uses bash's /dev/tcp, and bash, grep and coreutils (also
+# used by the chart's preStop `sleep`) are part of the base image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 natsgate \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin natsgate
+COPY --from=builder /usr/local/bin/natsgate /usr/local/bin/natsgate
+
+# In a container the gateway must listen on every interface (its own default
+# is 127.0.0.1). 8000: WebSocket clients and the HTTP API. 9000: /metrics,
+# /health and /ready (internal port).
+ENV NATSGATE_ADDRESS=0.0.0.0 \
+    NATSGATE_PORT=8000 \
+    NATSGATE_INTERNAL_PORT=9000 \
+    NATSGATE_LOG_FORMAT=json
+EXPOSE 8000 9000
+
+USER 10001:10001
+
+# GET /health on the internal port over bash's /dev/tcp; healthy on HTTP 200.
+# (Kubernetes ignores HEALTHCHECK; the Helm chart uses its own probes.)
+HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${NATSGATE_INTERNAL_PORT:-${NATSGATE_PORT:-8000}} && printf 'GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+
+# SIGTERM starts the drain (clients get 3001 spread over NATSGATE_DRAIN_PERIOD).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/natsgate"]
+CMD ["serve"]

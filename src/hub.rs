@@ -17,7 +17,8 @@ use crate::metrics::metrics;
 use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::control::Control;
 use crate::outbox::Outbox;
-use crate::protocol::{Protocol, Publication};
+use crate::broker::PresenceEvent;
+use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
 
 /// What the hub knows of a connected client.
 pub struct ClientHandle {
@@ -27,6 +28,8 @@ pub struct ClientHandle {
     pub client_id: String,
     pub user: String,
     pub protocol: Protocol,
+    /// `info` from the connection token, for presence and publications.
+    pub conn_info: Bytes,
     pub outbox: Arc<Outbox>,
     /// Server-side control commands for this connection's session.
     pub control: mpsc::Sender<Box<Control>>,
@@ -38,8 +41,17 @@ struct UserEntry {
     control_sub: Arc<OnceCell<SubscriptionGuard>>,
 }
 
+/// One local subscription of a channel.
+struct Subscriber {
+    client: Arc<ClientHandle>,
+    /// `chan_info` for presence and publications.
+    chan_info: Bytes,
+    /// Receives join and leave pushes.
+    join_leave: bool,
+}
+
 struct Entry {
-    subscribers: HashMap<u64, Arc<ClientHandle>>,
+    subscribers: HashMap<u64, Subscriber>,
     /// Filled once the broker subscription is active; shared by concurrent
     /// first subscribers so the broker is asked once.
     broker_sub: Arc<OnceCell<SubscriptionGuard>>,
@@ -123,14 +135,20 @@ impl Hub {
 
     /// Adds a local subscriber; subscribes the broker for the first one.
     /// Returns once publications of the channel reach this client.
-    pub async fn subscribe(&self, channel: &str, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        client: &Arc<ClientHandle>,
+        chan_info: Bytes,
+        join_leave: bool,
+    ) -> Result<(), BrokerError> {
         let cell = {
             let mut channels = self.channels.write();
             let entry = channels.entry(channel.to_string()).or_insert_with(|| Entry {
                 subscribers: HashMap::new(),
                 broker_sub: Arc::new(OnceCell::new()),
             });
-            entry.subscribers.insert(client.key, client.clone());
+            entry.subscribers.insert(client.key, Subscriber { client: client.clone(), chan_info, join_leave });
             entry.broker_sub.clone()
         };
         let sink: Arc<dyn Deliver> = match self.me.upgrade() {
@@ -169,6 +187,25 @@ impl Hub {
         self.channels.read().iter().map(|(c, e)| (c.clone(), e.subscribers.len())).collect()
     }
 
+    /// Presence of a channel on this gateway: client ID -> ClientInfo.
+    pub fn local_presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
+        let channels = self.channels.read();
+        let Some(entry) = channels.get(channel) else { return HashMap::new() };
+        entry
+            .subscribers
+            .values()
+            .map(|s| {
+                let info = ClientInfo {
+                    user: s.client.user.clone(),
+                    client: s.client.client_id.clone(),
+                    conn_info: s.client.conn_info.clone(),
+                    chan_info: s.chan_info.clone(),
+                };
+                (s.client.client_id.clone(), info)
+            })
+            .collect()
+    }
+
     pub fn num_clients(&self) -> usize {
         self.users.read().values().map(|e| e.connections.len()).sum()
     }
@@ -185,12 +222,37 @@ impl Deliver for Hub {
         if let Some(sent) = message.time_ms {
             metrics().delivery_lag.observe(now_ms().saturating_sub(sent) as f64 / 1000.0);
         }
+        if let Some(event) = message.event {
+            deliver_presence_event(channel, entry, event, message.info.unwrap_or_default());
+            return;
+        }
         let publication = Publication { data: message.data, info: message.info, offset: 0, tags: message.tags };
         let mut encoded = Encoded::default();
-        for client in entry.subscribers.values() {
-            if let Some(bytes) = encoded.get(client.protocol, channel, &publication) {
-                client.outbox.push(bytes);
+        for sub in entry.subscribers.values() {
+            if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {
+                sub.client.outbox.push(bytes);
             }
+        }
+    }
+}
+
+/// Join and leave pushes go only to subscribers that asked for them.
+fn deliver_presence_event(channel: &str, entry: &Entry, event: PresenceEvent, info: ClientInfo) {
+    let mut push = Push { channel: channel.to_string(), ..Default::default() };
+    match event {
+        PresenceEvent::Join => push.join = Some(Join { info: Some(info) }),
+        PresenceEvent::Leave => push.leave = Some(Leave { info: Some(info) }),
+    }
+    let reply = Reply { push: Some(push), ..Default::default() };
+    let mut json: Option<Option<Bytes>> = None;
+    let mut protobuf: Option<Option<Bytes>> = None;
+    for sub in entry.subscribers.values().filter(|s| s.join_leave) {
+        let slot = match sub.client.protocol {
+            Protocol::Json => &mut json,
+            Protocol::Protobuf => &mut protobuf,
+        };
+        if let Some(bytes) = slot.get_or_insert_with(|| sub.client.protocol.encode_one(&reply).ok()) {
+            sub.client.outbox.push(bytes.clone());
         }
     }
 }

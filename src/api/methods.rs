@@ -89,6 +89,11 @@ struct RefreshParams {
     expire_at: i64,
 }
 
+#[derive(Deserialize)]
+struct ChannelParams {
+    channel: String,
+}
+
 #[derive(Deserialize, Default)]
 struct ChannelsParams {
     #[serde(default)]
@@ -159,7 +164,25 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
             channels(gateway, &p.pattern).await
         }
         "info" => info(gateway).await,
-        "presence" | "presence_stats" | "history" | "history_remove" => Err(ApiError(ErrorCode::NOT_AVAILABLE)),
+        "presence" | "presence_stats" => {
+            let p: ChannelParams = parse(params)?;
+            check_channel(gateway, &p.channel)?;
+            let options = gateway.rules.resolve(&p.channel).map_err(ApiError)?.options;
+            if !options.presence {
+                return Err(ApiError(ErrorCode::NOT_AVAILABLE));
+            }
+            let presence = super::survey::presence(gateway, &p.channel).await?;
+            if method == "presence" {
+                // Binary (b64info) client info cannot be embedded in JSON.
+                let presence = serde_json::to_value(&presence).map_err(|_| ApiError(ErrorCode::INTERNAL))?;
+                Ok(json!({ "presence": presence }))
+            } else {
+                let (num_clients, num_users) = super::survey::presence_stats(&presence);
+                Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
+            }
+        }
+        // History needs the JetStream-backed store (not built yet).
+        "history" | "history_remove" => Err(ApiError(ErrorCode::NOT_AVAILABLE)),
         _ => Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
     }
 }
@@ -222,7 +245,7 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
 
 async fn publish(gateway: &Gateway, channel: &str, data: Bytes, tags: HashMap<String, String>) -> Result<(), ApiError> {
     check_channel(gateway, channel)?;
-    let message = Message { data, info: None, tags, time_ms: Some(now_ms()) };
+    let message = Message { data, info: None, tags, time_ms: Some(now_ms()), event: None };
     gateway.hub.broker().publish(channel, message).await?;
     Ok(())
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::broker::Answer;
+use crate::broker::{Answer, BrokerError};
+use crate::protocol::ClientInfo;
 use crate::gateway::{Gateway, VERSION};
 
 #[derive(Serialize, Deserialize)]
@@ -14,6 +15,8 @@ use crate::gateway::{Gateway, VERSION};
 pub enum Question {
     Info,
     Channels,
+    /// Clients subscribed to a channel on each gateway.
+    Presence { channel: String },
 }
 
 /// One gateway's entry in the `info` result (Centrifugo's node shape).
@@ -37,6 +40,25 @@ pub struct ChannelCounts {
 
 pub struct Answerer(pub Arc<Gateway>);
 
+/// Presence of a channel on every live gateway: gateways that died do not
+/// answer, so their clients vanish from presence at once.
+pub async fn presence(gateway: &Gateway, channel: &str) -> Result<HashMap<String, ClientInfo>, BrokerError> {
+    let question = serde_json::to_vec(&Question::Presence { channel: channel.to_string() }).unwrap_or_default();
+    let mut all = HashMap::new();
+    for answer in gateway.hub.broker().survey(question.into()).await? {
+        if let Ok(part) = serde_json::from_slice::<HashMap<String, ClientInfo>>(&answer) {
+            all.extend(part);
+        }
+    }
+    Ok(all)
+}
+
+/// `num_clients` and `num_users` of a presence map.
+pub fn presence_stats(presence: &HashMap<String, ClientInfo>) -> (u32, u32) {
+    let users: std::collections::HashSet<&str> = presence.values().map(|i| i.user.as_str()).collect();
+    (presence.len() as u32, users.len() as u32)
+}
+
 impl Answer for Answerer {
     fn answer(&self, request: &[u8]) -> Bytes {
         let gateway = &self.0;
@@ -55,6 +77,7 @@ impl Answer for Answerer {
             Ok(Question::Channels) => serde_json::to_vec(&ChannelCounts {
                 channels: hub.channel_counts().into_iter().map(|(c, n)| (c, n as u64)).collect(),
             }),
+            Ok(Question::Presence { channel }) => serde_json::to_vec(&hub.local_presence(&channel)),
             Err(_) => Ok(Vec::new()),
         };
         answer.map(Bytes::from).unwrap_or_default()

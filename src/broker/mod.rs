@@ -28,6 +28,32 @@ pub struct Message {
     pub tags: HashMap<String, String>,
     /// When it was published (Unix milliseconds), if the publisher said.
     pub time_ms: Option<u64>,
+    /// Set for join/leave events, which carry `info` and no data.
+    pub event: Option<PresenceEvent>,
+}
+
+/// A client joined or left a channel (namespaces with `join_leave`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresenceEvent {
+    Join,
+    Leave,
+}
+
+impl PresenceEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceEvent::Join => "join",
+            PresenceEvent::Leave => "leave",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "join" => Some(PresenceEvent::Join),
+            "leave" => Some(PresenceEvent::Leave),
+            _ => None,
+        }
+    }
 }
 
 /// Now in Unix milliseconds.

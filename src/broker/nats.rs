@@ -20,6 +20,8 @@ use crate::protocol::ClientInfo;
 pub const HEADER_TAGS: &str = "Natsgate-Tags";
 /// Header with the publisher's ClientInfo as JSON (client publications).
 pub const HEADER_INFO: &str = "Natsgate-Info";
+/// Header marking a join or leave event (`join`, `leave`); the body is empty.
+pub const HEADER_EVENT: &str = "Natsgate-Event";
 /// Header with the publish time in Unix milliseconds (for the delivery lag metric).
 pub const HEADER_TIME: &str = "Natsgate-Time";
 
@@ -88,6 +90,9 @@ pub fn encode_headers(message: &Message) -> Option<HeaderMap> {
             headers.insert(HEADER_INFO, info.as_str());
         }
     }
+    if let Some(event) = message.event {
+        headers.insert(HEADER_EVENT, event.as_str());
+    }
     if let Some(time) = message.time_ms {
         headers.insert(HEADER_TIME, time.to_string().as_str());
     }
@@ -105,6 +110,7 @@ pub fn decode_message(msg: async_nats::Message) -> Message {
                 Err(e) => tracing::warn!(subject = %msg.subject, "ignoring malformed {HEADER_TAGS} header: {e}"),
             }
         }
+        out.event = headers.get(HEADER_EVENT).and_then(|e| super::PresenceEvent::parse(e.as_str()));
         out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
         if let Some(info) = headers.get(HEADER_INFO) {
             match serde_json::from_str::<ClientInfo>(info.as_str()) {

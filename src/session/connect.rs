@@ -35,6 +35,7 @@ impl Session {
             client_id: uuid::Uuid::new_v4().to_string(),
             user: credentials.user.clone(),
             protocol: self.protocol,
+            conn_info: credentials.info.clone(),
             outbox: self.outbox.clone(),
             control: self.control_tx.clone(),
         });

@@ -62,6 +62,8 @@ pub(crate) struct SubState {
     pub server_side: bool,
     /// `chan_info` from the subscription token.
     pub info: bytes::Bytes,
+    /// The client asked for join/leave pushes (or the namespace forces them).
+    pub join_leave: bool,
 }
 
 /// State that exists once `connect` succeeded.
@@ -180,6 +182,33 @@ impl Session {
         })
     }
 
+    /// Publishes a join or leave event for namespaces with `join_leave`, in
+    /// the background: leaving must not wait for the broker.
+    fn announce(&self, channel: &str, conn: &Connected, event: crate::broker::PresenceEvent) {
+        let join_leave = self
+            .gateway
+            .rules
+            .namespace(crate::broker::subject::namespace_of(channel))
+            .is_some_and(|o| o.join_leave);
+        if !join_leave {
+            return;
+        }
+        let info = crate::protocol::ClientInfo {
+            user: conn.handle.user.clone(),
+            client: conn.handle.client_id.clone(),
+            conn_info: conn.info.clone(),
+            chan_info: conn.channels.get(channel).map(|s| s.info.clone()).unwrap_or_default(),
+        };
+        let message = crate::broker::Message { info: Some(info), event: Some(event), ..Default::default() };
+        let broker = self.gateway.hub.broker().clone();
+        let channel = channel.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = broker.publish(&channel, message).await {
+                tracing::debug!("cannot announce {}: {e}", event.as_str());
+            }
+        });
+    }
+
     async fn handle_command(&mut self, command: Command) -> Result<Option<Reply>, Disconnect> {
         let id = command.id;
         if id == 0 {
@@ -243,12 +272,15 @@ impl Session {
         }
         if let Some(req) = command.presence {
             self.check_access(&req.channel, Access::Presence)?;
-            // Presence needs the JetStream-backed store (not built yet).
-            return Err(ErrorCode::NOT_AVAILABLE.into());
+            let presence = crate::api::survey::presence(&self.gateway, &req.channel).await?;
+            return Ok(Reply { presence: Some(crate::protocol::PresenceResult { presence }), ..Default::default() });
         }
         if let Some(req) = command.presence_stats {
             self.check_access(&req.channel, Access::Presence)?;
-            return Err(ErrorCode::NOT_AVAILABLE.into());
+            let presence = crate::api::survey::presence(&self.gateway, &req.channel).await?;
+            let (num_clients, num_users) = crate::api::survey::presence_stats(&presence);
+            let stats = crate::protocol::PresenceStatsResult { num_clients, num_users };
+            return Ok(Reply { presence_stats: Some(stats), ..Default::default() });
         }
         if let Some(req) = command.history {
             self.check_access(&req.channel, Access::History)?;
@@ -273,6 +305,9 @@ impl Session {
     /// once, when the connection ends.
     pub fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
+            for channel in conn.channels.keys() {
+                self.announce(channel, &conn, crate::broker::PresenceEvent::Leave);
+            }
             self.gateway.hub.remove_client(&conn.handle, conn.channels.into_keys());
         }
     }

@@ -50,7 +50,8 @@ impl Session {
         }
         resolved.can_subscribe(actor, !req.token.is_empty())?;
 
-        self.join_channel(&channel, SubState { expire_at, server_side: false, info }).await?;
+        let join_leave = resolved.options.join_leave && (req.join_leave || resolved.options.force_push_join_leave);
+        self.join_channel(&channel, SubState { expire_at, server_side: false, info, join_leave }).await?;
         let (expires, ttl) = super::ttl_of(expire_at);
         Ok(Reply { subscribe: Some(SubscribeResult { expires, ttl, ..Default::default() }), ..Default::default() })
     }
@@ -94,19 +95,26 @@ impl Session {
     /// Subscribes the connection through the hub and records it.
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
-        self.gateway.hub.subscribe(channel, &conn.handle).await?;
+        self.gateway.hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave).await?;
         conn.channels.insert(channel.to_string(), state);
+        if let Some(conn) = self.conn.as_ref() {
+            self.announce(channel, conn, crate::broker::PresenceEvent::Join);
+        }
         Ok(())
     }
 
     /// Unsubscribes the connection from a channel, if it was subscribed.
     pub(crate) fn leave_channel(&mut self, channel: &str) -> bool {
-        let Some(conn) = self.conn.as_mut() else { return false };
-        if conn.channels.remove(channel).is_some() {
-            self.gateway.hub.unsubscribe(channel, conn.handle.key);
-            return true;
+        let Some(conn) = self.conn.as_ref() else { return false };
+        if !conn.channels.contains_key(channel) {
+            return false;
         }
-        false
+        self.announce(channel, conn, crate::broker::PresenceEvent::Leave);
+        if let Some(conn) = self.conn.as_mut() {
+            conn.channels.remove(channel);
+            self.gateway.hub.unsubscribe(channel, conn.handle.key);
+        }
+        true
     }
 
     /// Whether the client may publish, read presence or history: resolves

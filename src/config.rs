@@ -108,6 +108,8 @@ pub struct Config {
     pub subscription_token_rsa_public_key: Option<String>,
     /// PEM ECDSA public key for subscription tokens (falls back to the connection key).
     pub subscription_token_ecdsa_public_key: Option<String>,
+    /// Most publications a history call returns (and a recovery restores).
+    pub history_max_publication_limit: usize,
     /// Connections one user may hold on this gateway (0: unlimited); over it: 3504.
     pub client_user_connection_limit: usize,
     /// Connections this gateway accepts (0: unlimited); over it: HTTP 503.
@@ -244,6 +246,7 @@ impl Default for Config {
             subscription_token_hmac_secret_key: None,
             subscription_token_rsa_public_key: None,
             subscription_token_ecdsa_public_key: None,
+            history_max_publication_limit: 300,
             client_user_connection_limit: 0,
             client_connection_limit: 0,
             ping_interval: Duration::from_secs(25),

@@ -48,7 +48,13 @@ struct Subscriber {
     chan_info: Bytes,
     /// Receives join and leave pushes.
     join_leave: bool,
+    /// While the subscription recovers, live publications wait here
+    /// (offset, encoded) so they are neither lost nor sent twice.
+    pending: parking_lot::Mutex<Option<Vec<(u64, Bytes)>>>,
 }
+
+/// Live publications held for one recovering subscriber, at most.
+const MAX_PENDING: usize = 10_000;
 
 struct Entry {
     subscribers: HashMap<u64, Subscriber>,
@@ -141,6 +147,7 @@ impl Hub {
         client: &Arc<ClientHandle>,
         chan_info: Bytes,
         join_leave: bool,
+        buffering: bool,
     ) -> Result<(), BrokerError> {
         let cell = {
             let mut channels = self.channels.write();
@@ -148,7 +155,8 @@ impl Hub {
                 subscribers: HashMap::new(),
                 broker_sub: Arc::new(OnceCell::new()),
             });
-            entry.subscribers.insert(client.key, Subscriber { client: client.clone(), chan_info, join_leave });
+            let pending = parking_lot::Mutex::new(buffering.then(Vec::new));
+            entry.subscribers.insert(client.key, Subscriber { client: client.clone(), chan_info, join_leave, pending });
             entry.broker_sub.clone()
         };
         let sink: Arc<dyn Deliver> = match self.me.upgrade() {
@@ -161,6 +169,19 @@ impl Hub {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Ends a subscriber's recovery: queues the live publications that arrived
+    /// meanwhile, except those the recovery already sent (offset <= `sent`).
+    pub fn activate(&self, channel: &str, client_key: u64, sent: u64) {
+        let channels = self.channels.read();
+        let Some(sub) = channels.get(channel).and_then(|e| e.subscribers.get(&client_key)) else { return };
+        let mut pending = sub.pending.lock();
+        for (offset, bytes) in pending.take().unwrap_or_default() {
+            if offset == 0 || offset > sent {
+                sub.client.outbox.push(bytes);
+            }
+        }
     }
 
     /// Removes a local subscriber; the last one out drops the broker subscription.
@@ -226,11 +247,20 @@ impl Deliver for Hub {
             deliver_presence_event(channel, entry, event, message.info.unwrap_or_default());
             return;
         }
-        let publication = Publication { data: message.data, info: message.info, offset: 0, tags: message.tags };
+        let publication =
+            Publication { data: message.data, info: message.info, offset: message.offset, tags: message.tags };
         let mut encoded = Encoded::default();
         for sub in entry.subscribers.values() {
             if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {
-                sub.client.outbox.push(bytes);
+                let mut pending = sub.pending.lock();
+                match pending.as_mut() {
+                    Some(held) if held.len() < MAX_PENDING => held.push((publication.offset, bytes)),
+                    // Too much arrived while recovering: the client must start over.
+                    Some(_) => sub.client.outbox.close(crate::protocol::codes::Disconnect::INSUFFICIENT_STATE),
+                    None => {
+                        sub.client.outbox.push(bytes);
+                    }
+                }
             }
         }
     }

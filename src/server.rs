@@ -12,7 +12,7 @@ use crate::auth::TokenVerifier;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::nats::NatsBroker;
 use crate::broker::subject::SubjectMap;
-use crate::broker::Broker;
+use crate::broker::{Broker, HistoryConfig};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::hub::Hub;
@@ -44,16 +44,17 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let verifier = TokenVerifier::from_config(&config)?;
+        let rules = config.channel_rules()?;
+        let history = HistoryConfig::from_rules(&rules);
         let broker: Arc<dyn Broker> = match &config.nats_url {
             Some(url) => Arc::new(
-                NatsBroker::connect(url, SubjectMap::new(&config.nats_prefix))
+                NatsBroker::connect(url, SubjectMap::new(&config.nats_prefix), history)
                     .await
                     .map_err(|e| StartError::Nats(e.to_string()))?,
             ),
-            None => Arc::new(MemoryBroker::new()),
+            None => Arc::new(MemoryBroker::new(history)),
         };
         let hub = Hub::new(broker);
-        let rules = config.channel_rules()?;
         let gateway = Gateway::new(config.clone(), hub.clone(), verifier, rules);
         let surveys = hub
             .broker()

@@ -11,8 +11,14 @@ pub struct ApiError(pub ErrorCode);
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        tracing::warn!("broker error in API call: {e}");
-        ApiError(ErrorCode::INTERNAL)
+        match e {
+            BrokerError::UnrecoverablePosition => ApiError(ErrorCode::UNRECOVERABLE_POSITION),
+            BrokerError::NoHistory => ApiError(ErrorCode::NOT_AVAILABLE),
+            BrokerError::Unavailable(_) => {
+                tracing::warn!("broker error in API call: {e}");
+                ApiError(ErrorCode::INTERNAL)
+            }
+        }
     }
 }
 

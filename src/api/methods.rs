@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::error::ApiError;
 use super::survey::{ChannelCounts, NodeInfo, Question};
-use crate::broker::{now_ms, Message};
+use crate::broker::{now_ms, Message, Page, Position, Query};
 use crate::control::Control;
 use crate::gateway::Gateway;
 use crate::protocol::codes::{Disconnect, ErrorCode};
@@ -34,12 +34,9 @@ struct PublishParams {
     b64data: String,
     #[serde(default)]
     tags: HashMap<String, String>,
-    // History and idempotency arrive with the JetStream store; accepted now.
     #[serde(default)]
-    #[allow(dead_code)]
     skip_history: bool,
     #[serde(default)]
-    #[allow(dead_code)]
     idempotency_key: String,
 }
 
@@ -51,6 +48,8 @@ struct BroadcastParams {
     b64data: String,
     #[serde(default)]
     tags: HashMap<String, String>,
+    #[serde(default)]
+    skip_history: bool,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +93,49 @@ struct ChannelParams {
     channel: String,
 }
 
+#[derive(Deserialize)]
+struct HistoryParams {
+    channel: String,
+    #[serde(default)]
+    limit: i64,
+    since: Option<SincePosition>,
+    #[serde(default)]
+    reverse: bool,
+}
+
+#[derive(Deserialize)]
+struct SincePosition {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default)]
+    epoch: String,
+}
+
+/// Centrifugo's limits: 0 asks only for the position, a negative limit or
+/// one above the maximum gets the maximum.
+fn history_query(gateway: &Gateway, limit: i64, since: Option<SincePosition>, reverse: bool) -> Query {
+    let max = gateway.config.history_max_publication_limit as i64;
+    let limit = if limit < 0 || limit > max { max } else { limit } as usize;
+    Query { since: since.map(|s| Position { offset: s.offset, epoch: s.epoch }), limit, reverse }
+}
+
+fn position_json(position: Option<Position>) -> Value {
+    match position {
+        Some(p) => json!({ "offset": p.offset, "epoch": p.epoch }),
+        None => json!({}),
+    }
+}
+
+fn history_json(page: Page) -> Result<Value, ApiError> {
+    let mut publications = Vec::with_capacity(page.publications.len());
+    for m in page.publications {
+        let publication = crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags };
+        // Data that is not JSON (a binary direct publish) cannot be shown here.
+        publications.push(serde_json::to_value(&publication).map_err(|_| ApiError(ErrorCode::INTERNAL))?);
+    }
+    Ok(json!({ "publications": publications, "offset": page.position.offset, "epoch": page.position.epoch }))
+}
+
 #[derive(Deserialize, Default)]
 struct ChannelsParams {
     #[serde(default)]
@@ -114,8 +156,9 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
         "publish" => {
             let p: PublishParams = parse(params)?;
             let data = payload(p.data, &p.b64data)?;
-            publish(gateway, &p.channel, data, p.tags).await?;
-            Ok(json!({}))
+            let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
+            let position = publish(gateway, &p.channel, data, p.tags, p.skip_history, key).await?;
+            Ok(position_json(position))
         }
         "broadcast" => {
             let p: BroadcastParams = parse(params)?;
@@ -125,8 +168,9 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
             }
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in &p.channels {
-                responses.push(match publish(gateway, channel, data.clone(), p.tags.clone()).await {
-                    Ok(()) => json!({"result": {}}),
+                let published = publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, None).await;
+                responses.push(match published {
+                    Ok(position) => json!({ "result": position_json(position) }),
                     Err(e) => json!({"error": e.body()}),
                 });
             }
@@ -181,8 +225,19 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
                 Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
             }
         }
-        // History needs the JetStream-backed store (not built yet).
-        "history" | "history_remove" => Err(ApiError(ErrorCode::NOT_AVAILABLE)),
+        "history" => {
+            let p: HistoryParams = parse(params)?;
+            check_channel(gateway, &p.channel)?;
+            let query = history_query(gateway, p.limit, p.since, p.reverse);
+            let page = gateway.hub.broker().history(&p.channel, query).await?;
+            history_json(page)
+        }
+        "history_remove" => {
+            let p: ChannelParams = parse(params)?;
+            check_channel(gateway, &p.channel)?;
+            gateway.hub.broker().remove_history(&p.channel).await?;
+            Ok(json!({}))
+        }
         _ => Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
     }
 }
@@ -243,11 +298,18 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn publish(gateway: &Gateway, channel: &str, data: Bytes, tags: HashMap<String, String>) -> Result<(), ApiError> {
+/// Publishes; the result has `offset` and `epoch` when the channel keeps history.
+async fn publish(
+    gateway: &Gateway,
+    channel: &str,
+    data: Bytes,
+    tags: HashMap<String, String>,
+    skip_history: bool,
+    idempotency_key: Option<String>,
+) -> Result<Option<Position>, ApiError> {
     check_channel(gateway, channel)?;
-    let message = Message { data, info: None, tags, time_ms: Some(now_ms()), event: None };
-    gateway.hub.broker().publish(channel, message).await?;
-    Ok(())
+    let message = Message { data, tags, time_ms: Some(now_ms()), idempotency_key, skip_history, ..Default::default() };
+    Ok(gateway.hub.broker().publish(channel, message).await?)
 }
 
 async fn control(gateway: &Gateway, user: &str, command: Control) -> Result<Value, ApiError> {

@@ -6,6 +6,8 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use super::history::{select, HistoryConfig, Page, Position, Query};
+use super::memory_history::MemoryHistory;
 use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 
 #[derive(Clone)]
@@ -19,9 +21,9 @@ enum Sink {
 type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 
 /// Delivers publications straight to the sinks subscribed in this process.
-#[derive(Default)]
 pub struct MemoryBroker {
     inner: Arc<Mutex<State>>,
+    history: Mutex<MemoryHistory>,
 }
 
 #[derive(Default)]
@@ -51,8 +53,8 @@ impl Drop for Unsubscribe {
 }
 
 impl MemoryBroker {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(history: HistoryConfig) -> Self {
+        MemoryBroker { inner: Arc::default(), history: Mutex::new(MemoryHistory::new(history)) }
     }
 
     fn sinks(&self, topic: &str) -> Vec<Sink> {
@@ -70,12 +72,39 @@ impl MemoryBroker {
 
 #[async_trait]
 impl Broker for MemoryBroker {
-    async fn publish(&self, channel: &str, message: Message) -> Result<(), BrokerError> {
+    async fn publish(&self, channel: &str, mut message: Message) -> Result<Option<Position>, BrokerError> {
+        let mut position = None;
+        if message.event.is_none() && !message.skip_history {
+            if let Some((pos, fresh)) = self.history.lock().append(channel, &mut message) {
+                if !fresh {
+                    return Ok(Some(pos));
+                }
+                position = Some(pos);
+            }
+        }
         for sink in self.sinks(&format!("c:{channel}")) {
             if let Sink::Channel(sink) = sink {
                 sink.deliver(channel, message.clone());
             }
         }
+        Ok(position)
+    }
+
+    async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
+        let (held, position) = self.history.lock().read(channel).ok_or(BrokerError::NoHistory)?;
+        // Offsets are per channel here: from 0, "held" means nothing was trimmed yet.
+        let since_held = query.since.as_ref().is_some_and(|s| {
+            held.iter().any(|m| m.offset == s.offset) || (s.offset == 0 && (position.offset == 0 || held.first().is_some_and(|m| m.offset == 1)))
+        });
+        select(held, position, &query, since_held)
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        let mut history = self.history.lock();
+        if !history.keeps(channel) {
+            return Err(BrokerError::NoHistory);
+        }
+        history.remove(channel);
         Ok(())
     }
 

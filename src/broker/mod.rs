@@ -6,7 +6,9 @@
 //! drops the returned guard when the last one leaves; the broker hands every
 //! publication of a subscribed channel to the [`Deliver`] sink.
 
+pub mod history;
 pub mod memory;
+pub mod memory_history;
 pub mod nats;
 pub mod subject;
 
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::protocol::ClientInfo;
+pub use history::{HistoryConfig, Page, Position, Query};
 
 /// A publication as it travels through the broker. On NATS the body is
 /// `data` and the rest rides in headers, so direct NATS publishers and the
@@ -30,6 +33,12 @@ pub struct Message {
     pub time_ms: Option<u64>,
     /// Set for join/leave events, which carry `info` and no data.
     pub event: Option<PresenceEvent>,
+    /// Position in the channel's history (0: not kept in history).
+    pub offset: u64,
+    /// Publishing: deduplicate repeated publishes with this key.
+    pub idempotency_key: Option<String>,
+    /// Publishing: deliver without keeping it in history.
+    pub skip_history: bool,
 }
 
 /// A client joined or left a channel (namespaces with `join_leave`).
@@ -65,6 +74,12 @@ pub fn now_ms() -> u64 {
 pub enum BrokerError {
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The asked-for position (epoch or offset) is not in the history.
+    #[error("unrecoverable position")]
+    UnrecoverablePosition,
+    /// The channel keeps no history.
+    #[error("history not available for the channel")]
+    NoHistory,
 }
 
 /// Receives publications for subscribed channels (the hub).
@@ -95,8 +110,15 @@ impl SubscriptionGuard {
 
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// Publishes to a channel; returns once the broker accepted the message.
-    async fn publish(&self, channel: &str, message: Message) -> Result<(), BrokerError>;
+    /// Publishes to a channel; returns once the broker accepted the message,
+    /// with its position when the channel keeps history.
+    async fn publish(&self, channel: &str, message: Message) -> Result<Option<Position>, BrokerError>;
+
+    /// Reads a channel's history (see [`history::Query`]).
+    async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError>;
+
+    /// Removes every publication of a channel from its history.
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError>;
 
     /// Starts delivering a channel's publications to `sink` until the guard
     /// is dropped. Returns once the subscription is active, so a publication

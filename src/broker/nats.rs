@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::subject::SubjectMap;
+use super::history::{select, HistoryConfig, Page, Position, Query};
 use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
+use async_nats::jetstream;
 use crate::protocol::ClientInfo;
 
 /// Header with the publication tags as a JSON object of strings.
@@ -28,10 +30,12 @@ pub const HEADER_TIME: &str = "Natsgate-Time";
 pub struct NatsBroker {
     client: async_nats::Client,
     subjects: SubjectMap,
+    jetstream: jetstream::Context,
+    history: HistoryConfig,
 }
 
 impl NatsBroker {
-    pub async fn connect(url: &str, subjects: SubjectMap) -> Result<Self, BrokerError> {
+    pub async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
         let client = async_nats::ConnectOptions::new()
             .name("natsgate")
             .event_callback(|event| async move {
@@ -51,7 +55,53 @@ impl NatsBroker {
             .connect(url)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        Ok(NatsBroker { client, subjects })
+        let jetstream = jetstream::new(client.clone());
+        let broker = NatsBroker { client, subjects, jetstream, history };
+        for (namespace, size, ttl) in broker.history.namespaces() {
+            broker.ensure_stream(namespace, size, ttl).await?;
+        }
+        Ok(broker)
+    }
+
+    /// Creates or updates a namespace's history stream. Every gateway does
+    /// this at startup; the same config makes it a no-op.
+    async fn ensure_stream(&self, namespace: &str, size: u32, ttl: Duration) -> Result<jetstream::stream::Stream, BrokerError> {
+        let source = self.subjects.namespace_wildcard(namespace);
+        let config = jetstream::stream::Config {
+            name: self.subjects.stream_name(namespace),
+            subjects: vec![source.clone()],
+            max_messages_per_subject: size as i64,
+            max_age: ttl,
+            duplicate_window: ttl.min(IDEMPOTENCY_WINDOW),
+            allow_direct: true,
+            republish: Some(jetstream::stream::Republish {
+                source,
+                destination: self.subjects.republish_wildcard(namespace),
+                headers_only: false,
+            }),
+            ..Default::default()
+        };
+        // Two gateways may race to create it; the loser finds it on retry.
+        let stream = match self.jetstream.get_or_create_stream(config.clone()).await {
+            Ok(s) => s,
+            Err(_) => self.jetstream.get_or_create_stream(config.clone()).await.map_err(unavailable)?,
+        };
+        if stream.cached_info().config != config {
+            self.jetstream.update_stream(config).await.map_err(unavailable)?;
+        }
+        Ok(stream)
+    }
+
+    async fn stream_of(&self, channel: &str) -> Result<(jetstream::stream::Stream, String), BrokerError> {
+        let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
+        let namespace = super::subject::namespace_of(channel);
+        let stream = match self.jetstream.get_stream(self.subjects.stream_name(namespace)).await {
+            Ok(stream) => stream,
+            // Deleted under us: recreate it (a new epoch).
+            Err(_) => self.ensure_stream(namespace, size, ttl).await?,
+        };
+        let epoch = epoch_of(&stream);
+        Ok((stream, epoch))
     }
 
     pub fn client(&self) -> &async_nats::Client {
@@ -104,21 +154,45 @@ pub fn encode_headers(message: &Message) -> Option<HeaderMap> {
 pub fn decode_message(msg: async_nats::Message) -> Message {
     let mut out = Message { data: msg.payload, ..Default::default() };
     if let Some(headers) = &msg.headers {
-        if let Some(tags) = headers.get(HEADER_TAGS) {
-            match serde_json::from_str(tags.as_str()) {
-                Ok(tags) => out.tags = tags,
-                Err(e) => tracing::warn!(subject = %msg.subject, "ignoring malformed {HEADER_TAGS} header: {e}"),
-            }
-        }
-        out.event = headers.get(HEADER_EVENT).and_then(|e| super::PresenceEvent::parse(e.as_str()));
-        out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
-        if let Some(info) = headers.get(HEADER_INFO) {
-            match serde_json::from_str::<ClientInfo>(info.as_str()) {
-                Ok(info) => out.info = Some(info),
-                Err(e) => tracing::warn!(subject = %msg.subject, "ignoring malformed {HEADER_INFO} header: {e}"),
-            }
+        read_headers(&mut out, headers, &msg.subject);
+    }
+    out
+}
+
+fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &async_nats::Subject) {
+    // Set on messages a history stream republishes: the stream sequence.
+    out.offset = headers.get("Nats-Sequence").and_then(|s| s.as_str().parse().ok()).unwrap_or(0);
+    if let Some(tags) = headers.get(HEADER_TAGS) {
+        match serde_json::from_str(tags.as_str()) {
+            Ok(tags) => out.tags = tags,
+            Err(e) => tracing::warn!(subject = %subject, "ignoring malformed {HEADER_TAGS} header: {e}"),
         }
     }
+    out.event = headers.get(HEADER_EVENT).and_then(|e| super::PresenceEvent::parse(e.as_str()));
+    out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
+    if let Some(info) = headers.get(HEADER_INFO) {
+        match serde_json::from_str::<ClientInfo>(info.as_str()) {
+            Ok(info) => out.info = Some(info),
+            Err(e) => tracing::warn!(subject = %subject, "ignoring malformed {HEADER_INFO} header: {e}"),
+        }
+    }
+}
+
+/// How long an idempotency key is remembered (JetStream's duplicate window),
+/// at most the history ttl.
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
+
+/// The epoch of a stream: its creation time, which changes only when the
+/// stream (and so its history) is recreated.
+fn epoch_of(stream: &jetstream::stream::Stream) -> String {
+    format!("{:x}", stream.cached_info().created.unix_timestamp_nanos())
+}
+
+/// Reads a stored message back into a publication.
+fn from_stored(msg: jetstream::message::StreamMessage) -> Message {
+    let mut out = Message { data: msg.payload, ..Default::default() };
+    read_headers(&mut out, &msg.headers, &msg.subject);
+    out.offset = msg.sequence;
     out
 }
 
@@ -134,6 +208,43 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
+impl NatsBroker {
+    /// Stores a publication in the namespace's stream (JetStream acks it);
+    /// the stream republishes it to subscribers with its sequence.
+    async fn publish_to_history(&self, channel: &str, message: Message) -> Result<Position, BrokerError> {
+        let subject = self.subjects.channel_subject(channel);
+        let mut headers = encode_headers(&message).unwrap_or_default();
+        if let Some(key) = &message.idempotency_key {
+            headers.insert("Nats-Msg-Id", key.as_str());
+        }
+        let mut attempt = 0;
+        loop {
+            let sent = self.jetstream.publish_with_headers(subject.clone(), headers.clone(), message.data.clone()).await;
+            let ack = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(jetstream::context::PublishError::with_source(
+                    jetstream::context::PublishErrorKind::Other,
+                    e,
+                )),
+            };
+            match ack {
+                Ok(ack) => {
+                    let (stream, epoch) = self.stream_of(channel).await?;
+                    drop(stream);
+                    return Ok(Position { offset: ack.sequence, epoch });
+                }
+                // The stream may have been deleted: recreate it once.
+                Err(_) if attempt == 0 => {
+                    attempt += 1;
+                    let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
+                    self.ensure_stream(super::subject::namespace_of(channel), size, ttl).await?;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+}
+
 /// Aborting the reader task drops the NATS subscriber, which unsubscribes.
 struct AbortOnDrop(JoinHandle<()>);
 
@@ -145,20 +256,87 @@ impl Drop for AbortOnDrop {
 
 #[async_trait]
 impl Broker for NatsBroker {
-    async fn publish(&self, channel: &str, message: Message) -> Result<(), BrokerError> {
-        let subject = self.subjects.channel_subject(channel);
+    async fn publish(&self, channel: &str, message: Message) -> Result<Option<Position>, BrokerError> {
+        let keeps_history = self.history.for_channel(channel).is_some();
+        if keeps_history && message.event.is_none() && !message.skip_history {
+            return self.publish_to_history(channel, message).await.map(Some);
+        }
+        // Not stored: history channels' subscribers listen on the republish subject.
+        let subject =
+            if keeps_history { self.subjects.republish_subject(channel) } else { self.subjects.channel_subject(channel) };
         let result = match encode_headers(&message) {
             Some(headers) => self.client.publish_with_headers(subject, headers, message.data).await,
             None => self.client.publish(subject, message.data).await,
         };
         result.map_err(unavailable)?;
         // A flush round-trip means the server has the message.
-        self.client.flush().await.map_err(unavailable)
+        self.client.flush().await.map_err(unavailable)?;
+        Ok(None)
+    }
+
+    async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
+        let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
+        let (stream, epoch) = self.stream_of(channel).await?;
+        let subject = self.subjects.channel_subject(channel);
+        let top = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(msg) => msg.sequence,
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => 0,
+            Err(e) => return Err(unavailable(e)),
+        };
+        let position = Position { offset: top, epoch };
+        // Read what the page can need, oldest first: at most history_size
+        // messages, one request each (direct gets by subject).
+        let mut held = Vec::new();
+        if query.limit > 0 {
+            let mut seq = match (&query.since, query.reverse) {
+                (Some(since), false) => since.offset + 1,
+                _ => 1,
+            };
+            while held.len() < size as usize && seq <= top {
+                let next = stream.raw_message_builder().sequence(seq).next_by_subject(subject.clone()).send().await;
+                match next {
+                    Ok(msg) => {
+                        seq = msg.sequence + 1;
+                        held.push(from_stored(msg));
+                    }
+                    Err(_) => break,
+                }
+                if !query.reverse && held.len() >= query.limit {
+                    break;
+                }
+            }
+        }
+        let since_held = match &query.since {
+            Some(since) if since.offset > 0 => {
+                matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject)
+            }
+            // From the very beginning: nothing was trimmed if fewer than
+            // history_size are held (ttl trimming cannot be told apart here).
+            Some(_) => {
+                let count = if query.limit == 0 { 0 } else { held.len() };
+                top == 0 || (query.limit > 0 && count < size as usize)
+            }
+            None => true,
+        };
+        select(held, position, &query, since_held)
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        let (stream, _) = self.stream_of(channel).await?;
+        stream.purge().filter(self.subjects.channel_subject(channel)).await.map_err(unavailable)?;
+        Ok(())
     }
 
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError> {
+        // History channels are heard on the republish subject, where each
+        // message carries its stream sequence (the offset).
+        let subject = if self.history.for_channel(channel).is_some() {
+            self.subjects.republish_subject(channel)
+        } else {
+            self.subjects.channel_subject(channel)
+        };
         let channel = channel.to_string();
-        self.listen(self.subjects.channel_subject(&channel), move |msg| sink.deliver(&channel, decode_message(msg))).await
+        self.listen(subject, move |msg| sink.deliver(&channel, decode_message(msg))).await
     }
 
     async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {

@@ -88,6 +88,22 @@ impl SubjectMap {
         SubjectMap { channels: format!("{prefix}.ch."), prefix: prefix.to_string() }
     }
 
+    /// Where a history namespace's stream republishes each stored message,
+    /// with its stream sequence in headers: `<prefix>.rp.<ns>.<name>`.
+    pub fn republish_subject(&self, channel: &str) -> String {
+        format!("{}.rp.{}.{}", self.prefix, encode_token(namespace_of(channel)), encode_token(channel))
+    }
+
+    /// The republish wildcard of a namespace.
+    pub fn republish_wildcard(&self, namespace: &str) -> String {
+        format!("{}.rp.{}.>", self.prefix, encode_token(namespace))
+    }
+
+    /// The JetStream stream holding a namespace's history.
+    pub fn stream_name(&self, namespace: &str) -> String {
+        format!("{}_{}", self.prefix.replace('.', "_"), encode_token(namespace))
+    }
+
     /// Control commands for one user's connections: `<prefix>.user.<user>`.
     pub fn user_subject(&self, user: &str) -> String {
         format!("{}.user.{}", self.prefix, encode_token(user))

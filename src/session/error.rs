@@ -28,8 +28,14 @@ impl From<Disconnect> for CommandError {
 
 impl From<BrokerError> for CommandError {
     fn from(e: BrokerError) -> Self {
-        tracing::warn!("broker error: {e}");
-        CommandError::Reply(ErrorCode::INTERNAL)
+        match e {
+            BrokerError::UnrecoverablePosition => CommandError::Reply(ErrorCode::UNRECOVERABLE_POSITION),
+            BrokerError::NoHistory => CommandError::Reply(ErrorCode::NOT_AVAILABLE),
+            BrokerError::Unavailable(_) => {
+                tracing::warn!("broker error: {e}");
+                CommandError::Reply(ErrorCode::INTERNAL)
+            }
+        }
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Session {
     conn: Option<Connected>,
     /// A connect was answered with an error; nothing more is accepted.
     connect_refused: bool,
+    /// Recovering subscriptions to release once their replies are queued:
+    /// (channel, last offset sent in the reply).
+    activations: Vec<(String, u64)>,
 }
 
 /// One subscription of the connection.
@@ -64,6 +67,9 @@ pub(crate) struct SubState {
     pub info: bytes::Bytes,
     /// The client asked for join/leave pushes (or the namespace forces them).
     pub join_leave: bool,
+    /// Subscribed with recovery: live publications wait in the hub until
+    /// the subscribe reply is queued.
+    pub recovering: bool,
 }
 
 /// State that exists once `connect` succeeded.
@@ -79,7 +85,7 @@ impl Session {
     pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
         let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None, connect_refused: false }
+        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None, connect_refused: false, activations: Vec::new() }
     }
 
     /// The queue of server-side control commands; the transport takes it
@@ -169,6 +175,7 @@ impl Session {
         if !batch.is_empty() {
             self.outbox.push(batch.freeze());
         }
+        self.release_recovered();
         result
     }
 
@@ -180,6 +187,15 @@ impl Session {
             let error = Reply { id: reply.id, error: Some(ErrorCode::INTERNAL.to_message()), ..Default::default() };
             self.protocol.encode_one(&error).unwrap_or_default()
         })
+    }
+
+    /// Lets live publications flow to subscriptions whose recovery reply is
+    /// now queued.
+    fn release_recovered(&mut self) {
+        let Some(conn) = self.conn.as_ref() else { return };
+        for (channel, sent) in self.activations.drain(..) {
+            self.gateway.hub.activate(&channel, conn.handle.key, sent);
+        }
     }
 
     /// Publishes a join or leave event for namespaces with `join_leave`, in
@@ -284,8 +300,22 @@ impl Session {
         }
         if let Some(req) = command.history {
             self.check_access(&req.channel, Access::History)?;
-            // History needs the JetStream-backed store (not built yet).
-            return Err(ErrorCode::NOT_AVAILABLE.into());
+            let max = self.gateway.config.history_max_publication_limit;
+            let limit = if req.limit < 0 || req.limit as usize > max { max } else { req.limit as usize };
+            let since = req.since.map(|s| crate::broker::Position { offset: s.offset, epoch: s.epoch });
+            let query = crate::broker::Query { since, limit, reverse: req.reverse };
+            let page = self.gateway.hub.broker().history(&req.channel, query).await?;
+            let publications = page
+                .publications
+                .into_iter()
+                .map(|m| crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags })
+                .collect();
+            let result = crate::protocol::HistoryResult {
+                publications,
+                epoch: page.position.epoch,
+                offset: page.position.offset,
+            };
+            return Ok(Reply { history: Some(result), ..Default::default() });
         }
         if let Some(req) = command.sub_refresh {
             return self.sub_refresh(req);

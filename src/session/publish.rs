@@ -17,7 +17,7 @@ impl Session {
             conn_info: conn.info.clone(),
             chan_info: conn.channels.get(&req.channel).map(|s| s.info.clone()).unwrap_or_default(),
         };
-        let message = Message { data: req.data, info: Some(info), tags: Default::default(), time_ms: Some(now_ms()), event: None };
+        let message = Message { data: req.data, info: Some(info), time_ms: Some(now_ms()), ..Default::default() };
         self.gateway.hub.broker().publish(&req.channel, message).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

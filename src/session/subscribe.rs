@@ -5,14 +5,15 @@ use super::{now_unix, Session, SubState};
 use crate::auth::TokenError;
 use crate::channels::{Access, Actor};
 use crate::protocol::codes::{Disconnect, ErrorCode};
+use crate::broker::{Position, Query};
 use crate::protocol::{
-    Reply, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
+    Publication, Reply, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
     UnsubscribeResult,
 };
 
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
-        let channel = req.channel;
+        let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
@@ -50,10 +51,62 @@ impl Session {
         }
         resolved.can_subscribe(actor, !req.token.is_empty())?;
 
-        let join_leave = resolved.options.join_leave && (req.join_leave || resolved.options.force_push_join_leave);
-        self.join_channel(&channel, SubState { expire_at, server_side: false, info, join_leave }).await?;
+        let options = resolved.options;
+        let join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
+        let recoverable = options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
+        let state = SubState { expire_at, server_side: false, info, join_leave, recovering: recoverable };
+        self.join_channel(&channel, state).await?;
         let (expires, ttl) = super::ttl_of(expire_at);
-        Ok(Reply { subscribe: Some(SubscribeResult { expires, ttl, ..Default::default() }), ..Default::default() })
+        let mut result = SubscribeResult { expires, ttl, ..Default::default() };
+        if recoverable {
+            match self.recover(&channel, &req).await {
+                Ok(recovered) => result = SubscribeResult { expires, ttl, ..recovered },
+                Err(e) => {
+                    self.leave_channel(&channel);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Reply { subscribe: Some(result), ..Default::default() })
+    }
+
+    /// The history part of a recoverable subscribe: the current position, and
+    /// with `recover` the publications missed since the client's position.
+    /// Live publications wait in the hub until the reply is queued.
+    async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
+        let broker = self.gateway.hub.broker().clone();
+        let max = self.gateway.config.history_max_publication_limit;
+        let mut result = SubscribeResult { recoverable: true, was_recovering: req.recover, ..Default::default() };
+        let since = Position { offset: req.offset, epoch: req.epoch.clone() };
+        let page = if req.recover {
+            let query = Query { since: Some(since), limit: max + 1, reverse: false };
+            match broker.history(channel, query).await {
+                Ok(page) => Some(page),
+                Err(crate::broker::BrokerError::UnrecoverablePosition) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let (position, publications) = match page {
+            Some(page) if page.continuous && page.publications.len() <= max => {
+                result.recovered = true;
+                (page.position, page.publications)
+            }
+            _ => {
+                let page = broker.history(channel, Query::default()).await?;
+                (page.position, Vec::new())
+            }
+        };
+        let sent = publications.last().map(|p| p.offset).unwrap_or(position.offset);
+        result.epoch = position.epoch;
+        result.offset = position.offset;
+        result.publications = publications
+            .into_iter()
+            .map(|m| Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags })
+            .collect();
+        self.activations.push((channel.to_string(), sent.max(req.offset)));
+        Ok(result)
     }
 
     pub(super) fn unsubscribe(&mut self, req: UnsubscribeRequest) -> Reply {
@@ -95,7 +148,8 @@ impl Session {
     /// Subscribes the connection through the hub and records it.
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
-        self.gateway.hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave).await?;
+        let buffering = state.recovering;
+        self.gateway.hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, buffering).await?;
         conn.channels.insert(channel.to_string(), state);
         if let Some(conn) = self.conn.as_ref() {
             self.announce(channel, conn, crate::broker::PresenceEvent::Join);

@@ -20,6 +20,10 @@ pub enum Control {
         channel: String,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         client: String,
+        /// Set when the gateway itself unsubscribes a positioned client that
+        /// missed publications (2500: the SDK resubscribes and recovers).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        insufficient_state: bool,
     },
     /// Close the user's connections (except whitelisted client IDs).
     Disconnect {

@@ -48,6 +48,8 @@ struct Subscriber {
     chan_info: Bytes,
     /// Receives join and leave pushes.
     join_leave: bool,
+    /// Positioned: told (2500/3010) when the gateway sees a publication gap.
+    positioned: bool,
     /// While the subscription recovers, live publications wait here
     /// (offset, encoded) so they are neither lost nor sent twice.
     pending: parking_lot::Mutex<Option<Vec<(u64, Bytes)>>>,
@@ -58,6 +60,8 @@ const MAX_PENDING: usize = 10_000;
 
 struct Entry {
     subscribers: HashMap<u64, Subscriber>,
+    /// Offset of the last publication seen (history channels), to detect gaps.
+    last_offset: std::sync::atomic::AtomicU64,
     /// Filled once the broker subscription is active; shared by concurrent
     /// first subscribers so the broker is asked once.
     broker_sub: Arc<OnceCell<SubscriptionGuard>>,
@@ -148,15 +152,18 @@ impl Hub {
         chan_info: Bytes,
         join_leave: bool,
         buffering: bool,
+        positioned: bool,
     ) -> Result<(), BrokerError> {
         let cell = {
             let mut channels = self.channels.write();
             let entry = channels.entry(channel.to_string()).or_insert_with(|| Entry {
                 subscribers: HashMap::new(),
+                last_offset: AtomicU64::new(0),
                 broker_sub: Arc::new(OnceCell::new()),
             });
             let pending = parking_lot::Mutex::new(buffering.then(Vec::new));
-            entry.subscribers.insert(client.key, Subscriber { client: client.clone(), chan_info, join_leave, pending });
+            let sub = Subscriber { client: client.clone(), chan_info, join_leave, positioned, pending };
+            entry.subscribers.insert(client.key, sub);
             entry.broker_sub.clone()
         };
         let sink: Arc<dyn Deliver> = match self.me.upgrade() {
@@ -246,6 +253,23 @@ impl Deliver for Hub {
         if let Some(event) = message.event {
             deliver_presence_event(channel, entry, event, message.info.unwrap_or_default());
             return;
+        }
+        if message.offset > 0 {
+            let last = entry.last_offset.swap(message.offset, Ordering::Relaxed);
+            // The stream says which offset came before this one in the channel.
+            if last != 0 && message.prev_offset.is_some_and(|prev| prev != last) {
+                tracing::debug!(channel, last, offset = message.offset, "publication gap");
+                for sub in entry.subscribers.values().filter(|s| s.positioned) {
+                    let command = Control::Unsubscribe {
+                        channel: channel.to_string(),
+                        client: String::new(),
+                        insufficient_state: true,
+                    };
+                    if sub.client.control.try_send(Box::new(command)).is_err() {
+                        sub.client.outbox.close(crate::protocol::codes::Disconnect::INSUFFICIENT_STATE);
+                    }
+                }
+            }
         }
         let publication =
             Publication { data: message.data, info: message.info, offset: message.offset, tags: message.tags };

@@ -184,7 +184,7 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
         "unsubscribe" => {
             let p: UserChannelParams = parse(params)?;
             check_channel(gateway, &p.channel)?;
-            control(gateway, &p.user, Control::Unsubscribe { channel: p.channel, client: p.client }).await
+            control(gateway, &p.user, Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false }).await
         }
         "disconnect" => {
             let p: DisconnectParams = parse(params)?;

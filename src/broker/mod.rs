@@ -35,6 +35,8 @@ pub struct Message {
     pub event: Option<PresenceEvent>,
     /// Position in the channel's history (0: not kept in history).
     pub offset: u64,
+    /// The offset before this one in the channel, when the broker knows it.
+    pub prev_offset: Option<u64>,
     /// Publishing: deduplicate repeated publishes with this key.
     pub idempotency_key: Option<String>,
     /// Publishing: deliver without keeping it in history.

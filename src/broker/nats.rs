@@ -162,6 +162,7 @@ pub fn decode_message(msg: async_nats::Message) -> Message {
 fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &async_nats::Subject) {
     // Set on messages a history stream republishes: the stream sequence.
     out.offset = headers.get("Nats-Sequence").and_then(|s| s.as_str().parse().ok()).unwrap_or(0);
+    out.prev_offset = headers.get("Nats-Last-Sequence").and_then(|s| s.as_str().parse().ok());
     if let Some(tags) = headers.get(HEADER_TAGS) {
         match serde_json::from_str(tags.as_str()) {
             Ok(tags) => out.tags = tags,

@@ -70,6 +70,8 @@ pub(crate) struct SubState {
     /// Subscribed with recovery: live publications wait in the hub until
     /// the subscribe reply is queued.
     pub recovering: bool,
+    /// Told when publications were missed (2500, or 3010 if server-side).
+    pub positioned: bool,
 }
 
 /// State that exists once `connect` succeeded.

@@ -54,13 +54,15 @@ impl Session {
         let options = resolved.options;
         let join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
         let recoverable = options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
-        let state = SubState { expire_at, server_side: false, info, join_leave, recovering: recoverable };
+        let positioned = options.history_enabled()
+            && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
+        let state = SubState { expire_at, server_side: false, info, join_leave, recovering: recoverable, positioned };
         self.join_channel(&channel, state).await?;
         let (expires, ttl) = super::ttl_of(expire_at);
-        let mut result = SubscribeResult { expires, ttl, ..Default::default() };
+        let mut result = SubscribeResult { expires, ttl, positioned, ..Default::default() };
         if recoverable {
             match self.recover(&channel, &req).await {
-                Ok(recovered) => result = SubscribeResult { expires, ttl, ..recovered },
+                Ok(recovered) => result = SubscribeResult { expires, ttl, positioned, ..recovered },
                 Err(e) => {
                     self.leave_channel(&channel);
                     return Err(e);
@@ -148,8 +150,9 @@ impl Session {
     /// Subscribes the connection through the hub and records it.
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
-        let buffering = state.recovering;
-        self.gateway.hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, buffering).await?;
+        let hub = &self.gateway.hub;
+        hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, state.recovering, state.positioned)
+            .await?;
         conn.channels.insert(channel.to_string(), state);
         if let Some(conn) = self.conn.as_ref() {
             self.announce(channel, conn, crate::broker::PresenceEvent::Join);

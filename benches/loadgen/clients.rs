@@ -69,11 +69,12 @@ fn ws_config() -> WebSocketConfig {
 /// `connecting`), then read until `stop`. Never panics; failures are
 /// counted in `stats`.
 pub async fn run(plan: Arc<Plan>, seat: Seat, stats: Arc<Stats>, connecting: Arc<Semaphore>, stop: CancellationToken) {
-    let opened = {
+    let (began, opened) = {
         let Ok(_permit) = connecting.acquire().await else { return };
+        let began = tokio::time::Instant::now();
         tokio::select! {
             _ = stop.cancelled() => return,
-            opened = open_and_subscribe(&plan, &seat) => opened,
+            opened = open_and_subscribe(&plan, &seat) => (began, opened),
         }
     };
     let ws = match opened {
@@ -83,7 +84,7 @@ pub async fn run(plan: Arc<Plan>, seat: Seat, stats: Arc<Stats>, connecting: Arc
             return;
         }
     };
-    stats.client_ready();
+    stats.client_ready(began.elapsed().as_nanos() as u64);
     let result = match plan.system {
         System::Natsgate => read_centrifugo(ws, plan.protocol, &stats, &stop).await,
         System::NatsWs => read_nats(ws, &stats, &stop).await,
@@ -213,6 +214,7 @@ async fn read_centrifugo(mut ws: Ws, protocol: Proto, stats: &Stats, stop: &Canc
             _ = stop.cancelled() => return Ok(()),
             frame = ws.next() => frame,
         };
+        batch.begin();
         let pings = match frame {
             Some(Ok(Message::Text(text))) if protocol == Proto::Json => handle_json(text.as_bytes(), &mut batch, stats),
             Some(Ok(Message::Binary(data))) if protocol == Proto::Protobuf => handle_protobuf(&data, &mut batch, stats)?,
@@ -327,6 +329,7 @@ async fn read_nats(mut ws: Ws, stats: &Stats, stop: &CancellationToken) -> Resul
             data = next_nats_frame(&mut ws) => data?,
         };
         parser.push(&data);
+        batch.begin();
         let mut pings = 0;
         parser.drain(|op| match op {
             NatsOp::Msg(payload) => {
@@ -425,15 +428,23 @@ pub struct Batch {
     /// messages come from one channel, in publishing order).
     last_seq: Option<u64>,
     out_of_order: u64,
+    now_ns: u64,
 }
 
 impl Batch {
+    /// Starts a frame: its deliveries all arrived now.
+    pub fn begin(&mut self) {
+        self.now_ns = super::sys::now_ns();
+    }
+
     /// Records one delivered payload; false if it is not one of ours.
     pub fn delivery(&mut self, payload: &[u8]) -> bool {
-        let now = super::sys::now_ns();
-        let (Some(ts), Some(seq)) = (scan_u64(payload, b"\"ts\":"), scan_u64(payload, b"\"seq\":")) else {
+        let Some(ts_at) = find(payload, b"\"ts\":") else { return false };
+        let rest = &payload[ts_at..];
+        let (Some(ts), Some(seq)) = (scan_u64(rest, b"\"ts\":"), scan_u64(rest, b"\"seq\":")) else {
             return false;
         };
+        let now = self.now_ns;
         if self.last_seq.is_some_and(|last| seq <= last) {
             self.out_of_order += 1;
         } else {

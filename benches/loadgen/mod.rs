@@ -113,6 +113,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
     let connecting = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
+    let cpu_start = CpuMark::take(server_pid, nats_pid);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for seat in seats {
@@ -122,6 +123,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let connect_secs = started.elapsed().as_secs_f64();
+    let connect_cpu = cpu_start.since(server_pid, nats_pid);
     say(
         opts,
         format_args!("{}: {} clients ready in {connect_secs:.3}s ({} failed)", system.name(), stats.ready(), stats.failed()),
@@ -140,6 +142,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         subjects,
         fanout: fanout.clone(),
     };
+    let cpu_start = CpuMark::take(server_pid, nats_pid);
     let outcome = publisher::publish(via, &publish_plan, &stats).await?;
     let expected: u64 = (0..w.messages).map(|i| fanout[i % w.channels]).sum();
     say(opts, format_args!("{}: published {} messages; draining", system.name(), outcome.published));
@@ -151,6 +154,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
             progress = (Instant::now(), stats.received());
         }
     }
+    let publish_cpu = cpu_start.since(server_pid, nats_pid);
     let rss_after = (server_pid.and_then(sys::rss), nats_pid.and_then(sys::rss));
     let alive = servers.check_alive();
 
@@ -170,6 +174,9 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         publish_via: opts.publish_via,
         workload: w.clone(),
         connect_secs,
+        connect_ms: stats.connect_latency(),
+        connect_cpu,
+        publish_cpu,
         connected: stats.ready(),
         connect_failures: stats.failed(),
         closed_early: stats.closed_early_count(),
@@ -179,6 +186,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         publish_secs: outcome.last_ns.saturating_sub(outcome.first_ns) as f64 / 1e9,
         expected,
         received,
+        frames: stats.frames(),
         lost: expected.saturating_sub(received),
         out_of_order: stats.out_of_order(),
         unexpected: stats.unexpected_count(),
@@ -190,6 +198,44 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         errors: stats.errors(),
         error_count: stats.error_count(),
     })
+}
+
+/// CPU time used so far by the server, its nats-server and the generator.
+struct CpuMark {
+    at: Instant,
+    server: Option<f64>,
+    nats: Option<f64>,
+    generator: Option<f64>,
+    machine: Option<(f64, f64)>,
+}
+
+impl CpuMark {
+    fn take(server: Option<u32>, nats: Option<u32>) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            server: server.and_then(|pid| sys::cpu_secs(Some(pid))),
+            nats: nats.and_then(|pid| sys::cpu_secs(Some(pid))),
+            generator: sys::cpu_secs(None),
+            machine: sys::machine_busy_secs(),
+        }
+    }
+
+    /// CPU seconds used by each since this mark, with the wall time.
+    fn since(&self, server: Option<u32>, nats: Option<u32>) -> report::CpuUse {
+        let now = CpuMark::take(server, nats);
+        let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        let ours = [diff(self.server, now.server), diff(self.nats, now.nats), diff(self.generator, now.generator)];
+        let machine = diff(self.machine.map(|m| m.0), now.machine.map(|m| m.0));
+        let irq = diff(self.machine.map(|m| m.1), now.machine.map(|m| m.1));
+        report::CpuUse {
+            wall_secs: now.at.duration_since(self.at).as_secs_f64(),
+            server_secs: ours[0],
+            nats_secs: ours[1],
+            generator_secs: ours[2],
+            irq_secs: irq,
+            other_secs: machine.map(|m| (m - irq.unwrap_or(0.0) - ours.iter().flatten().sum::<f64>()).max(0.0)),
+        }
+    }
 }
 
 /// The socket address of a URL, refused unless it is on loopback: this

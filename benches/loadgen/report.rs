@@ -15,6 +15,12 @@ pub struct Report {
     /// Seconds from the first connection attempt until every client had
     /// its subscribe reply (or failed).
     pub connect_secs: f64,
+    /// Per client, from TCP connect to subscribe reply.
+    pub connect_ms: Option<Latency>,
+    /// CPU used while clients connected.
+    pub connect_cpu: CpuUse,
+    /// CPU used from the first publish until the deliveries were drained.
+    pub publish_cpu: CpuUse,
     pub connected: usize,
     pub connect_failures: usize,
     /// Connections that ended before the run did.
@@ -27,6 +33,8 @@ pub struct Report {
     pub publish_secs: f64,
     pub expected: u64,
     pub received: u64,
+    /// WebSocket frames that carried deliveries (servers batch several per frame).
+    pub frames: u64,
     pub lost: u64,
     pub out_of_order: u64,
     pub unexpected: u64,
@@ -41,6 +49,38 @@ pub struct Report {
     pub nats: Option<Memory>,
     pub errors: Vec<String>,
     pub error_count: u64,
+}
+
+/// CPU seconds each process used during one phase, and the phase's wall time.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct CpuUse {
+    pub wall_secs: f64,
+    pub server_secs: Option<f64>,
+    pub nats_secs: Option<f64>,
+    pub generator_secs: Option<f64>,
+    /// Interrupt and softirq time (loopback TCP is processed there in part).
+    pub irq_secs: Option<f64>,
+    /// Everything else the machine did meanwhile: other processes (noise:
+    /// rerun when this is large).
+    pub other_secs: Option<f64>,
+}
+
+impl CpuUse {
+    /// `server/nats/generator/irq/other` as percentages of one core over the phase.
+    fn cells(&self) -> String {
+        let pct = |s: Option<f64>| match s {
+            Some(s) if self.wall_secs > 0.0 => format!("{:.0}%", 100.0 * s / self.wall_secs),
+            _ => "-".into(),
+        };
+        format!(
+            "{} / {} / {} / {} / {}",
+            pct(self.server_secs),
+            pct(self.nats_secs),
+            pct(self.generator_secs),
+            pct(self.irq_secs),
+            pct(self.other_secs)
+        )
+    }
 }
 
 /// Resident memory of one process through the run, in KiB.
@@ -101,15 +141,22 @@ pub fn table(reports: &[Report]) -> String {
         ("messages x bytes", |r| format!("{} x {}", r.workload.messages, r.workload.size)),
         ("rate (msg/s)", |r| if r.workload.rate > 0.0 { format!("{}", r.workload.rate) } else { "max".into() }),
         ("connect+subscribe (s)", |r| format!("{:.3}", r.connect_secs)),
+        ("connect p50/p99/max (ms)", |r| match &r.connect_ms {
+            Some(l) => format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max),
+            None => "-".into(),
+        }),
+        ("connect CPU srv/nats/gen/irq/other", |r| r.connect_cpu.cells()),
         ("connect failures", |r| r.connect_failures.to_string()),
         ("closed early", |r| r.closed_early.to_string()),
         ("published", |r| format!("{} ({} errors, {} stalls)", r.published, r.publish_errors, r.stalls)),
         ("publish time (s)", |r| format!("{:.3}", r.publish_secs)),
         ("deliveries expected", |r| r.expected.to_string()),
         ("deliveries received", |r| r.received.to_string()),
+        ("frames (deliveries/frame)", |r| format!("{} ({:.1})", r.frames, r.received as f64 / r.frames.max(1) as f64)),
         ("lost", |r| format!("{} ({:.3}%)", r.lost, 100.0 * r.lost as f64 / r.expected.max(1) as f64)),
         ("out of order / unexpected", |r| format!("{} / {}", r.out_of_order, r.unexpected)),
         ("delivered msgs/s", |r| format!("{:.0}", r.delivered_per_sec)),
+        ("publish CPU srv/nats/gen/irq/other", |r| r.publish_cpu.cells()),
         ("latency p50 (ms)", |r| lat(r, |l| l.p50)),
         ("latency p90 (ms)", |r| lat(r, |l| l.p90)),
         ("latency p99 (ms)", |r| lat(r, |l| l.p99)),

@@ -12,11 +12,13 @@ pub struct Stats {
     failed: AtomicUsize,
     closed_early: AtomicUsize,
     received: AtomicU64,
+    frames: AtomicU64,
     out_of_order: AtomicU64,
     unexpected: AtomicU64,
     pings: AtomicU64,
     last_delivery_ns: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    connect_latency: Mutex<Histogram<u64>>,
     errors: Mutex<Vec<String>>,
     error_count: AtomicU64,
 }
@@ -28,12 +30,14 @@ impl Default for Stats {
             failed: AtomicUsize::new(0),
             closed_early: AtomicUsize::new(0),
             received: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
             out_of_order: AtomicU64::new(0),
             unexpected: AtomicU64::new(0),
             pings: AtomicU64::new(0),
             last_delivery_ns: AtomicU64::new(0),
             // 1 ns .. 10 min at 3 significant figures.
             latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")),
+            connect_latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")),
             errors: Mutex::new(Vec::new()),
             error_count: AtomicU64::new(0),
         }
@@ -51,7 +55,9 @@ pub struct Latency {
 }
 
 impl Stats {
-    pub fn client_ready(&self) {
+    /// A client is subscribed, `ns` after it started connecting.
+    pub fn client_ready(&self, ns: u64) {
+        self.connect_latency.lock().saturating_record(ns.max(1));
         self.ready.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -85,6 +91,7 @@ impl Stats {
     /// Records the deliveries of one frame.
     pub fn deliveries(&self, latencies_ns: &[u64], out_of_order: u64) {
         if !latencies_ns.is_empty() {
+            self.frames.fetch_add(1, Ordering::Relaxed);
             let mut histogram = self.latency.lock();
             for &ns in latencies_ns {
                 histogram.saturating_record(ns.max(1));
@@ -112,6 +119,11 @@ impl Stats {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// WebSocket frames that carried deliveries.
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
     pub fn out_of_order(&self) -> u64 {
         self.out_of_order.load(Ordering::Relaxed)
     }
@@ -136,18 +148,27 @@ impl Stats {
         self.errors.lock().clone()
     }
 
+    /// End-to-end delivery latency.
     pub fn latency(&self) -> Option<Latency> {
-        let h = self.latency.lock();
-        if h.is_empty() {
-            return None;
-        }
-        let ms = |ns: u64| ns as f64 / 1e6;
-        Some(Latency {
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-        })
+        percentiles(&self.latency.lock())
     }
+
+    /// Per client: from the TCP connect to the subscribe reply.
+    pub fn connect_latency(&self) -> Option<Latency> {
+        percentiles(&self.connect_latency.lock())
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Option<Latency> {
+    if h.is_empty() {
+        return None;
+    }
+    let ms = |ns: u64| ns as f64 / 1e6;
+    Some(Latency {
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p999: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+    })
 }

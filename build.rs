@@ -20,6 +20,9 @@ const ALWAYS_PRESENT: &[&str] = &[
     "PresenceResult.presence",
 ];
 
+/// `repeated SubscribeResultEntry` fields that JSON writes as an object.
+const SUBS_MAPS: &[&str] = &["Connect.subs", "ConnectResult.subs"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/client.proto");
     let fds = protox::compile(["proto/client.proto"], ["proto"])?;
@@ -36,7 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for field in &message.field {
                 let short = format!("{}.{}", message.name(), field.name());
                 let path = format!(".{package}.{short}");
-                let attr = if field.r#type() == Type::Bytes {
+                let attr = if SUBS_MAPS.contains(&short.as_str()) {
+                    "#[serde(with = \"crate::protocol::subs_map\", skip_serializing_if = \"Vec::is_empty\")]"
+                } else if field.r#type() == Type::Bytes {
                     "#[serde(with = \"crate::protocol::raw_json\", skip_serializing_if = \"bytes::Bytes::is_empty\")]"
                 } else if ALWAYS_PRESENT.contains(&short.as_str()) {
                     continue;

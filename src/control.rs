@@ -38,7 +38,7 @@ pub enum Control {
     Refresh {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         client: String,
-        /// Expire the connection now (it then closes with 3005 after the grace delay).
+        /// Expire the connection now: it closes with 3005.
         #[serde(default)]
         expired: bool,
         /// New expiry in Unix seconds; 0 or absent: never expires.

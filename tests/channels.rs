@@ -373,7 +373,7 @@ async fn subscription_token_expire_at_in_the_past_is_110() {
     let (mut alice, _) = connect_as(&gw, "alice").await;
     let token = hs256_token(SUB_SECRET, "alice", Some(3600), json!({"channel": channel, "expire_at": now_secs() - 30}));
     let reply = subscribe_with(&mut alice, channel, &token).await;
-    // BUG: natsgate answers 109 (token expired): src/auth/claims.rs `expiry()`
+    // Regression (was a bug): natsgate answers 109 (token expired): src/auth/claims.rs `expiry()`
     // turns an `expire_at` in the past into TokenError::Expired, so the 110
     // check in src/session/subscribe.rs only fires when expire_at == now.
     assert_eq!(error_code(&reply), Some(110), "{reply}");
@@ -571,7 +571,7 @@ async fn protobuf_connect_reply_writes_empty_server_side_subscription_results() 
         let mut e = entry;
         let key = field(&mut e, 1).map(|k| String::from_utf8_lossy(k).to_string()).unwrap_or_default();
         let mut e = entry;
-        // BUG: natsgate (prost's map encoding) leaves the value out when the
+        // Regression (was a bug): natsgate (prost's map encoding) leaves the value out when the
         // SubscribeResult is empty (a `channels` claim without data), so
         // centrifuge-js protobuf crashes handling the connect reply.
         assert!(field(&mut e, 2).is_some(), "subs entry {key:?} has no value (field 2): {entry:?}");
@@ -661,7 +661,7 @@ async fn claimed_channel_in_unknown_namespace_refuses_the_connect_with_102() {
     match alice.next(Duration::from_millis(500)).await {
         Err(_) => {}
         Ok(message) => panic!(
-            // BUG: src/session/connect.rs sets `self.conn` (and joins the
+            // Regression (was a bug): src/session/connect.rs sets `self.conn` (and joins the
             // channels one by one) before the unknown namespace fails the
             // connect, and src/session/mod.rs only marks `connect_refused`
             // when `self.conn` is None: the refused client stays registered,
@@ -736,7 +736,7 @@ async fn gateway_connection_limit_refuses_the_upgrade_with_503() {
 async fn api_publish_into_unknown_namespace_is_102() {
     let gw = gateway();
     let body = api(&gw, "publish", json!({"channel": "nope:room", "data": {"x": 1}})).await;
-    // BUG: natsgate answers {"result":{}} and publishes: src/api/methods.rs
+    // Regression (was a bug): natsgate answers {"result":{}} and publishes: src/api/methods.rs
     // `check_channel` checks only the length, not the namespace; Centrifugo
     // answers 102 "unknown channel".
     assert_eq!(body["error"]["code"], json!(102), "{body}");

@@ -295,6 +295,9 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
     if channel.is_empty() || channel.len() > gateway.config.channel_max_length {
         return Err(bad_request());
     }
+    if gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_none() {
+        return Err(ApiError(ErrorCode::UNKNOWN_CHANNEL));
+    }
     Ok(())
 }
 

@@ -115,7 +115,9 @@ fn expiry(exp: Option<f64>, expire_at: Option<i64>, now: i64) -> Result<Option<i
         None => exp.map(|e| e as i64),
     };
     match at {
-        Some(at) if at < now => Err(TokenError::Expired),
+        // A past `expire_at` on a still valid token is not "token expired"
+        // (109, fetch a new token) but "expired" (110): the caller decides.
+        Some(at) if at < now && expire_at.is_none() => Err(TokenError::Expired),
         _ => Ok(at),
     }
 }

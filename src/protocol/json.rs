@@ -269,7 +269,8 @@ mod tests {
 
     #[test]
     fn encodes_connect_result() {
-        let subs = [("news".to_string(), SubscribeResult { recoverable: true, epoch: "e".into(), offset: 9, ..Default::default() })].into();
+        let value = SubscribeResult { recoverable: true, epoch: "e".into(), offset: 9, ..Default::default() };
+        let subs = vec![SubscribeResultEntry { key: "news".into(), value: Some(value) }];
         let reply = Reply {
             id: 1,
             connect: Some(ConnectResult {

@@ -106,6 +106,28 @@ impl Protocol {
     }
 }
 
+/// serde adapter for `repeated SubscribeResultEntry`: a JSON object keyed
+/// by channel, as Centrifugo writes `subs`.
+pub mod subs_map {
+    use super::{SubscribeResult, SubscribeResultEntry};
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(entries: &[SubscribeResultEntry], s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(entries.len()))?;
+        for e in entries {
+            map.serialize_entry(&e.key, &e.value.clone().unwrap_or_default())?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SubscribeResultEntry>, D::Error> {
+        let map = BTreeMap::<String, SubscribeResult>::deserialize(d)?;
+        Ok(map.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect())
+    }
+}
+
 /// serde helper: skip a field when it holds its default value, as
 /// Centrifugo's JSON encoder omits empty fields.
 pub fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -196,7 +196,10 @@ mod tests {
                     version: "0.1.0".into(),
                     expires: true,
                     ttl: 60,
-                    subs: [("news".into(), SubscribeResult { recoverable: true, offset: 9, ..Default::default() })].into(),
+                    subs: vec![SubscribeResultEntry {
+                        key: "news".into(),
+                        value: Some(SubscribeResult { recoverable: true, offset: 9, ..Default::default() }),
+                    }],
                     ping: 25,
                     pong: true,
                     ..Default::default()
@@ -301,5 +304,24 @@ mod tests {
         encode_varint(deep.len() as u64, &mut frame);
         frame.extend_from_slice(&deep);
         assert!(decode_commands(&frame).is_err());
+    }
+}
+
+#[cfg(test)]
+mod subs_entry_tests {
+    use super::*;
+    use prost::Message;
+
+    /// An empty server-side subscription result is still written as an
+    /// (empty) value, as Go writes map values; centrifuge-js needs it.
+    #[test]
+    fn empty_subs_values_are_written() {
+        let result = ConnectResult {
+            subs: vec![SubscribeResultEntry { key: "news".into(), value: Some(SubscribeResult::default()) }],
+            ..Default::default()
+        };
+        let bytes = result.encode_to_vec();
+        // field 6, len 8: [key "news" (10,4,...), value (18,0)]
+        assert_eq!(bytes, vec![50, 8, 10, 4, b'n', b'e', b'w', b's', 18, 0]);
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::Credentials;
 use crate::gateway::VERSION;
 use crate::hub::ClientHandle;
 use crate::protocol::codes::{Disconnect, ErrorCode};
-use crate::protocol::{ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult};
+use crate::protocol::{SubscribeResultEntry, ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult};
 
 impl Session {
     pub(super) async fn connect(&mut self, req: ConnectRequest) -> Result<Reply, CommandError> {
@@ -26,6 +26,9 @@ impl Session {
             gateway.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
         };
 
+        if credentials.expire_at.is_some_and(|at| at <= super::now_unix()) {
+            return Err(ErrorCode::EXPIRED.into());
+        }
         let limit = gateway.config.client_user_connection_limit;
         if limit > 0 && !credentials.user.is_empty() && gateway.hub.user_clients(&credentials.user).len() >= limit {
             return Err(Disconnect::CONNECTION_LIMIT.into());
@@ -48,7 +51,15 @@ impl Session {
             info: credentials.info.clone(),
         });
 
-        let subs = self.server_side_subscribe(&credentials).await?;
+        let subs = match self.server_side_subscribe(&credentials).await {
+            Ok(subs) => subs,
+            Err(e) => {
+                // A refused connect leaves nothing behind: no registration,
+                // no subscriptions.
+                self.close();
+                return Err(e);
+            }
+        };
         self.liveness.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         let (expires, ttl) = ttl_of(credentials.expire_at);
         Ok(Reply {
@@ -57,7 +68,7 @@ impl Session {
                 version: VERSION.to_string(),
                 expires,
                 ttl,
-                subs,
+                subs: subs.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect(),
                 ping: gateway.config.ping_interval.as_secs().max(1) as u32,
                 pong: true,
                 node: gateway.config.name.clone(),
@@ -109,6 +120,9 @@ impl Session {
         let credentials = gateway.verifier.verify_connect(&req.token).map_err(CommandError::refresh_token)?;
         if credentials.user != conn.handle.user {
             return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        if credentials.expire_at.is_some_and(|at| at <= super::now_unix()) {
+            return Err(ErrorCode::EXPIRED.into());
         }
         conn.expire_at = credentials.expire_at;
         if !credentials.info.is_empty() {

@@ -41,8 +41,12 @@ impl Session {
             }
             Control::Disconnect { code, reason, .. } => return Err(Disconnect::custom(code, &reason)),
             Control::Refresh { expired, expire_at, .. } => {
+                // The application says the connection is over: close at once, as Centrifugo does.
+                if expired {
+                    return Err(Disconnect::EXPIRED);
+                }
                 let now = super::now_unix();
-                let at = if expired { Some(now) } else { (expire_at > 0).then_some(expire_at) };
+                let at = (expire_at > 0).then_some(expire_at);
                 if let Some(conn) = self.conn.as_mut() {
                     conn.expire_at = at;
                 }

@@ -268,7 +268,11 @@ async fn write_loop(
                 Drained::Messages(messages) => {
                     metrics().messages_sent.with_label_values(&["websocket"]).inc_by(messages.len() as u64);
                     let frame = into_frame(protocol, messages);
+                    // The write goes first: replies queued just before a close
+                    // must reach the client. Only a write that cannot finish
+                    // (a client not reading) is abandoned for the close.
                     tokio::select! {
+                        biased;
                         result = sink.send(frame) => if result.is_err() { return },
                         reason = outbox.closing() => break reason,
                     }

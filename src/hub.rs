@@ -50,6 +50,9 @@ struct Subscriber {
     join_leave: bool,
     /// Positioned: told (2500/3010) when the gateway sees a publication gap.
     positioned: bool,
+    /// A gap was seen: nothing more is delivered until the session drops
+    /// the subscription, so the client never sees a later publication first.
+    stalled: std::sync::atomic::AtomicBool,
     /// While the subscription recovers, live publications wait here
     /// (offset, encoded) so they are neither lost nor sent twice.
     pending: parking_lot::Mutex<Option<Vec<(u64, Bytes)>>>,
@@ -162,7 +165,8 @@ impl Hub {
                 broker_sub: Arc::new(OnceCell::new()),
             });
             let pending = parking_lot::Mutex::new(buffering.then(Vec::new));
-            let sub = Subscriber { client: client.clone(), chan_info, join_leave, positioned, pending };
+            let stalled = std::sync::atomic::AtomicBool::new(false);
+            let sub = Subscriber { client: client.clone(), chan_info, join_leave, positioned, stalled, pending };
             entry.subscribers.insert(client.key, sub);
             entry.broker_sub.clone()
         };
@@ -260,6 +264,9 @@ impl Deliver for Hub {
             if last != 0 && message.prev_offset.is_some_and(|prev| prev != last) {
                 tracing::debug!(channel, last, offset = message.offset, "publication gap");
                 for sub in entry.subscribers.values().filter(|s| s.positioned) {
+                    if sub.stalled.swap(true, Ordering::Relaxed) {
+                        continue;
+                    }
                     let command = Control::Unsubscribe {
                         channel: channel.to_string(),
                         client: String::new(),
@@ -274,7 +281,7 @@ impl Deliver for Hub {
         let publication =
             Publication { data: message.data, info: message.info, offset: message.offset, tags: message.tags };
         let mut encoded = Encoded::default();
-        for sub in entry.subscribers.values() {
+        for sub in entry.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {
             if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {
                 let mut pending = sub.pending.lock();
                 match pending.as_mut() {

@@ -92,9 +92,11 @@ impl Broker for MemoryBroker {
 
     async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
         let (held, position) = self.history.lock().read(channel).ok_or(BrokerError::NoHistory)?;
-        // Offsets are per channel here: from 0, "held" means nothing was trimmed yet.
-        let since_held = query.since.as_ref().is_some_and(|s| {
-            held.iter().any(|m| m.offset == s.offset) || (s.offset == 0 && (position.offset == 0 || held.first().is_some_and(|m| m.offset == 1)))
+        // Offsets here count 1, 2, 3... per channel: nothing after `since` is
+        // missing when the oldest held one comes right after it (or earlier).
+        let since_held = query.since.as_ref().is_some_and(|s| match held.first() {
+            Some(first) => first.offset <= s.offset + 1,
+            None => position.offset == s.offset,
         });
         select(held, position, &query, since_held)
     }

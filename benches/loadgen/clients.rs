@@ -239,7 +239,11 @@ async fn read_centrifugo(mut ws: Ws, protocol: Proto, stats: &Stats, stop: &Canc
 /// Handles one JSON frame; returns how many pings it held.
 fn handle_json(frame: &[u8], batch: &mut Batch, stats: &Stats) -> usize {
     let mut pings = 0;
-    for line in frame.split(|&b| b == b'\n') {
+    let mut start = 0;
+    while start < frame.len() {
+        let end = memchr::memchr(b'\n', &frame[start..]).map_or(frame.len(), |i| start + i);
+        let line = &frame[start..end];
+        start = end + 1;
         if line.is_empty() {
             continue;
         }
@@ -421,7 +425,6 @@ impl NatsParser {
 // ---------------------------------------------------------------- deliveries
 
 /// Deliveries of one frame, recorded into the shared stats at once.
-#[derive(Default)]
 pub struct Batch {
     latencies_ns: Vec<u64>,
     /// Highest sequence number seen by this client (all of a client's
@@ -429,7 +432,23 @@ pub struct Batch {
     last_seq: Option<u64>,
     out_of_order: u64,
     now_ns: u64,
+    ts_key: memchr::memmem::Finder<'static>,
 }
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            latencies_ns: Vec::new(),
+            last_seq: None,
+            out_of_order: 0,
+            now_ns: 0,
+            ts_key: memchr::memmem::Finder::new(TS_KEY),
+        }
+    }
+}
+
+const TS_KEY: &[u8] = b"\"ts\":";
+const SEQ_KEY: &[u8] = b",\"seq\":";
 
 impl Batch {
     /// Starts a frame: its deliveries all arrived now.
@@ -437,20 +456,20 @@ impl Batch {
         self.now_ns = super::sys::now_ns();
     }
 
-    /// Records one delivered payload; false if it is not one of ours.
+    /// Records one delivered payload (`{"ts":N,"seq":M,...}`, possibly
+    /// inside a push); false if it is not one of ours.
     pub fn delivery(&mut self, payload: &[u8]) -> bool {
-        let Some(ts_at) = find(payload, b"\"ts\":") else { return false };
-        let rest = &payload[ts_at..];
-        let (Some(ts), Some(seq)) = (scan_u64(rest, b"\"ts\":"), scan_u64(rest, b"\"seq\":")) else {
-            return false;
-        };
-        let now = self.now_ns;
+        let Some(at) = self.ts_key.find(payload) else { return false };
+        let rest = &payload[at + TS_KEY.len()..];
+        let Some((ts, used)) = leading_u64(rest) else { return false };
+        let Some(after) = rest[used..].strip_prefix(SEQ_KEY) else { return false };
+        let Some((seq, _)) = leading_u64(after) else { return false };
         if self.last_seq.is_some_and(|last| seq <= last) {
             self.out_of_order += 1;
         } else {
             self.last_seq = Some(seq);
         }
-        self.latencies_ns.push(now.saturating_sub(ts));
+        self.latencies_ns.push(self.now_ns.saturating_sub(ts));
         true
     }
 
@@ -463,15 +482,22 @@ impl Batch {
     }
 }
 
-/// The unsigned integer right after `key` in `hay`.
-pub fn scan_u64(hay: &[u8], key: &[u8]) -> Option<u64> {
-    let start = find(hay, key)? + key.len();
-    let digits = hay[start..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&hay[start..start + digits]).ok()?.parse().ok()
+/// The decimal number at the start of `digits`, and how many bytes it took.
+fn leading_u64(digits: &[u8]) -> Option<(u64, usize)> {
+    let mut value: u64 = 0;
+    let mut used = 0;
+    for &b in digits.iter().take(20) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        used += 1;
+    }
+    (used > 0).then_some((value, used))
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 #[cfg(test)]
@@ -498,9 +524,13 @@ mod tests {
     }
 
     #[test]
-    fn scans_numbers_in_payloads() {
-        let p = br#"{"push":{"channel":"c","pub":{"data":{"ts":123,"seq":45,"pad":"x"}}}}"#;
-        assert_eq!(scan_u64(p, b"\"ts\":"), Some(123));
-        assert_eq!(scan_u64(p, b"\"seq\":"), Some(45));
+    fn reads_timestamp_and_sequence_from_pushes() {
+        let mut batch = Batch::default();
+        batch.now_ns = 1000;
+        assert!(batch.delivery(br#"{"push":{"channel":"c","pub":{"data":{"ts":123,"seq":45,"pad":"x"}}}}"#));
+        assert!(batch.delivery(br#"{"ts":200,"seq":44}"#));
+        assert!(!batch.delivery(br#"{"push":{"channel":"c","unsubscribe":{"code":2000}}}"#));
+        assert_eq!(batch.latencies_ns, [877, 800]);
+        assert_eq!(batch.out_of_order, 1);
     }
 }

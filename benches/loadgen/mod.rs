@@ -96,7 +96,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
             index: k,
             token: match system {
                 System::Natsgate => {
-                    natsgate::auth::mint_hs256(&opts.secret, &serde_json::json!({ "sub": format!("loadgen-{k}") }))
+                    natsgate::auth::mint_hs256(&opts.secret, &serde_json::json!({ "sub": format!("loadgen-{}", k % w.users) }))
                 }
                 System::NatsWs => String::new(),
             },

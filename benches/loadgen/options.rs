@@ -33,6 +33,10 @@ pub struct Options {
     /// Channels; client k subscribes to channel k % channels.
     #[arg(long)]
     pub channels: Option<usize>,
+    /// Distinct users (token `sub`); client k is user k % users. Default:
+    /// one user per client.
+    #[arg(long)]
+    pub users: Option<usize>,
     /// Messages to publish; message i goes to channel i % channels.
     #[arg(long)]
     pub messages: Option<usize>,
@@ -189,6 +193,7 @@ pub enum PublishVia {
 pub struct Workload {
     pub clients: usize,
     pub channels: usize,
+    pub users: usize,
     pub messages: usize,
     pub size: usize,
     /// Messages per second; 0 = full speed.
@@ -219,6 +224,7 @@ impl Options {
         Workload {
             clients: self.clients.unwrap_or(preset.0),
             channels: self.channels.unwrap_or(preset.1).max(1),
+            users: self.users.unwrap_or(self.clients.unwrap_or(preset.0)).max(1),
             messages: self.messages.unwrap_or(preset.2),
             size: self.size.unwrap_or(preset.3),
             rate: self.rate.unwrap_or(preset.4).max(0.0),

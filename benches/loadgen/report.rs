@@ -137,7 +137,9 @@ pub fn table(reports: &[Report]) -> String {
             System::Natsgate => format!("{:?}", r.protocol).to_lowercase(),
         }),
         ("publish via", |r| format!("{:?}", r.publish_via).to_lowercase()),
-        ("clients / channels", |r| format!("{} / {}", r.workload.clients, r.workload.channels)),
+        ("clients / channels / users", |r| {
+            format!("{} / {} / {}", r.workload.clients, r.workload.channels, r.workload.users)
+        }),
         ("messages x bytes", |r| format!("{} x {}", r.workload.messages, r.workload.size)),
         ("rate (msg/s)", |r| if r.workload.rate > 0.0 { format!("{}", r.workload.rate) } else { "max".into() }),
         ("connect+subscribe (s)", |r| format!("{:.3}", r.connect_secs)),
@@ -157,6 +159,13 @@ pub fn table(reports: &[Report]) -> String {
         ("out of order / unexpected", |r| format!("{} / {}", r.out_of_order, r.unexpected)),
         ("delivered msgs/s", |r| format!("{:.0}", r.delivered_per_sec)),
         ("publish CPU srv/nats/gen/irq/other", |r| r.publish_cpu.cells()),
+        ("deliveries per server CPU-s", |r| {
+            let c = &r.publish_cpu;
+            match c.server_secs.map(|s| s + c.nats_secs.unwrap_or(0.0)) {
+                Some(cpu) if cpu > 0.0 => format!("{:.0}", r.received as f64 / cpu),
+                _ => "-".into(),
+            }
+        }),
         ("latency p50 (ms)", |r| lat(r, |l| l.p50)),
         ("latency p90 (ms)", |r| lat(r, |l| l.p90)),
         ("latency p99 (ms)", |r| lat(r, |l| l.p99)),

@@ -1346,7 +1346,7 @@ async fn delaying_proxy(upstream: u16, delay: Duration) -> u16 {
     port
 }
 
-// BUG: a subscribe reply does not mean the NATS subscription is active.
+// Regression (was a bug): a subscribe reply did not mean the NATS subscription was active.
 // src/broker/nats.rs `NatsBroker::listen` does `client.subscribe(..)` then
 // `client.flush()` and documents "The SUB must reach the server before we
 // report the subscription active"; src/hub.rs `Hub::subscribe` documents

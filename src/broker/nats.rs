@@ -29,6 +29,9 @@ pub const HEADER_TIME: &str = "Natsgate-Time";
 
 pub struct NatsBroker {
     client: async_nats::Client,
+    /// A private subject this gateway answers itself (see `round_trip`).
+    echo: String,
+    _echo_task: AbortOnDrop,
     subjects: SubjectMap,
     jetstream: jetstream::Context,
     history: HistoryConfig,
@@ -56,7 +59,17 @@ impl NatsBroker {
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
-        let broker = NatsBroker { client, subjects, jetstream, history };
+        let echo = format!("{}.echo", client.new_inbox());
+        let mut echo_sub = client.subscribe(echo.clone()).await.map_err(unavailable)?;
+        let responder = client.clone();
+        let echo_task = AbortOnDrop(tokio::spawn(async move {
+            while let Some(msg) = echo_sub.next().await {
+                if let Some(reply) = msg.reply {
+                    let _ = responder.publish(reply, Bytes::new()).await;
+                }
+            }
+        }));
+        let broker = NatsBroker { client, echo, _echo_task: echo_task, subjects, jetstream, history };
         for (namespace, size, ttl) in broker.history.namespaces() {
             broker.ensure_stream(namespace, size, ttl).await?;
         }
@@ -108,6 +121,15 @@ impl NatsBroker {
         &self.client
     }
 
+    /// A request to our own echo subscription. nats-server processes each
+    /// connection's protocol in order, so when the answer comes back every
+    /// SUB and PUB sent before it has been handled (`flush` only empties the
+    /// local buffer).
+    async fn round_trip(&self) -> Result<(), BrokerError> {
+        self.client.request(self.echo.clone(), Bytes::new()).await.map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Subscribes a subject, confirms the SUB with the server, and hands each
     /// message to `handle` on a task that ends when the guard is dropped.
     async fn listen(
@@ -116,8 +138,8 @@ impl NatsBroker {
         mut handle: impl FnMut(async_nats::Message) + Send + 'static,
     ) -> Result<SubscriptionGuard, BrokerError> {
         let mut subscriber = self.client.subscribe(subject).await.map_err(unavailable)?;
-        // The SUB must reach the server before we report the subscription active.
-        self.client.flush().await.map_err(unavailable)?;
+        // The server must have the SUB before we report the subscription active.
+        self.round_trip().await?;
         let task = tokio::spawn(async move {
             while let Some(msg) = subscriber.next().await {
                 handle(msg);
@@ -270,8 +292,9 @@ impl Broker for NatsBroker {
             None => self.client.publish(subject, message.data).await,
         };
         result.map_err(unavailable)?;
-        // A flush round-trip means the server has the message.
-        self.client.flush().await.map_err(unavailable)?;
+        // The server handles a connection's messages in order: once the round
+        // trip is answered, it has the publication.
+        self.round_trip().await?;
         Ok(None)
     }
 
@@ -342,7 +365,7 @@ impl Broker for NatsBroker {
 
     async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
         self.client.publish(self.subjects.user_subject(user), payload).await.map_err(unavailable)?;
-        self.client.flush().await.map_err(unavailable)
+        self.round_trip().await
     }
 
     async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError> {

@@ -302,8 +302,14 @@ impl Broker for NatsBroker {
         let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
         let (stream, epoch) = self.stream_of(channel).await?;
         let subject = self.subjects.channel_subject(channel);
+        let state = &stream.cached_info().state;
+        let stream_first = state.first_sequence;
         let top = match stream.get_last_raw_message_by_subject(&subject).await {
             Ok(msg) => msg.sequence,
+            // Nothing held for the channel: 0, as Centrifugo answers for a
+            // fresh channel. Known limit: a channel whose every publication
+            // aged out or was removed also reads 0, so a client positioned
+            // before that is told recovered:false (never a false true).
             Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => 0,
             Err(e) => return Err(unavailable(e)),
         };
@@ -330,16 +336,18 @@ impl Broker for NatsBroker {
                 }
             }
         }
+        // Stream sequences are shared by the namespace's channels, so "all
+        // after `since` are held" is decided conservatively: never claimed
+        // when publications may have been lost.
         let since_held = match &query.since {
+            // The publication at the client's offset is held: all later ones are.
             Some(since) if since.offset > 0 => {
                 matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject)
             }
-            // From the very beginning: nothing was trimmed if fewer than
-            // history_size are held (ttl trimming cannot be told apart here).
-            Some(_) => {
-                let count = if query.limit == 0 { 0 } else { held.len() };
-                top == 0 || (query.limit > 0 && count < size as usize)
-            }
+            // From the very beginning: the stream never aged anything out
+            // (its first sequence is still 1) and the channel is below its
+            // size limit, so nothing of it was trimmed.
+            Some(_) => stream_first <= 1 && query.limit > 0 && held.len() < size as usize,
             None => true,
         };
         select(held, position, &query, since_held)

@@ -8,22 +8,16 @@
 
 mod common;
 
+use common::node::{js_dir, run_node_tests};
+use std::time::Duration;
+
 use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 const API_KEY: &str = "sdk-js-recovery-key";
 const SCENARIO: &str = "scenarios/recovery.mjs";
 /// Two tests per SDK build, each killing its own gateway.
 const KILLABLE: usize = 4;
 const HISTORY_SIZE: u32 = 10;
-/// The whole node run; each JS test bounds itself to 15 s.
-const NODE_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("js")
-}
 
 fn gateway(nats: &NatsServer, name: &str) -> GatewayBuilder {
     let namespaces = format!(
@@ -56,44 +50,17 @@ fn centrifuge_js_recovers_on_another_gateway_after_a_sigkill() {
     let urls: Vec<String> = killable.iter().map(Gateway::ws_url).collect();
     let pids: Vec<String> = killable.iter().map(|g| g.pid().to_string()).collect();
 
-    let log = tempfile::NamedTempFile::new().expect("temp file for node output");
-    let mut child = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "--test-force-exit", "--test-timeout=30000", SCENARIO])
-        .current_dir(&dir)
-        .env("GATEWAY_URLS", b.ws_url())
-        .env("TOKEN_SECRET", SECRET)
-        .env("KILLABLE_URLS", urls.join(","))
-        .env("KILLABLE_PIDS", pids.join(","))
-        .env("API_URL", format!("{}/api", b.http_url()))
-        .env("API_KEY", API_KEY)
-        .env("CHANNEL_NS", "hist")
-        .env("HISTORY_SIZE", HISTORY_SIZE.to_string())
-        .env_remove("NODE_OPTIONS")
-        .stdin(Stdio::null())
-        // Clones share one file offset, so the two streams interleave.
-        .stdout(log.as_file().try_clone().expect("clone log handle"))
-        .stderr(log.as_file().try_clone().expect("clone log handle"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): install nodejs (bash .ci/run does)"));
-
-    let deadline = Instant::now() + NODE_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    println!("----- node --test {SCENARIO} (B {}, killable {}) -----\n{output}", b.ws_url(), urls.join(","));
-    match status {
-        None => panic!("node did not finish within {NODE_TIMEOUT:?}; output above"),
-        Some(status) => assert!(status.success(), "centrifuge-js recovery scenarios failed ({status}); output above"),
-    }
+    let env = [
+        ("GATEWAY_URLS", b.ws_url()),
+        ("TOKEN_SECRET", SECRET.to_string()),
+        ("KILLABLE_URLS", urls.join(",")),
+        ("KILLABLE_PIDS", pids.join(",")),
+        ("API_URL", format!("{}/api", b.http_url())),
+        ("API_KEY", API_KEY.to_string()),
+        ("CHANNEL_NS", "hist".to_string()),
+        ("HISTORY_SIZE", HISTORY_SIZE.to_string()),
+    ];
+    run_node_tests(&[SCENARIO], &env, "centrifuge-js recovery scenarios");
     // Each test really killed its gateway.
     for (i, gw) in killable.iter_mut().enumerate() {
         assert!(

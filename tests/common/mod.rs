@@ -15,6 +15,7 @@
 
 pub mod gateway;
 pub mod nats;
+pub mod node;
 mod process;
 pub mod token;
 pub mod ws;

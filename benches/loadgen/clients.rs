@@ -43,6 +43,9 @@ pub struct Plan {
     pub server: SocketAddr,
     /// Source addresses 127.0.0.2 .. 127.0.0.(1 + source_addrs); 0 = let the OS pick.
     pub source_addrs: u8,
+    /// Messages with a lower sequence number count as delivered but stay
+    /// out of the latency histogram.
+    pub warmup: u64,
 }
 
 /// One client's identity and channel.
@@ -86,8 +89,8 @@ pub async fn run(plan: Arc<Plan>, seat: Seat, stats: Arc<Stats>, connecting: Arc
     };
     stats.client_ready(began.elapsed().as_nanos() as u64);
     let result = match plan.system {
-        System::Natsgate => read_centrifugo(ws, plan.protocol, &stats, &stop).await,
-        System::NatsWs => read_nats(ws, &stats, &stop).await,
+        System::Natsgate => read_centrifugo(ws, plan.protocol, Batch::new(plan.warmup), &stats, &stop).await,
+        System::NatsWs => read_nats(ws, Batch::new(plan.warmup), &stats, &stop).await,
     };
     if let Err(e) = result {
         if !stop.is_cancelled() {
@@ -207,8 +210,13 @@ fn decode_protobuf_frame(mut data: &[u8]) -> Result<Vec<Reply>, Error> {
 }
 
 /// Reads pushes until `stop`; answers pings with pongs.
-async fn read_centrifugo(mut ws: Ws, protocol: Proto, stats: &Stats, stop: &CancellationToken) -> Result<(), Error> {
-    let mut batch = Batch::default();
+async fn read_centrifugo(
+    mut ws: Ws,
+    protocol: Proto,
+    mut batch: Batch,
+    stats: &Stats,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
     loop {
         let frame = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -324,9 +332,8 @@ async fn next_nats_frame(ws: &mut Ws) -> Result<Bytes, Error> {
     }
 }
 
-async fn read_nats(mut ws: Ws, stats: &Stats, stop: &CancellationToken) -> Result<(), Error> {
+async fn read_nats(mut ws: Ws, mut batch: Batch, stats: &Stats, stop: &CancellationToken) -> Result<(), Error> {
     let mut parser = NatsParser::default();
-    let mut batch = Batch::default();
     loop {
         let data = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -433,24 +440,27 @@ pub struct Batch {
     out_of_order: u64,
     now_ns: u64,
     ts_key: memchr::memmem::Finder<'static>,
-}
-
-impl Default for Batch {
-    fn default() -> Self {
-        Batch {
-            latencies_ns: Vec::new(),
-            last_seq: None,
-            out_of_order: 0,
-            now_ns: 0,
-            ts_key: memchr::memmem::Finder::new(TS_KEY),
-        }
-    }
+    warmup: u64,
+    /// Deliveries of warm-up messages in this frame.
+    warm: u64,
 }
 
 const TS_KEY: &[u8] = b"\"ts\":";
 const SEQ_KEY: &[u8] = b",\"seq\":";
 
 impl Batch {
+    pub fn new(warmup: u64) -> Batch {
+        Batch {
+            latencies_ns: Vec::new(),
+            last_seq: None,
+            out_of_order: 0,
+            now_ns: 0,
+            ts_key: memchr::memmem::Finder::new(TS_KEY),
+            warmup,
+            warm: 0,
+        }
+    }
+
     /// Starts a frame: its deliveries all arrived now.
     pub fn begin(&mut self) {
         self.now_ns = super::sys::now_ns();
@@ -469,14 +479,19 @@ impl Batch {
         } else {
             self.last_seq = Some(seq);
         }
-        self.latencies_ns.push(self.now_ns.saturating_sub(ts));
+        if seq < self.warmup {
+            self.warm += 1;
+        } else {
+            self.latencies_ns.push(self.now_ns.saturating_sub(ts));
+        }
         true
     }
 
     pub fn flush(&mut self, stats: &Stats) {
-        if !self.latencies_ns.is_empty() || self.out_of_order > 0 {
-            stats.deliveries(&self.latencies_ns, self.out_of_order);
+        if !self.latencies_ns.is_empty() || self.warm > 0 || self.out_of_order > 0 {
+            stats.deliveries(&self.latencies_ns, self.warm, self.out_of_order);
             self.latencies_ns.clear();
+            self.warm = 0;
             self.out_of_order = 0;
         }
     }
@@ -525,7 +540,7 @@ mod tests {
 
     #[test]
     fn reads_timestamp_and_sequence_from_pushes() {
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(0);
         batch.now_ns = 1000;
         assert!(batch.delivery(br#"{"push":{"channel":"c","pub":{"data":{"ts":123,"seq":45,"pad":"x"}}}}"#));
         assert!(batch.delivery(br#"{"ts":200,"seq":44}"#));

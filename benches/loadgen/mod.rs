@@ -90,6 +90,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         ws_url: ep.ws_url.clone(),
         server: server_addr,
         source_addrs: opts.source_addrs,
+        warmup: w.warmup as u64,
     });
     let seats: Vec<clients::Seat> = (0..w.clients)
         .map(|k| clients::Seat {

@@ -46,6 +46,10 @@ pub struct Options {
     /// Publish rate in messages per second; 0 = as fast as the in-flight bound allows.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Leave the first N messages out of the latency figures (they still
+    /// count for loss and throughput).
+    #[arg(long)]
+    pub warmup: Option<usize>,
     /// Most messages published but not yet delivered to all their subscribers.
     #[arg(long)]
     pub max_inflight: Option<usize>,
@@ -199,6 +203,7 @@ pub struct Workload {
     /// Messages per second; 0 = full speed.
     pub rate: f64,
     pub max_inflight: usize,
+    pub warmup: usize,
 }
 
 impl Options {
@@ -229,6 +234,7 @@ impl Options {
             size: self.size.unwrap_or(preset.3),
             rate: self.rate.unwrap_or(preset.4).max(0.0),
             max_inflight: self.max_inflight.unwrap_or(1000).max(1),
+            warmup: self.warmup.unwrap_or(0),
         }
     }
 

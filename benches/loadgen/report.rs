@@ -142,6 +142,7 @@ pub fn table(reports: &[Report]) -> String {
         }),
         ("messages x bytes", |r| format!("{} x {}", r.workload.messages, r.workload.size)),
         ("rate (msg/s)", |r| if r.workload.rate > 0.0 { format!("{}", r.workload.rate) } else { "max".into() }),
+        ("latency warm-up (messages)", |r| r.workload.warmup.to_string()),
         ("connect+subscribe (s)", |r| format!("{:.3}", r.connect_secs)),
         ("connect p50/p99/max (ms)", |r| match &r.connect_ms {
             Some(l) => format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max),

@@ -88,16 +88,19 @@ impl Stats {
         }
     }
 
-    /// Records the deliveries of one frame.
-    pub fn deliveries(&self, latencies_ns: &[u64], out_of_order: u64) {
-        if !latencies_ns.is_empty() {
+    /// Records the deliveries of one frame: those timed, and `untimed`
+    /// ones (warm-up messages).
+    pub fn deliveries(&self, latencies_ns: &[u64], untimed: u64, out_of_order: u64) {
+        let count = latencies_ns.len() as u64 + untimed;
+        if count > 0 {
             self.frames.fetch_add(1, Ordering::Relaxed);
-            let mut histogram = self.latency.lock();
-            for &ns in latencies_ns {
-                histogram.saturating_record(ns.max(1));
+            if !latencies_ns.is_empty() {
+                let mut histogram = self.latency.lock();
+                for &ns in latencies_ns {
+                    histogram.saturating_record(ns.max(1));
+                }
             }
-            drop(histogram);
-            self.received.fetch_add(latencies_ns.len() as u64, Ordering::Relaxed);
+            self.received.fetch_add(count, Ordering::Relaxed);
             self.last_delivery_ns.fetch_max(super::sys::now_ns(), Ordering::Relaxed);
         }
         self.out_of_order.fetch_add(out_of_order, Ordering::Relaxed);

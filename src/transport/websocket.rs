@@ -138,7 +138,7 @@ fn upgrade(
 fn socket_config(gateway: &Gateway) -> WebSocketConfig {
     let limit = gateway.config.websocket_message_size_limit;
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(gateway.config.client_queue_max_size * 2 + 65536)
         .max_message_size(Some(limit))

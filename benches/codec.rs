@@ -117,5 +117,28 @@ fn decode_batch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode_push, decode_batch);
+/// The channel -> NATS subject mapping, for a plain and an escape-heavy name.
+fn subject_mapping(c: &mut Criterion) {
+    let map = natsgate::broker::subject::SubjectMap::new("natsgate");
+    c.bench_function("subject: chat:room-42", |b| b.iter(|| map.channel_subject(black_box("chat:room-42"))));
+    c.bench_function("subject: escape-heavy", |b| {
+        b.iter(|| map.channel_subject(black_box("chat:a.b c*>_ünï#42,43")))
+    });
+}
+
+/// Connection token verification (HS256), as done on every connect.
+fn jwt_verification(c: &mut Criterion) {
+    let config = natsgate::config::Config::from_iter([(
+        "NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(),
+        "bench-secret".to_string(),
+    )])
+    .expect("config");
+    let verifier = natsgate::auth::TokenVerifier::from_config(&config).expect("verifier");
+    let token = natsgate::auth::mint_hs256("bench-secret", &serde_json::json!({"sub": "42", "info": {"name": "x"}}));
+    c.bench_function("jwt: verify HS256 connection token", |b| {
+        b.iter(|| verifier.verify_connect(black_box(&token)).expect("valid"))
+    });
+}
+
+criterion_group!(benches, encode_push, decode_batch, subject_mapping, jwt_verification);
 criterion_main!(benches);

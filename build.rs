@@ -29,10 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = Config::new();
     config.bytes(["."]);
-    config.type_attribute(
-        ".",
-        "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
-    );
+    config.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]");
     for file in &fds.file {
         let package = file.package();
         for message in &file.message_type {

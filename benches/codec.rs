@@ -8,14 +8,16 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion};
 use natsgate::protocol::{
-    json, protobuf, ClientInfo, Command, ConnectRequest, HistoryRequest, Protocol, Publication, PublishRequest, Push, Reply,
-    RpcRequest, StreamPosition, SubscribeRequest,
+    json, protobuf, ClientInfo, Command, ConnectRequest, HistoryRequest, Protocol, Publication, PublishRequest, Push,
+    Reply, RpcRequest, StreamPosition, SubscribeRequest,
 };
 
 /// A typical chat message: ~100 bytes of data, publisher info, offset, one tag.
 fn publication() -> Publication {
     Publication {
-        data: Bytes::from_static(br#"{"text":"hello everyone, the meeting moves to 3pm","author":{"id":42,"name":"Ann"},"ts":1718000000}"#),
+        data: Bytes::from_static(
+            br#"{"text":"hello everyone, the meeting moves to 3pm","author":{"id":42,"name":"Ann"},"ts":1718000000}"#,
+        ),
         info: Some(ClientInfo {
             user: "42".into(),
             client: "5f0c7a9e-1f42-4d2b-9a43-6f3e2b7c1d10".into(),
@@ -32,7 +34,13 @@ fn publication() -> Publication {
 fn commands() -> Vec<Command> {
     let subscribe = |id: u32, channel: &str| Command {
         id,
-        subscribe: Some(SubscribeRequest { channel: channel.into(), recover: true, offset: 10, epoch: "xyz".into(), ..Default::default() }),
+        subscribe: Some(SubscribeRequest {
+            channel: channel.into(),
+            recover: true,
+            offset: 10,
+            epoch: "xyz".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     vec![
@@ -51,13 +59,25 @@ fn commands() -> Vec<Command> {
         subscribe(5, "presence:lobby"),
         Command {
             id: 6,
-            publish: Some(PublishRequest { channel: "chat:room-1".into(), data: Bytes::from_static(br#"{"text":"hi all","n":[1,2,3]}"#) }),
+            publish: Some(PublishRequest {
+                channel: "chat:room-1".into(),
+                data: Bytes::from_static(br#"{"text":"hi all","n":[1,2,3]}"#),
+            }),
             ..Default::default()
         },
-        Command { id: 7, rpc: Some(RpcRequest { method: "getProfile".into(), data: Bytes::from_static(br#"{"id":42}"#) }), ..Default::default() },
+        Command {
+            id: 7,
+            rpc: Some(RpcRequest { method: "getProfile".into(), data: Bytes::from_static(br#"{"id":42}"#) }),
+            ..Default::default()
+        },
         Command {
             id: 8,
-            history: Some(HistoryRequest { channel: "news".into(), limit: 10, since: Some(StreamPosition { offset: 5, epoch: "xyz".into() }), ..Default::default() }),
+            history: Some(HistoryRequest {
+                channel: "news".into(),
+                limit: 10,
+                since: Some(StreamPosition { offset: 5, epoch: "xyz".into() }),
+                ..Default::default()
+            }),
             ..Default::default()
         },
         Command { id: 9, ping: Some(Default::default()), ..Default::default() },
@@ -68,7 +88,10 @@ fn commands() -> Vec<Command> {
 fn encode_push(c: &mut Criterion) {
     let channel = "chat:room-1";
     let publication = publication();
-    let reply = Reply { push: Some(Push { channel: channel.into(), r#pub: Some(publication.clone()), ..Default::default() }), ..Default::default() };
+    let reply = Reply {
+        push: Some(Push { channel: channel.into(), r#pub: Some(publication.clone()), ..Default::default() }),
+        ..Default::default()
+    };
     let mut out = BytesMut::with_capacity(1024);
     let mut group = c.benchmark_group("encode_publication_push");
     for protocol in [Protocol::Json, Protocol::Protobuf] {
@@ -91,7 +114,11 @@ fn encode_push(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 let reply = Reply {
-                    push: Some(Push { channel: black_box(channel).into(), r#pub: Some(black_box(&publication).clone()), ..Default::default() }),
+                    push: Some(Push {
+                        channel: black_box(channel).into(),
+                        r#pub: Some(black_box(&publication).clone()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 };
                 protocol.encode_reply(&reply, &mut out).unwrap();
@@ -103,7 +130,8 @@ fn encode_push(c: &mut Criterion) {
 
 fn decode_batch(c: &mut Criterion) {
     let commands = commands();
-    let json_frame = commands.iter().map(|command| serde_json::to_string(command).unwrap()).collect::<Vec<_>>().join("\n");
+    let json_frame =
+        commands.iter().map(|command| serde_json::to_string(command).unwrap()).collect::<Vec<_>>().join("\n");
     let mut protobuf_frame = Vec::new();
     for command in &commands {
         prost::Message::encode_length_delimited(command, &mut protobuf_frame).unwrap();
@@ -121,9 +149,7 @@ fn decode_batch(c: &mut Criterion) {
 fn subject_mapping(c: &mut Criterion) {
     let map = natsgate::broker::subject::SubjectMap::new("natsgate");
     c.bench_function("subject: chat:room-42", |b| b.iter(|| map.channel_subject(black_box("chat:room-42"))));
-    c.bench_function("subject: escape-heavy", |b| {
-        b.iter(|| map.channel_subject(black_box("chat:a.b c*>_ünï#42,43")))
-    });
+    c.bench_function("subject: escape-heavy", |b| b.iter(|| map.channel_subject(black_box("chat:a.b c*>_ünï#42,43"))));
 }
 
 /// Connection token verification (HS256), as done on every connect.

@@ -293,10 +293,7 @@ impl std::fmt::Debug for Config {
 }
 
 fn default_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "natsgate".to_string())
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "natsgate".to_string())
 }
 
 /// A configuration problem, naming the variable at fault.
@@ -329,7 +326,9 @@ impl Config {
         // parse as any option; skip them rather than panic.
         let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
         Self::from_sources(json, env).map_err(|e| match (e, file) {
-            (ConfigError::File { problem, .. }, Some(path)) => ConfigError::File { file: path.display().to_string(), problem },
+            (ConfigError::File { problem, .. }, Some(path)) => {
+                ConfigError::File { file: path.display().to_string(), problem }
+            }
             (e, _) => e,
         })
     }
@@ -356,7 +355,8 @@ impl Config {
                 merged.insert(var, value);
             }
         }
-        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV).collect();
+        let env: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV).collect();
         check_env_names(env.iter().map(|(k, _)| k.as_str()))?;
         for (var, value) in env.into_iter().filter(|(_, v)| !v.is_empty()) {
             from_file.remove(&var);
@@ -384,7 +384,10 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.channel_rules()?;
         if self.nats_prefix.is_empty()
-            || !self.nats_prefix.split('.').all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            || !self
+                .nats_prefix
+                .split('.')
+                .all(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         {
             return Err(invalid("nats_prefix", "must be dot-separated tokens of letters, digits, '-' or '_'"));
         }
@@ -449,9 +452,9 @@ fn describe_envy_error(e: envy::Error, vars: &[(String, String)]) -> String {
                 // Errors from custom deserializers (durations) carry no name:
                 // find the variable that fails on its own.
                 None => {
-                    let culprit = vars.iter().find(|pair| {
-                        envy::prefixed(ENV_PREFIX).from_iter::<_, Config>([(*pair).clone()]).is_err()
-                    });
+                    let culprit = vars
+                        .iter()
+                        .find(|pair| envy::prefixed(ENV_PREFIX).from_iter::<_, Config>([(*pair).clone()]).is_err());
                     match culprit {
                         Some((name, _)) => format!("{name}: invalid value ({})", redact(&msg, vars)),
                         None => redact(&msg, vars),
@@ -478,7 +481,8 @@ fn file_problem(problem: impl Into<String>) -> ConfigError {
 
 fn read_json_file(path: &Path) -> Result<serde_json::Value, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File { file: name.clone(), problem: format!("cannot read: {e}") })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::File { file: name.clone(), problem: format!("cannot read: {e}") })?;
     // Syntax errors name line and column, never the text around them.
     serde_json::from_str(&text).map_err(|e| ConfigError::File { file: name, problem: format!("not valid JSON: {e}") })
 }
@@ -704,7 +708,8 @@ mod tests {
 
     #[test]
     fn unknown_variables_are_named() {
-        let err = Config::from_iter(vars(&[("NATSGATE_PROT", "1"), ("NATSGATE_WHATEVER", "")])).unwrap_err().to_string();
+        let err =
+            Config::from_iter(vars(&[("NATSGATE_PROT", "1"), ("NATSGATE_WHATEVER", "")])).unwrap_err().to_string();
         assert!(err.contains("NATSGATE_PROT (did you mean NATSGATE_PORT?)"), "{err}");
         assert!(err.contains("NATSGATE_WHATEVER"), "{err}");
         Config::from_iter(vars(&[("NATSGATE_CONFIG", "/etc/natsgate.json")])).unwrap();
@@ -743,7 +748,8 @@ mod tests {
         for line in text.lines() {
             if let Some((name, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) {
                 assert!(previous.starts_with("# "), "{name} has no comment line above it");
-                listed.push(name.strip_prefix(ENV_PREFIX).unwrap_or_else(|| panic!("{name}: no prefix")).to_lowercase());
+                listed
+                    .push(name.strip_prefix(ENV_PREFIX).unwrap_or_else(|| panic!("{name}: no prefix")).to_lowercase());
             }
             previous = line;
         }

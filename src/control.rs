@@ -51,9 +51,9 @@ impl Control {
     /// Whether this command applies to a connection with `client_id`.
     pub fn targets(&self, client_id: &str) -> bool {
         match self {
-            Control::Subscribe { client, .. } | Control::Unsubscribe { client, .. } | Control::Refresh { client, .. } => {
-                client.is_empty() || client == client_id
-            }
+            Control::Subscribe { client, .. }
+            | Control::Unsubscribe { client, .. }
+            | Control::Refresh { client, .. } => client.is_empty() || client == client_id,
             Control::Disconnect { client, whitelist, .. } => {
                 (client.is_empty() || client == client_id) && !whitelist.iter().any(|w| w == client_id)
             }

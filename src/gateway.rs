@@ -23,6 +23,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, hub: Arc<Hub>, verifier: TokenVerifier, rules: ChannelRules) -> Arc<Self> {
-        Arc::new(Gateway { config, hub, verifier, rules, started: Instant::now(), uid: uuid::Uuid::new_v4().to_string() })
+        Arc::new(Gateway {
+            config,
+            hub,
+            verifier,
+            rules,
+            started: Instant::now(),
+            uid: uuid::Uuid::new_v4().to_string(),
+        })
     }
 }

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, OnceCell};
 
-use crate::metrics::metrics;
+use crate::broker::PresenceEvent;
 use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::control::Control;
+use crate::metrics::metrics;
 use crate::outbox::Outbox;
-use crate::broker::PresenceEvent;
 use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
 
 /// What the hub knows of a connected client.
@@ -104,10 +104,9 @@ impl Hub {
     pub async fn add_client(&self, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
         let cell = {
             let mut users = self.users.write();
-            let entry = users.entry(client.user.clone()).or_insert_with(|| UserEntry {
-                connections: HashMap::new(),
-                control_sub: Arc::new(OnceCell::new()),
-            });
+            let entry = users
+                .entry(client.user.clone())
+                .or_insert_with(|| UserEntry { connections: HashMap::new(), control_sub: Arc::new(OnceCell::new()) });
             entry.connections.insert(client.key, client.clone());
             entry.control_sub.clone()
         };
@@ -347,7 +346,8 @@ impl Encoded {
         match protocol {
             Protocol::Protobuf => {
                 // Protobuf embeds bytes as they are; encoding cannot fail.
-                self.protobuf.get_or_insert_with(|| encode(Protocol::Protobuf, channel, publication).unwrap_or_default());
+                self.protobuf
+                    .get_or_insert_with(|| encode(Protocol::Protobuf, channel, publication).unwrap_or_default());
                 self.protobuf.clone()
             }
             Protocol::Json => self

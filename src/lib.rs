@@ -13,19 +13,19 @@
 //! - [`config`], [`gateway`], [`server`], [`shutdown`], [`metrics`]: wiring and operations.
 //! - [`cli`]: the `natsgate` subcommands.
 
-pub mod protocol;
-pub mod config;
-pub mod auth;
-pub mod channels;
-pub mod broker;
-pub mod outbox;
-pub mod hub;
-pub mod gateway;
-pub mod session;
-pub mod control;
-pub mod transport;
 pub mod api;
-pub mod metrics;
-pub mod shutdown;
-pub mod server;
+pub mod auth;
+pub mod broker;
+pub mod channels;
 pub mod cli;
+pub mod config;
+pub mod control;
+pub mod gateway;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod transport;

@@ -73,9 +73,7 @@ fn main() -> ExitCode {
         },
         Command::Genconfig { output } => cli::finish(cli::genconfig::run(&output)),
         Command::Checkconfig => cli::finish(cli::checkconfig::run(file)),
-        Command::Gentoken { user, ttl, info } => {
-            with_config(file, |config| token::gentoken(config, &user, ttl, info))
-        }
+        Command::Gentoken { user, ttl, info } => with_config(file, |config| token::gentoken(config, &user, ttl, info)),
         Command::Gensubtoken { user, channel, ttl } => {
             with_config(file, |config| token::gensubtoken(config, &user, &channel, ttl))
         }

@@ -127,8 +127,24 @@ pub fn render(gateway: &Gateway) -> String {
 /// client cannot grow the label set.
 pub fn method_label(method: &str) -> &'static str {
     const KNOWN: &[&str] = &[
-        "connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats", "history", "ping", "send",
-        "rpc", "refresh", "sub_refresh", "broadcast", "disconnect", "channels", "info", "batch", "history_remove",
+        "connect",
+        "subscribe",
+        "unsubscribe",
+        "publish",
+        "presence",
+        "presence_stats",
+        "history",
+        "ping",
+        "send",
+        "rpc",
+        "refresh",
+        "sub_refresh",
+        "broadcast",
+        "disconnect",
+        "channels",
+        "info",
+        "batch",
+        "history_remove",
     ];
     KNOWN.iter().find(|k| **k == method).copied().unwrap_or("unknown")
 }

@@ -152,7 +152,11 @@ fn ops_routes(
         if shutdown.is_draining() {
             text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"draining"}"#, "application/json")
         } else if !ready_gateway.hub.broker().is_connected() {
-            text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"broker disconnected"}"#, "application/json")
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"ready":false,"reason":"broker disconnected"}"#,
+                "application/json",
+            )
         } else {
             text(StatusCode::OK, r#"{"ready":true}"#, "application/json")
         }

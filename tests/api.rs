@@ -10,9 +10,7 @@
 
 mod common;
 
-use common::{
-    hs256_token, now_secs, Gateway, GatewayBuilder, NatsServer, Protocol, WsClient, SECRET, TIMEOUT,
-};
+use common::{hs256_token, now_secs, Gateway, GatewayBuilder, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
 use natsgate::broker::subject::SubjectMap;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -52,12 +50,7 @@ impl Cluster {
         let nats = NatsServer::start();
         let a = api_gateway("gw-a").nats(&nats).start();
         let b = api_gateway("gw-b").nats(&nats).start();
-        Cluster {
-            a,
-            b,
-            nats,
-            http: http_client(),
-        }
+        Cluster { a, b, nats, http: http_client() }
     }
 
     /// Calls `method` on gateway A; see [`call`].
@@ -67,26 +60,15 @@ impl Cluster {
 }
 
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("reqwest client")
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("reqwest client")
 }
 
 /// `POST /api/<method>` with the right key; asserts HTTP 200 and returns
 /// the parsed body (`{"result":..}` or `{"error":..}`).
 async fn call(http: &reqwest::Client, gw: &Gateway, method: &str, params: Value) -> Value {
-    let (status, body) = post(
-        http,
-        gw,
-        &format!("/api/{method}"),
-        &[("X-API-Key", API_KEY)],
-        params.to_string(),
-    )
-    .await;
+    let (status, body) = post(http, gw, &format!("/api/{method}"), &[("X-API-Key", API_KEY)], params.to_string()).await;
     assert_eq!(status, 200, "{method} {params}: HTTP {status}: {body}");
-    serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("{method}: reply is not JSON ({e}): {body:?}"))
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method}: reply is not JSON ({e}): {body:?}"))
 }
 
 /// Like [`call`], asserting a `result` and returning it.
@@ -110,19 +92,14 @@ async fn post(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let response = request.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
 
 /// The `error.code` of a reply, panicking if there is none.
 fn error_code(reply: &Value) -> u64 {
-    reply["error"]["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("expected an error reply, got {reply}"))
+    reply["error"]["code"].as_u64().unwrap_or_else(|| panic!("expected an error reply, got {reply}"))
 }
 
 /// A connection token for `user`, valid for an hour.
@@ -134,10 +111,8 @@ fn token(user: &str) -> String {
 async fn connect(gw: &Gateway, user: &str, protocol: Protocol) -> (WsClient, String) {
     let mut client = WsClient::connect(&gw.ws_url(), protocol).await;
     let result = client.connect_token(&token(user)).await;
-    let id = result["client"]
-        .as_str()
-        .unwrap_or_else(|| panic!("connect result without client id: {result}"))
-        .to_string();
+    let id =
+        result["client"].as_str().unwrap_or_else(|| panic!("connect result without client id: {result}")).to_string();
     (client, id)
 }
 
@@ -155,20 +130,12 @@ async fn subscriber_with(gw: &Gateway, user: &str, channel: &str, protocol: Prot
 /// One sample of a Prometheus counter/gauge line starting with `series`
 /// (`name{labels}`); 0 when the series is absent.
 fn metric(gw: &Gateway, series: &str) -> f64 {
-    let (status, body) =
-        common::gateway::http_get(gw.internal_port(), "/metrics").expect("GET /metrics");
+    let (status, body) = common::gateway::http_get(gw.internal_port(), "/metrics").expect("GET /metrics");
     assert_eq!(status, 200, "GET /metrics: {body}");
     body.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|e| panic!("metric {series} value {v:?}: {e}"))
-        })
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap_or_else(|e| panic!("metric {series} value {v:?}: {e}")))
         .unwrap_or(0.0)
 }
 
@@ -182,28 +149,13 @@ async fn publish_on_a_reaches_json_and_protobuf_subscribers_on_b_with_tags() {
     let mut proto_sub = subscriber_with(&c.b, "bob", channel, Protocol::Protobuf).await;
 
     let data = json!({"text": "hello", "n": 1, "nested": {"ok": true}});
-    let result = c
-        .api(
-            "publish",
-            json!({"channel": channel, "data": data, "tags": {"kind": "greeting"}}),
-        )
-        .await;
+    let result = c.api("publish", json!({"channel": channel, "data": data, "tags": {"kind": "greeting"}})).await;
     assert!(result["result"].is_object(), "publish result: {result}");
 
     for sub in [&mut json_sub, &mut proto_sub] {
         let publication = sub.recv_publication(channel, TIMEOUT).await;
-        assert_eq!(
-            publication["data"],
-            data,
-            "{:?}: {publication}",
-            sub.protocol()
-        );
-        assert_eq!(
-            publication["tags"],
-            json!({"kind": "greeting"}),
-            "{:?}: {publication}",
-            sub.protocol()
-        );
+        assert_eq!(publication["data"], data, "{:?}: {publication}", sub.protocol());
+        assert_eq!(publication["tags"], json!({"kind": "greeting"}), "{:?}: {publication}", sub.protocol());
     }
 
     // `Authorization: apikey K` works like X-API-Key.
@@ -217,10 +169,7 @@ async fn publish_on_a_reaches_json_and_protobuf_subscribers_on_b_with_tags() {
     .await;
     assert_eq!((status, body.as_str()), (200, r#"{"result":{}}"#));
     for sub in [&mut json_sub, &mut proto_sub] {
-        assert_eq!(
-            sub.recv_publication(channel, TIMEOUT).await["data"],
-            json!({"via": "authorization"})
-        );
+        assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!({"via": "authorization"}));
     }
     // The scheme is case-insensitive.
     let (status, body) = post(
@@ -233,58 +182,32 @@ async fn publish_on_a_reaches_json_and_protobuf_subscribers_on_b_with_tags() {
     .await;
     assert_eq!((status, body.as_str()), (200, r#"{"result":{}}"#));
     for sub in [&mut json_sub, &mut proto_sub] {
-        assert_eq!(
-            sub.recv_publication(channel, TIMEOUT).await["data"],
-            json!({"via": "ApiKey"})
-        );
+        assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!({"via": "ApiKey"}));
     }
 
     // A pretty-printed body: line breaks inside `data` must not split the
     // JSON client's newline-delimited frame.
-    let pretty = format!("{{\n  \"channel\": \"{channel}\",\n  \"data\": {{\n    \"pretty\": [\n      1,\n      2\n    ]\r\n  }}\n}}\n");
-    let (status, body) = post(
-        &c.http,
-        &c.a,
-        "/api/publish",
-        &[("X-API-Key", API_KEY)],
-        pretty,
-    )
-    .await;
+    let pretty = format!(
+        "{{\n  \"channel\": \"{channel}\",\n  \"data\": {{\n    \"pretty\": [\n      1,\n      2\n    ]\r\n  }}\n}}\n"
+    );
+    let (status, body) = post(&c.http, &c.a, "/api/publish", &[("X-API-Key", API_KEY)], pretty).await;
     assert_eq!((status, body.as_str()), (200, r#"{"result":{}}"#));
     for sub in [&mut json_sub, &mut proto_sub] {
-        assert_eq!(
-            sub.recv_publication(channel, TIMEOUT).await["data"],
-            json!({"pretty": [1, 2]})
-        );
+        assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!({"pretty": [1, 2]}));
     }
 
     // b64data carrying JSON reaches both; binary b64data only Protobuf.
     use base64::Engine;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    c.api(
-        "publish",
-        json!({"channel": channel, "b64data": b64(br#"{"from":"b64"}"#)}),
-    )
-    .await;
+    c.api("publish", json!({"channel": channel, "b64data": b64(br#"{"from":"b64"}"#)})).await;
     for sub in [&mut json_sub, &mut proto_sub] {
-        assert_eq!(
-            sub.recv_publication(channel, TIMEOUT).await["data"],
-            json!({"from": "b64"})
-        );
+        assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!({"from": "b64"}));
     }
     let binary = [0u8, 159, 146, 150, 255];
-    let reply = c
-        .api(
-            "publish",
-            json!({"channel": channel, "b64data": b64(&binary)}),
-        )
-        .await;
+    let reply = c.api("publish", json!({"channel": channel, "b64data": b64(&binary)})).await;
     assert_eq!(reply, json!({"result": {}}));
     let reply = proto_sub.recv_reply(TIMEOUT).await;
-    let publication = reply
-        .push
-        .and_then(|p| p.r#pub)
-        .expect("a publication push");
+    let publication = reply.push.and_then(|p| p.r#pub).expect("a publication push");
     assert_eq!(publication.data.as_ref(), &binary[..]);
     json_sub.expect_silence(QUIET).await;
 }
@@ -296,49 +219,25 @@ async fn broadcast_reaches_every_channel_and_reports_per_channel_errors() {
     let mut two = subscriber(&c.a, "alice", "room_2").await;
 
     let data = json!({"msg": "to all"});
-    let reply = c
-        .api(
-            "broadcast",
-            json!({"channels": ["room_1", "room_2"], "data": data, "tags": {"t": "1"}}),
-        )
-        .await;
-    assert_eq!(
-        reply,
-        json!({"result": {"responses": [{"result": {}}, {"result": {}}]}})
-    );
+    let reply = c.api("broadcast", json!({"channels": ["room_1", "room_2"], "data": data, "tags": {"t": "1"}})).await;
+    assert_eq!(reply, json!({"result": {"responses": [{"result": {}}, {"result": {}}]}}));
     let got = one.recv_publication("room_1", TIMEOUT).await;
     assert_eq!((&got["data"], &got["tags"]), (&data, &json!({"t": "1"})));
     assert_eq!(two.recv_publication("room_2", TIMEOUT).await["data"], data);
 
     // An invalid channel fails alone; the others are still published.
     let long = "x".repeat(MAX_CHANNEL + 1);
-    let reply = c
-        .api(
-            "broadcast",
-            json!({"channels": ["", "room_1", long], "data": {"n": 2}}),
-        )
-        .await;
-    let responses = reply["result"]["responses"]
-        .as_array()
-        .unwrap_or_else(|| panic!("responses: {reply}"));
+    let reply = c.api("broadcast", json!({"channels": ["", "room_1", long], "data": {"n": 2}})).await;
+    let responses = reply["result"]["responses"].as_array().unwrap_or_else(|| panic!("responses: {reply}"));
     assert_eq!(responses.len(), 3, "{reply}");
     assert_eq!(error_code(&responses[0]), 107, "{reply}");
     assert_eq!(responses[1], json!({"result": {}}), "{reply}");
     assert_eq!(error_code(&responses[2]), 107, "{reply}");
-    assert_eq!(
-        one.recv_publication("room_1", TIMEOUT).await["data"],
-        json!({"n": 2})
-    );
+    assert_eq!(one.recv_publication("room_1", TIMEOUT).await["data"], json!({"n": 2}));
     two.expect_silence(QUIET).await;
 
     // No channels at all is a bad request.
-    assert_eq!(
-        error_code(
-            &c.api("broadcast", json!({"channels": [], "data": {}}))
-                .await
-        ),
-        107
-    );
+    assert_eq!(error_code(&c.api("broadcast", json!({"channels": [], "data": {}})).await), 107);
     one.expect_silence(Duration::ZERO).await;
 }
 
@@ -352,52 +251,26 @@ async fn server_side_subscribe_then_publications_then_unsubscribe_push_2000() {
     let (mut carol_pb, _) = connect(&c.b, "carol", Protocol::Protobuf).await;
     let (mut dave, _) = connect(&c.b, "dave", Protocol::Json).await;
 
-    assert_eq!(
-        c.api("subscribe", json!({"user": "carol", "channel": channel}))
-            .await,
-        json!({"result": {}})
-    );
+    assert_eq!(c.api("subscribe", json!({"user": "carol", "channel": channel})).await, json!({"result": {}}));
     for client in [&mut carol, &mut carol_pb] {
         let push = client.recv_json().await;
-        assert_eq!(
-            push["push"]["channel"],
-            channel,
-            "{:?}: {push}",
-            client.protocol()
-        );
-        assert!(
-            push["push"]["subscribe"].is_object(),
-            "subscribe push expected: {push}"
-        );
+        assert_eq!(push["push"]["channel"], channel, "{:?}: {push}", client.protocol());
+        assert!(push["push"]["subscribe"].is_object(), "subscribe push expected: {push}");
     }
 
-    c.api("publish", json!({"channel": channel, "data": {"n": 1}}))
-        .await;
+    c.api("publish", json!({"channel": channel, "data": {"n": 1}})).await;
     for client in [&mut carol, &mut carol_pb] {
-        assert_eq!(
-            client.recv_publication(channel, TIMEOUT).await["data"],
-            json!({"n": 1})
-        );
+        assert_eq!(client.recv_publication(channel, TIMEOUT).await["data"], json!({"n": 1}));
     }
     dave.expect_silence(QUIET).await;
 
-    assert_eq!(
-        c.api("unsubscribe", json!({"user": "carol", "channel": channel}))
-            .await,
-        json!({"result": {}})
-    );
+    assert_eq!(c.api("unsubscribe", json!({"user": "carol", "channel": channel})).await, json!({"result": {}}));
     for client in [&mut carol, &mut carol_pb] {
         let push = client.recv_json().await;
         assert_eq!(push["push"]["channel"], channel, "{push}");
-        assert_eq!(
-            push["push"]["unsubscribe"]["code"],
-            2000,
-            "{:?}: {push}",
-            client.protocol()
-        );
+        assert_eq!(push["push"]["unsubscribe"]["code"], 2000, "{:?}: {push}", client.protocol());
     }
-    c.api("publish", json!({"channel": channel, "data": {"n": 2}}))
-        .await;
+    c.api("publish", json!({"channel": channel, "data": {"n": 2}})).await;
     carol.expect_silence(QUIET).await;
     carol_pb.expect_silence(Duration::ZERO).await;
 }
@@ -408,22 +281,11 @@ async fn server_side_subscribe_targets_one_client_id() {
     let (mut first, first_id) = connect(&c.b, "erin", Protocol::Json).await;
     let (mut second, _) = connect(&c.a, "erin", Protocol::Json).await;
 
-    c.api(
-        "subscribe",
-        json!({"user": "erin", "channel": "solo", "client": first_id}),
-    )
-    .await;
+    c.api("subscribe", json!({"user": "erin", "channel": "solo", "client": first_id})).await;
     let push = first.recv_json().await;
     assert!(push["push"]["subscribe"].is_object(), "{push}");
-    c.api(
-        "publish",
-        json!({"channel": "solo", "data": {"only": "first"}}),
-    )
-    .await;
-    assert_eq!(
-        first.recv_publication("solo", TIMEOUT).await["data"],
-        json!({"only": "first"})
-    );
+    c.api("publish", json!({"channel": "solo", "data": {"only": "first"}})).await;
+    assert_eq!(first.recv_publication("solo", TIMEOUT).await["data"], json!({"only": "first"}));
     second.expect_silence(QUIET).await;
 }
 
@@ -439,17 +301,15 @@ async fn disconnect_on_a_closes_connections_on_b_with_custom_code_sparing_the_wh
     let (mut other, _) = connect(&c.b, "grace", Protocol::Json).await;
 
     let reply = c
-        .api("disconnect", json!({"user": "frank", "whitelist": [b2_id], "disconnect": {"code": 4001, "reason": "go away"}}))
+        .api(
+            "disconnect",
+            json!({"user": "frank", "whitelist": [b2_id], "disconnect": {"code": 4001, "reason": "go away"}}),
+        )
         .await;
     assert_eq!(reply, json!({"result": {}}));
     for client in [&mut b1, &mut b3, &mut a1] {
         let closed = client.expect_close(TIMEOUT).await;
-        assert_eq!(
-            closed,
-            (4001, "go away".to_string()),
-            "{:?}",
-            client.protocol()
-        );
+        assert_eq!(closed, (4001, "go away".to_string()), "{:?}", client.protocol());
     }
     // The whitelisted connection and another user's stay usable.
     b2.expect_silence(QUIET).await;
@@ -457,15 +317,8 @@ async fn disconnect_on_a_closes_connections_on_b_with_custom_code_sparing_the_wh
     other.expect_silence(Duration::ZERO).await;
 
     // Targeting one client id; default code and reason.
-    assert_eq!(
-        c.api("disconnect", json!({"user": "frank", "client": b2_id}))
-            .await,
-        json!({"result": {}})
-    );
-    assert_eq!(
-        b2.expect_close(TIMEOUT).await,
-        (3503, "force disconnect".to_string())
-    );
+    assert_eq!(c.api("disconnect", json!({"user": "frank", "client": b2_id})).await, json!({"result": {}}));
+    assert_eq!(b2.expect_close(TIMEOUT).await, (3503, "force disconnect".to_string()));
     other.subscribe("also_here").await;
 }
 
@@ -478,24 +331,11 @@ async fn disconnect_with_an_overlong_reason_still_closes_with_the_code() {
     for (i, reason) in ["r".repeat(200), "é".repeat(100)].into_iter().enumerate() {
         let user = format!("verbose{i}");
         let (mut client, _) = connect(&c.b, &user, Protocol::Json).await;
-        let reply = c
-            .api(
-                "disconnect",
-                json!({"user": user, "disconnect": {"code": 4003, "reason": reason}}),
-            )
-            .await;
+        let reply = c.api("disconnect", json!({"user": user, "disconnect": {"code": 4003, "reason": reason}})).await;
         assert_eq!(reply, json!({"result": {}}));
         let (code, got) = client.expect_close(TIMEOUT).await;
-        assert_eq!(
-            code,
-            4003,
-            "reason of {} bytes: closed with {code} {got:?}",
-            reason.len()
-        );
-        assert!(
-            got.len() <= 123 && reason.starts_with(&got),
-            "close reason {got:?}"
-        );
+        assert_eq!(code, 4003, "reason of {} bytes: closed with {code} {got:?}", reason.len());
+        assert!(got.len() <= 123 && reason.starts_with(&got), "close reason {got:?}");
     }
 }
 
@@ -503,13 +343,7 @@ async fn disconnect_with_an_overlong_reason_still_closes_with_the_code() {
 async fn disconnect_via_a_takes_effect_on_b_quickly() {
     let c = Cluster::start();
     // Warm up the HTTP connection and the API path.
-    call_ok(
-        &c.http,
-        &c.a,
-        "publish",
-        json!({"channel": "warmup", "data": {}}),
-    )
-    .await;
+    call_ok(&c.http, &c.a, "publish", json!({"channel": "warmup", "data": {}})).await;
     let mut samples = Vec::new();
     for i in 0..10 {
         let user = format!("latency{i}");
@@ -530,16 +364,12 @@ async fn disconnect_via_a_takes_effect_on_b_quickly() {
         samples.push(elapsed);
     }
     samples.sort();
-    let (min, median, max) = (
-        samples[0],
-        samples[samples.len() / 2],
-        samples[samples.len() - 1],
+    let (min, median, max) = (samples[0], samples[samples.len() / 2], samples[samples.len() - 1]);
+    println!(
+        "API disconnect on A -> close frame on B, {} runs: min {min:?}, median {median:?}, max {max:?}",
+        samples.len()
     );
-    println!("API disconnect on A -> close frame on B, {} runs: min {min:?}, median {median:?}, max {max:?}", samples.len());
-    assert!(
-        max < Duration::from_millis(500),
-        "API disconnect took {max:?} (samples {samples:?})"
-    );
+    assert!(max < Duration::from_millis(500), "API disconnect took {max:?} (samples {samples:?})");
 }
 
 // ---------------------------------------------------------------- refresh
@@ -552,24 +382,14 @@ async fn refresh_expired_closes_with_3005_after_the_grace_delay() {
 
     // A new expiry in the future: a refresh push with its ttl, no close.
     let at = now_secs() + 3600;
-    assert_eq!(
-        c.api("refresh", json!({"user": "ivan", "expire_at": at}))
-            .await,
-        json!({"result": {}})
-    );
+    assert_eq!(c.api("refresh", json!({"user": "ivan", "expire_at": at})).await, json!({"result": {}}));
     let push = extended.recv_json().await;
-    let ttl = push["push"]["refresh"]["ttl"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("refresh push with ttl: {push}"));
+    let ttl = push["push"]["refresh"]["ttl"].as_i64().unwrap_or_else(|| panic!("refresh push with ttl: {push}"));
     assert!((3590..=3600).contains(&ttl), "ttl {ttl}: {push}");
     assert_eq!(push["push"]["refresh"]["expires"], true, "{push}");
 
     let started = Instant::now();
-    assert_eq!(
-        c.api("refresh", json!({"user": "heidi", "expired": true}))
-            .await,
-        json!({"result": {}})
-    );
+    assert_eq!(c.api("refresh", json!({"user": "heidi", "expired": true})).await, json!({"result": {}}));
     let closed = doomed.expect_close(Duration::from_secs(5)).await;
     let elapsed = started.elapsed();
     assert_eq!(closed.0, 3005, "close {closed:?}");
@@ -616,41 +436,21 @@ async fn channels_and_info_aggregate_both_gateways() {
         "channels with pattern on A"
     );
     // An empty body is an empty params object.
-    let (status, body) = post(
-        &c.http,
-        &c.a,
-        "/api/channels",
-        &[("X-API-Key", API_KEY)],
-        String::new(),
-    )
-    .await;
+    let (status, body) = post(&c.http, &c.a, "/api/channels", &[("X-API-Key", API_KEY)], String::new()).await;
     assert_eq!(status, 200, "{body}");
     let result: Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(
-        result["result"]["channels"].as_object().map(|m| m.len()),
-        Some(2),
-        "{body}"
-    );
+    assert_eq!(result["result"]["channels"].as_object().map(|m| m.len()), Some(2), "{body}");
 
     let info = c.api("info", json!({})).await;
-    let nodes = info["result"]["nodes"]
-        .as_array()
-        .unwrap_or_else(|| panic!("info: {info}"));
+    let nodes = info["result"]["nodes"].as_array().unwrap_or_else(|| panic!("info: {info}"));
     assert_eq!(nodes.len(), 2, "one node per live gateway: {info}");
     let node = |name: &str| {
-        nodes
-            .iter()
-            .find(|n| n["name"] == name)
-            .unwrap_or_else(|| panic!("no node {name}: {info}"))
-            .clone()
+        nodes.iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}: {info}")).clone()
     };
     let (a, b) = (node("gw-a"), node("gw-b"));
     for n in [&a, &b] {
         assert!(n["uid"].as_str().is_some_and(|u| !u.is_empty()), "uid: {n}");
-        assert!(
-            n["version"].as_str().is_some_and(|v| !v.is_empty()),
-            "version: {n}"
-        );
+        assert!(n["version"].as_str().is_some_and(|v| !v.is_empty()), "version: {n}");
         assert!(n["uptime"].is_u64(), "uptime: {n}");
     }
     assert_ne!(a["uid"], b["uid"]);
@@ -660,33 +460,20 @@ async fn channels_and_info_aggregate_both_gateways() {
     };
     assert_eq!(counts(&a), [2, 2, 1, 2], "gw-a: {a}");
     assert_eq!(counts(&b), [3, 2, 2, 3], "gw-b: {b}");
-    let total: u64 = nodes
-        .iter()
-        .map(|n| n["num_clients"].as_u64().unwrap_or(0))
-        .sum();
+    let total: u64 = nodes.iter().map(|n| n["num_clients"].as_u64().unwrap_or(0)).sum();
     assert_eq!(total, 5);
     // B sees the same nodes.
     let info_b = call_ok(&c.http, &c.b, "info", json!({})).await;
-    assert_eq!(
-        info_b["nodes"].as_array().map(Vec::len),
-        Some(2),
-        "{info_b}"
-    );
+    assert_eq!(info_b["nodes"].as_array().map(Vec::len), Some(2), "{info_b}");
 
     // Only live gateways count: with B gone, A answers alone.
     c.b.kill();
     let info = call_ok(&c.http, &c.a, "info", json!({})).await;
-    let names: Vec<&Value> = info["nodes"]
-        .as_array()
-        .map(|n| n.iter().map(|n| &n["name"]).collect())
-        .unwrap_or_default();
+    let names: Vec<&Value> =
+        info["nodes"].as_array().map(|n| n.iter().map(|n| &n["name"]).collect()).unwrap_or_default();
     assert_eq!(names, [&json!("gw-a")], "{info}");
     let result = c.api("channels", json!({})).await;
-    assert_eq!(
-        result,
-        json!({"result": {"channels": {"agg_shared": {"num_clients": 2}}}}),
-        "channels without B"
-    );
+    assert_eq!(result, json!({"result": {"channels": {"agg_shared": {"num_clients": 2}}}}), "channels without B");
 }
 
 // ------------------------------------------------------------------ batch
@@ -704,31 +491,15 @@ async fn batch_answers_top_level_replies_in_order() {
             {"batch": {"commands": []}},
             {"presence": {"channel": "batch_ch"}},
         ]});
-        let (status, text) = post(
-            &c.http,
-            &c.a,
-            "/api/batch",
-            &[("X-API-Key", API_KEY)],
-            body.to_string(),
-        )
-        .await;
+        let (status, text) = post(&c.http, &c.a, "/api/batch", &[("X-API-Key", API_KEY)], body.to_string()).await;
         assert_eq!(status, 200, "{text}");
         let reply: Value = serde_json::from_str(&text).expect("batch reply JSON");
-        let replies = reply["replies"]
-            .as_array()
-            .unwrap_or_else(|| panic!("top-level replies expected: {reply}"));
-        assert!(
-            reply.get("result").is_none(),
-            "batch is not wrapped in result: {reply}"
-        );
+        let replies = reply["replies"].as_array().unwrap_or_else(|| panic!("top-level replies expected: {reply}"));
+        assert!(reply.get("result").is_none(), "batch is not wrapped in result: {reply}");
         assert_eq!(replies.len(), 6, "{reply}");
         assert_eq!(replies[0], json!({"publish": {}}), "{reply}");
         assert_eq!(error_code(&replies[1]), 107, "{reply}");
-        assert_eq!(
-            replies[2],
-            json!({"broadcast": {"responses": [{"result": {}}]}}),
-            "{reply}"
-        );
+        assert_eq!(replies[2], json!({"broadcast": {"responses": [{"result": {}}]}}), "{reply}");
         assert_eq!(error_code(&replies[3]), 104, "{reply}");
         assert_eq!(error_code(&replies[4]), 107, "nested batch: {reply}");
         assert_eq!(error_code(&replies[5]), 108, "{reply}");
@@ -744,10 +515,7 @@ async fn batch_answers_top_level_replies_in_order() {
         sub.expect_silence(QUIET).await;
     }
     // Not even the commands list: 107.
-    assert_eq!(
-        error_code(&c.api("batch", json!({"parallel": true})).await),
-        107
-    );
+    assert_eq!(error_code(&c.api("batch", json!({"parallel": true})).await), 107);
 }
 
 // ------------------------------------------------------------ error paths
@@ -757,11 +525,7 @@ async fn unknown_and_unavailable_methods() {
     let c = Cluster::start();
     for method in ["presence", "presence_stats", "history", "history_remove"] {
         let reply = c.api(method, json!({"channel": "x"})).await;
-        assert_eq!(
-            reply,
-            json!({"error": {"code": 108, "message": "not available"}}),
-            "{method}"
-        );
+        assert_eq!(reply, json!({"error": {"code": 108, "message": "not available"}}), "{method}");
     }
     let reply = c.api("frobnicate", json!({})).await;
     assert_eq!(error_code(&reply), 104, "{reply}");
@@ -782,20 +546,10 @@ async fn rejected_requests_publish_nothing() {
         ("wrong X-API-Key", &[("X-API-Key", "not-the-key")]),
         ("empty X-API-Key", &[("X-API-Key", "")]),
         ("wrong apikey", &[("Authorization", "apikey not-the-key")]),
-        (
-            "right key, wrong scheme",
-            &[("Authorization", "Bearer api-test-key")],
-        ),
+        ("right key, wrong scheme", &[("Authorization", "Bearer api-test-key")]),
     ];
     for (what, headers) in auth_cases {
-        let (status, body) = post(
-            &c.http,
-            &c.a,
-            "/api/publish",
-            headers,
-            publish(json!({"case": what})),
-        )
-        .await;
+        let (status, body) = post(&c.http, &c.a, "/api/publish", headers, publish(json!({"case": what}))).await;
         assert_eq!(status, 401, "{what}: {body}");
         assert!(!body.contains("result"), "{what}: {body}");
         let (status, _) = post(
@@ -803,10 +557,7 @@ async fn rejected_requests_publish_nothing() {
             &c.a,
             "/api",
             headers,
-            format!(
-                r#"{{"method":"publish","params":{}}}"#,
-                publish(json!({"legacy": what}))
-            ),
+            format!(r#"{{"method":"publish","params":{}}}"#, publish(json!({"legacy": what}))),
         )
         .await;
         assert_eq!(status, 401, "legacy /api, {what}");
@@ -819,93 +570,43 @@ async fn rejected_requests_publish_nothing() {
     assert_eq!(status, 413, "oversized with Content-Length: {body}");
     let (status, head) = post_chunked(&c.a, "/api/publish", oversized.as_bytes()).await;
     assert_eq!(status, 413, "oversized, chunked: {head}");
-    let (status, head) = post_chunked(
-        &c.a,
-        "/api/publish",
-        r#"{"channel":"","data":{}}"#.as_bytes(),
-    )
-    .await;
+    let (status, head) = post_chunked(&c.a, "/api/publish", r#"{"channel":"","data":{}}"#.as_bytes()).await;
     assert_eq!(status, 200, "small chunked body is read: {head}");
-    assert!(
-        head.contains(r#""code":107"#),
-        "small chunked body is parsed: {head}"
-    );
-    let (status, _) = post(
-        &c.http,
-        &c.a,
-        "/api",
-        &key,
-        format!(r#"{{"method":"publish","params":{oversized}}}"#),
-    )
-    .await;
+    assert!(head.contains(r#""code":107"#), "small chunked body is parsed: {head}");
+    let (status, _) =
+        post(&c.http, &c.a, "/api", &key, format!(r#"{{"method":"publish","params":{oversized}}}"#)).await;
     assert_eq!(status, 413, "oversized legacy");
 
     // Malformed or invalid params: 107, HTTP 200.
     let long = "c".repeat(MAX_CHANNEL + 1);
     let bad_params = [
-        (
-            "malformed JSON",
-            format!(r#"{{"channel":"{channel}","data":{{"x":1}}"#),
-        ),
+        ("malformed JSON", format!(r#"{{"channel":"{channel}","data":{{"x":1}}"#)),
         ("not an object", "[1,2,3]".to_string()),
-        (
-            "empty channel",
-            json!({"channel": "", "data": {"x": 1}}).to_string(),
-        ),
-        (
-            "channel too long",
-            json!({"channel": long, "data": {"x": 1}}).to_string(),
-        ),
+        ("empty channel", json!({"channel": "", "data": {"x": 1}}).to_string()),
+        ("channel too long", json!({"channel": long, "data": {"x": 1}}).to_string()),
         ("no data", json!({"channel": channel}).to_string()),
-        (
-            "data and b64data",
-            json!({"channel": channel, "data": {"x": 1}, "b64data": "e30="}).to_string(),
-        ),
-        (
-            "bad base64",
-            json!({"channel": channel, "b64data": "%%%"}).to_string(),
-        ),
-        (
-            "tags not strings",
-            json!({"channel": channel, "data": {}, "tags": {"n": 1}}).to_string(),
-        ),
+        ("data and b64data", json!({"channel": channel, "data": {"x": 1}, "b64data": "e30="}).to_string()),
+        ("bad base64", json!({"channel": channel, "b64data": "%%%"}).to_string()),
+        ("tags not strings", json!({"channel": channel, "data": {}, "tags": {"n": 1}}).to_string()),
     ];
     for (what, body) in bad_params {
         let (status, text) = post(&c.http, &c.a, "/api/publish", &key, body).await;
         assert_eq!(status, 200, "{what}: {text}");
-        let reply: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
-        assert_eq!(
-            reply,
-            json!({"error": {"code": 107, "message": "bad request"}}),
-            "{what}"
-        );
+        let reply: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}: {text}"));
+        assert_eq!(reply, json!({"error": {"code": 107, "message": "bad request"}}), "{what}");
     }
     // Invalid channels and codes for the other methods, too.
     for (method, params) in [
         ("subscribe", json!({"user": "bob", "channel": ""})),
         ("subscribe", json!({"user": "bob", "channel": long})),
         ("unsubscribe", json!({"user": "bob", "channel": ""})),
-        (
-            "disconnect",
-            json!({"user": "bob", "disconnect": {"code": 1000, "reason": "not a Centrifugo code"}}),
-        ),
+        ("disconnect", json!({"user": "bob", "disconnect": {"code": 1000, "reason": "not a Centrifugo code"}})),
         ("channels", json!({"pattern": "[unclosed"})),
     ] {
-        assert_eq!(
-            error_code(&c.api(method, params.clone()).await),
-            107,
-            "{method} {params}"
-        );
+        assert_eq!(error_code(&c.api(method, params.clone()).await), 107, "{method} {params}");
     }
     // The unknown method was not a publish either.
-    assert_eq!(
-        error_code(
-            &c.api("publish_now", json!({"channel": channel, "data": {}}))
-                .await
-        ),
-        104
-    );
+    assert_eq!(error_code(&c.api("publish_now", json!({"channel": channel, "data": {}})).await), 104);
 
     sub.expect_silence(QUIET).await;
 
@@ -924,9 +625,7 @@ async fn rejected_requests_publish_nothing() {
 /// POST with `Transfer-Encoding: chunked` (no Content-Length) over a raw
 /// socket; returns the status and the response head.
 async fn post_chunked(gw: &Gateway, path: &str, body: &[u8]) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.port()))
-        .await
-        .expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.port())).await.expect("connect");
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nX-API-Key: {API_KEY}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
         gw.port()
@@ -957,10 +656,7 @@ async fn post_chunked(gw: &Gateway, path: &str, body: &[u8]) -> (u16, String) {
     })
     .await;
     let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {text:?}"));
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not an HTTP reply: {text:?}"));
     (status, text)
 }
 
@@ -977,22 +673,14 @@ async fn legacy_api_answers_each_line() {
         String::new(),
         json!({"method": "broadcast", "params": {"channels": ["legacy"], "data": {"line": 4}}}).to_string(),
         json!({"method": "publish", "params": {"channel": "", "data": {}}}).to_string(),
-        json!({"method": "batch", "params": {"commands": [{"publish": {"channel": "legacy", "data": {"line": 6}}}]}}).to_string(),
+        json!({"method": "batch", "params": {"commands": [{"publish": {"channel": "legacy", "data": {"line": 6}}}]}})
+            .to_string(),
     ]
     .join("\n");
-    let (status, text) = post(
-        &c.http,
-        &c.a,
-        "/api",
-        &[("Authorization", &format!("apikey {API_KEY}"))],
-        body,
-    )
-    .await;
+    let (status, text) = post(&c.http, &c.a, "/api", &[("Authorization", &format!("apikey {API_KEY}"))], body).await;
     assert_eq!(status, 200, "{text}");
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("reply line {l:?}: {e}")))
-        .collect();
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("reply line {l:?}: {e}"))).collect();
     assert_eq!(lines.len(), 6, "one reply per non-blank line: {text}");
     assert_eq!(lines[0], json!({"result": {}}));
     assert_eq!(error_code(&lines[1]), 104);
@@ -1001,127 +689,61 @@ async fn legacy_api_answers_each_line() {
     assert_eq!(error_code(&lines[4]), 107);
     assert_eq!(lines[5], json!({"result": {"replies": [{"publish": {}}]}}));
     for line in [1, 4, 6] {
-        assert_eq!(
-            sub.recv_publication("legacy", TIMEOUT).await["data"],
-            json!({"line": line})
-        );
+        assert_eq!(sub.recv_publication("legacy", TIMEOUT).await["data"], json!({"line": line}));
     }
     sub.expect_silence(QUIET).await;
 
     // An empty legacy body is a bad request.
-    let (status, text) = post(
-        &c.http,
-        &c.a,
-        "/api",
-        &[("X-API-Key", API_KEY)],
-        "\n\n".into(),
-    )
-    .await;
+    let (status, text) = post(&c.http, &c.a, "/api", &[("X-API-Key", API_KEY)], "\n\n".into()).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        error_code(&serde_json::from_str(&text).expect("JSON")),
-        107,
-        "{text}"
-    );
+    assert_eq!(error_code(&serde_json::from_str(&text).expect("JSON")), 107, "{text}");
 }
 
 // ------------------------------------------------- error mode and access
 
 #[tokio::test]
 async fn transport_error_mode_uses_http_statuses() {
-    let gw = api_gateway("gw-transport")
-        .env("NATSGATE_API_ERROR_MODE", "transport")
-        .start();
+    let gw = api_gateway("gw-transport").env("NATSGATE_API_ERROR_MODE", "transport").start();
     let http = http_client();
     let key = [("X-API-Key", API_KEY)];
     let cases = [
-        (
-            "publish",
-            r#"{"channel":"ok","data":{}}"#.to_string(),
-            200,
-            None,
-        ),
+        ("publish", r#"{"channel":"ok","data":{}}"#.to_string(), 200, None),
         ("publish", "{broken".to_string(), 400, Some(107)),
-        (
-            "publish",
-            json!({"channel": "", "data": {}}).to_string(),
-            400,
-            Some(107),
-        ),
+        ("publish", json!({"channel": "", "data": {}}).to_string(), 400, Some(107)),
         ("nope", "{}".to_string(), 404, Some(104)),
-        (
-            "presence",
-            json!({"channel": "ok"}).to_string(),
-            501,
-            Some(108),
-        ),
-        (
-            "history",
-            json!({"channel": "ok"}).to_string(),
-            501,
-            Some(108),
-        ),
-        (
-            "batch",
-            json!({"commands": [{"nope": {}}]}).to_string(),
-            200,
-            None,
-        ),
+        ("presence", json!({"channel": "ok"}).to_string(), 501, Some(108)),
+        ("history", json!({"channel": "ok"}).to_string(), 501, Some(108)),
+        ("batch", json!({"commands": [{"nope": {}}]}).to_string(), 200, None),
     ];
     for (method, body, want_status, want_code) in cases {
         let (status, text) = post(&http, &gw, &format!("/api/{method}"), &key, body.clone()).await;
         assert_eq!(status, want_status, "{method} {body}: {text}");
-        let reply: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: {e}: {text}"));
+        let reply: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method}: {e}: {text}"));
         match want_code {
             Some(code) => assert_eq!(error_code(&reply), code, "{method} {body}"),
             None => assert!(reply.get("error").is_none(), "{method}: {reply}"),
         }
     }
-    let (status, _) = post(
-        &http,
-        &gw,
-        "/api/publish",
-        &[],
-        r#"{"channel":"ok","data":{}}"#.into(),
-    )
-    .await;
+    let (status, _) = post(&http, &gw, "/api/publish", &[], r#"{"channel":"ok","data":{}}"#.into()).await;
     assert_eq!(status, 401);
-    let (status, _) = post(
-        &http,
-        &gw,
-        "/api/publish",
-        &key,
-        format!(r#"{{"channel":"ok","data":"{}"}}"#, "z".repeat(MAX_BODY)),
-    )
-    .await;
+    let (status, _) =
+        post(&http, &gw, "/api/publish", &key, format!(r#"{{"channel":"ok","data":"{}"}}"#, "z".repeat(MAX_BODY)))
+            .await;
     assert_eq!(status, 413);
 }
 
 #[tokio::test]
 async fn insecure_api_needs_no_key_and_an_unset_key_refuses_everyone() {
-    let insecure = Gateway::builder()
-        .permissive()
-        .env("NATSGATE_API_INSECURE", "true")
-        .start();
+    let insecure = Gateway::builder().permissive().env("NATSGATE_API_INSECURE", "true").start();
     let keyless = Gateway::builder().permissive().start();
     let http = http_client();
     let body = || json!({"channel": "open", "data": {}}).to_string();
-    assert_eq!(
-        post(&http, &insecure, "/api/publish", &[], body()).await,
-        (200, r#"{"result":{}}"#.to_string())
-    );
-    for headers in [
-        &[][..],
-        &[("X-API-Key", "")][..],
-        &[("X-API-Key", "anything")][..],
-        &[("Authorization", "apikey ")][..],
-    ] {
+    assert_eq!(post(&http, &insecure, "/api/publish", &[], body()).await, (200, r#"{"result":{}}"#.to_string()));
+    for headers in
+        [&[][..], &[("X-API-Key", "")][..], &[("X-API-Key", "anything")][..], &[("Authorization", "apikey ")][..]]
+    {
         let (status, text) = post(&http, &keyless, "/api/publish", headers, body()).await;
-        assert_eq!(
-            status, 401,
-            "no API key configured, headers {headers:?}: {text}"
-        );
+        assert_eq!(status, 401, "no API key configured, headers {headers:?}: {text}");
     }
 }
 
@@ -1144,89 +766,47 @@ async fn direct_nats_publish_reaches_json_and_protobuf_clients() {
     let mut json_b = subscriber_with(&c.b, "bob", channel, Protocol::Json).await;
     let mut proto_b = subscriber_with(&c.b, "bob", channel, Protocol::Protobuf).await;
     let mut json_a = subscriber_with(&c.a, "alice", channel, Protocol::Json).await;
-    let nats = async_nats::connect(c.nats.url())
-        .await
-        .expect("connect to nats-server");
+    let nats = async_nats::connect(c.nats.url()).await.expect("connect to nats-server");
 
     // Valid JSON with a tags header: everyone gets data and tags.
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Natsgate-Tags", r#"{"origin":"nats","n":"1"}"#);
-    nats.publish_with_headers(subject.clone(), headers, r#"{"direct":true}"#.into())
-        .await
-        .expect("publish");
+    nats.publish_with_headers(subject.clone(), headers, r#"{"direct":true}"#.into()).await.expect("publish");
     nats.flush().await.expect("flush");
     for sub in [&mut json_b, &mut proto_b, &mut json_a] {
         let got = sub.recv_publication(channel, TIMEOUT).await;
-        assert_eq!(
-            got["data"],
-            json!({"direct": true}),
-            "{:?}: {got}",
-            sub.protocol()
-        );
-        assert_eq!(
-            got["tags"],
-            json!({"origin": "nats", "n": "1"}),
-            "{:?}: {got}",
-            sub.protocol()
-        );
+        assert_eq!(got["data"], json!({"direct": true}), "{:?}: {got}", sub.protocol());
+        assert_eq!(got["tags"], json!({"origin": "nats", "n": "1"}), "{:?}: {got}", sub.protocol());
     }
 
     // Not JSON: Protobuf clients get the bytes, JSON clients nothing.
-    let dropped_before = metric(
-        &c.b,
-        r#"natsgate_publications_dropped_total{reason="invalid_json"}"#,
-    );
+    let dropped_before = metric(&c.b, r#"natsgate_publications_dropped_total{reason="invalid_json"}"#);
     let binary: &[u8] = b"\x00\xffnot json\x01";
-    nats.publish(subject.clone(), bytes::Bytes::from_static(binary))
-        .await
-        .expect("publish");
+    nats.publish(subject.clone(), bytes::Bytes::from_static(binary)).await.expect("publish");
     nats.flush().await.expect("flush");
     let reply = proto_b.recv_reply(TIMEOUT).await;
-    let publication = reply
-        .push
-        .and_then(|p| p.r#pub)
-        .expect("publication push to the Protobuf client");
+    let publication = reply.push.and_then(|p| p.r#pub).expect("publication push to the Protobuf client");
     assert_eq!(publication.data.as_ref(), binary);
     json_b.expect_silence(QUIET).await;
     json_a.expect_silence(Duration::ZERO).await;
-    let dropped_after = metric(
-        &c.b,
-        r#"natsgate_publications_dropped_total{reason="invalid_json"}"#,
-    );
-    assert!(
-        dropped_after > dropped_before,
-        "invalid_json drops on B: {dropped_before} -> {dropped_after}"
-    );
+    let dropped_after = metric(&c.b, r#"natsgate_publications_dropped_total{reason="invalid_json"}"#);
+    assert!(dropped_after > dropped_before, "invalid_json drops on B: {dropped_before} -> {dropped_after}");
 
     // A malformed tags header loses the tags, not the publication.
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Natsgate-Tags", "not json");
-    nats.publish_with_headers(subject.clone(), headers, "\"untagged\"".into())
-        .await
-        .expect("publish");
+    nats.publish_with_headers(subject.clone(), headers, "\"untagged\"".into()).await.expect("publish");
     nats.flush().await.expect("flush");
     for sub in [&mut json_b, &mut proto_b, &mut json_a] {
         let got = sub.recv_publication(channel, TIMEOUT).await;
-        assert_eq!(
-            got["data"],
-            json!("untagged"),
-            "{:?}: {got}",
-            sub.protocol()
-        );
+        assert_eq!(got["data"], json!("untagged"), "{:?}: {got}", sub.protocol());
         assert!(got.get("tags").is_none(), "{:?}: {got}", sub.protocol());
     }
 
     // Still working: the next valid publication arrives everywhere.
-    nats.publish(subject.clone(), r#"[1,2,3]"#.into())
-        .await
-        .expect("publish");
+    nats.publish(subject.clone(), r#"[1,2,3]"#.into()).await.expect("publish");
     nats.flush().await.expect("flush");
     for sub in [&mut json_b, &mut proto_b, &mut json_a] {
-        assert_eq!(
-            sub.recv_publication(channel, TIMEOUT).await["data"],
-            json!([1, 2, 3]),
-            "{:?}",
-            sub.protocol()
-        );
+        assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!([1, 2, 3]), "{:?}", sub.protocol());
     }
 }

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{eventually, free_port, hs256_token, now_secs, Gateway, GatewayBuilder, Protocol, WsClient, SECRET, TIMEOUT};
+use common::{
+    eventually, free_port, hs256_token, now_secs, Gateway, GatewayBuilder, Protocol, WsClient, SECRET, TIMEOUT,
+};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -408,9 +410,7 @@ async fn unrefreshed_subscription_is_unsubscribed_with_2501() {
     let ttl = reply["subscribe"]["ttl"].as_u64().unwrap_or(0);
     assert!((1..=2).contains(&ttl), "ttl {ttl}: {reply}");
 
-    let push = alice
-        .recv_until(|m| m["push"].get("unsubscribe").is_some(), Duration::from_secs(8))
-        .await;
+    let push = alice.recv_until(|m| m["push"].get("unsubscribe").is_some(), Duration::from_secs(8)).await;
     let at = now_secs();
     assert_eq!(push["push"]["channel"], json!(channel), "{push}");
     assert_eq!(push["push"]["unsubscribe"]["code"], json!(2501), "{push}");
@@ -456,14 +456,20 @@ async fn sub_refresh_errors() {
     let channel = "$secret:refresh_errors";
     // Not subscribed: 103, connection stays.
     let (mut alice, _) = connect_as(&gw, "alice").await;
-    let reply = alice.request(json!({"sub_refresh": {"channel": channel, "token": sub_token("alice", channel, 60)}})).await;
+    let reply =
+        alice.request(json!({"sub_refresh": {"channel": channel, "token": sub_token("alice", channel, 60)}})).await;
     assert_eq!(error_code(&reply), Some(103), "{reply}");
     assert_alive(&mut alice).await;
 
     // Subscribed, refreshed with an expired token: closed with 3006.
     let reply = subscribe_with(&mut alice, channel, &sub_token("alice", channel, 60)).await;
     assert!(reply.get("subscribe").is_some(), "{reply}");
-    expect_close_on(&mut alice, json!({"sub_refresh": {"channel": channel, "token": sub_token("alice", channel, -120)}}), 3006).await;
+    expect_close_on(
+        &mut alice,
+        json!({"sub_refresh": {"channel": channel, "token": sub_token("alice", channel, -120)}}),
+        3006,
+    )
+    .await;
 
     // Refreshed with a token signed by the wrong key: 3500.
     let (mut alice, _) = connect_as(&gw, "alice").await;
@@ -474,7 +480,12 @@ async fn sub_refresh_errors() {
     // Refreshed with another user's token: 3500.
     let (mut alice, _) = connect_as(&gw, "alice").await;
     subscribe_with(&mut alice, channel, &sub_token("alice", channel, 60)).await;
-    expect_close_on(&mut alice, json!({"sub_refresh": {"channel": channel, "token": sub_token("bob", channel, 60)}}), 3500).await;
+    expect_close_on(
+        &mut alice,
+        json!({"sub_refresh": {"channel": channel, "token": sub_token("bob", channel, 60)}}),
+        3500,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -816,14 +827,22 @@ fn bad_channel_configs() -> Vec<(&'static str, String, Vec<&'static str>)> {
             r#"[{"name":"chat","allow_subscribe":true}]"#.into(),
             vec!["NAMESPACES", "chat", "unknown", "allow_subscribe"],
         ),
-        ("NATSGATE_NAMESPACES", r#"[{"name":"chat","channel_regex":"("}]"#.into(), vec!["NAMESPACES", "chat", "channel_regex"]),
-        ("NATSGATE_NAMESPACES", r#"[{"name":"chat","history_size":10}]"#.into(), vec!["NAMESPACES", "chat", "history_ttl"]),
-        ("NATSGATE_NAMESPACES", r#"[{"name":"chat","join_leave":true}]"#.into(), vec!["NAMESPACES", "chat", "presence"]),
         (
             "NATSGATE_NAMESPACES",
-            r#"[{"name":"chat"},{"name":"chat"}]"#.into(),
-            vec!["NAMESPACES", "chat", "twice"],
+            r#"[{"name":"chat","channel_regex":"("}]"#.into(),
+            vec!["NAMESPACES", "chat", "channel_regex"],
         ),
+        (
+            "NATSGATE_NAMESPACES",
+            r#"[{"name":"chat","history_size":10}]"#.into(),
+            vec!["NAMESPACES", "chat", "history_ttl"],
+        ),
+        (
+            "NATSGATE_NAMESPACES",
+            r#"[{"name":"chat","join_leave":true}]"#.into(),
+            vec!["NAMESPACES", "chat", "presence"],
+        ),
+        ("NATSGATE_NAMESPACES", r#"[{"name":"chat"},{"name":"chat"}]"#.into(), vec!["NAMESPACES", "chat", "twice"]),
         ("NATSGATE_NAMESPACES", r#"[{"name":"chat""#.into(), vec!["NAMESPACES"]),
         ("NATSGATE_NAMESPACES", r#"{"name":"chat"}"#.into(), vec!["NAMESPACES"]),
         ("NATSGATE_CHANNEL_REGEX", "(".into(), vec!["channel_regex"]),
@@ -852,7 +871,8 @@ fn bad_channel_config_stops_the_server_quickly() {
     for (var, value, words) in bad_channel_configs() {
         let started = Instant::now();
         let (status, stderr) = run_natsgate(&[], &[(var, &value)], Duration::from_secs(5));
-        let status = status.unwrap_or_else(|| panic!("natsgate with {var}={value} still serving after 5 s; stderr: {stderr}"));
+        let status =
+            status.unwrap_or_else(|| panic!("natsgate with {var}={value} still serving after 5 s; stderr: {stderr}"));
         assert!(!status.success(), "natsgate with {var}={value} exited successfully; stderr: {stderr}");
         assert!(started.elapsed() < Duration::from_secs(5));
         for word in words {

@@ -184,10 +184,8 @@ fn chart_yaml_declares_the_optional_nats_dependency() {
         assert_eq!(v.split('.').count(), 3, "{key} {v:?} is not semver");
     }
     let deps = at(&chart, "dependencies").as_sequence().expect("dependencies is a list");
-    let nats = deps
-        .iter()
-        .find(|d| d.get("name").and_then(Value::as_str) == Some("nats"))
-        .expect("a dependency named nats");
+    let nats =
+        deps.iter().find(|d| d.get("name").and_then(Value::as_str) == Some("nats")).expect("a dependency named nats");
     assert_eq!(str_at(nats, "repository"), "https://nats-io.github.io/k8s/helm/charts/");
     assert_eq!(str_at(nats, "condition"), "nats.enabled");
     assert!(!str_at(nats, "version").is_empty());
@@ -366,8 +364,9 @@ fn termination_grace_period_covers_prestop_and_the_whole_shutdown() {
 
     // The deployment takes the grace period from the helper, which sums preStop, timeout and margin.
     let dep_text = &manifests()["deployment.yaml"];
-    assert!(dep_text
-        .contains("terminationGracePeriodSeconds: {{ include \"natsgate.terminationGracePeriodSeconds\" . }}"));
+    assert!(
+        dep_text.contains("terminationGracePeriodSeconds: {{ include \"natsgate.terminationGracePeriodSeconds\" . }}")
+    );
     let helper = &helpers()["natsgate.terminationGracePeriodSeconds"];
     assert!(helper.contains(
         "add .Values.shutdown.preStopSleepSeconds .Values.shutdown.timeoutSeconds .Values.shutdown.marginSeconds"
@@ -432,14 +431,12 @@ fn autoscalers_use_the_connections_metric_named_once_in_values() {
     assert_eq!(str_at(&keda, "spec.triggers.0.metricType"), "AverageValue");
     assert_eq!(str_at(&keda, "spec.triggers.0.metadata.threshold"), target.to_string());
     assert!(manifests["keda-scaledobject.yaml"].contains("query: {{ include \"natsgate.kedaQuery\" . | quote }}"));
-    assert!(helpers["natsgate.kedaQuery"]
-        .contains("printf \"sum(%s{%s})\" .Values.autoscaling.connections.metricName"));
+    assert!(helpers["natsgate.kedaQuery"].contains("printf \"sum(%s{%s})\" .Values.autoscaling.connections.metricName"));
     assert_eq!(str_at(&keda, "spec.triggers.1.type"), "cpu");
 
     // HPA and ScaledObject never both: KEDA makes its own HPA.
-    assert!(manifests["hpa.yaml"].starts_with(
-        "{{- if and .Values.autoscaling.enabled (not .Values.autoscaling.keda.enabled) }}"
-    ));
+    assert!(manifests["hpa.yaml"]
+        .starts_with("{{- if and .Values.autoscaling.enabled (not .Values.autoscaling.keda.enabled) }}"));
     assert!(manifests["keda-scaledobject.yaml"]
         .starts_with("{{- if and .Values.autoscaling.enabled .Values.autoscaling.keda.enabled }}"));
 

@@ -117,7 +117,8 @@ fn gentoken_is_accepted_by_checktoken_and_the_verifier() {
 #[test]
 fn gensubtoken_makes_a_subscription_token() {
     let (dir, secret) = generated();
-    let out = natsgate(dir.path(), &["-c", "config.json", "gensubtoken", "-u", "alice", "-s", "chat:room", "-t", "60"], &[]);
+    let out =
+        natsgate(dir.path(), &["-c", "config.json", "gensubtoken", "-u", "alice", "-s", "chat:room", "-t", "60"], &[]);
     assert_exit(&out, 0);
     let config = Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), secret)]).unwrap();
     let claims = TokenVerifier::from_config(&config).unwrap().verify_subscription(stdout(&out).trim()).unwrap();
@@ -163,7 +164,8 @@ fn bad_env_value_is_a_config_error_naming_the_variable() {
     assert_exit(&out, 78);
     assert!(stderr(&out).contains("NATSGATE_PORT"), "{}", stderr(&out));
     assert!(!stderr(&out).contains(&secret));
-    let out = natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "a"], &[("NATSGATE_PING_INTERVAL", "soon")]);
+    let out =
+        natsgate(dir.path(), &["-c", "config.json", "gentoken", "-u", "a"], &[("NATSGATE_PING_INTERVAL", "soon")]);
     assert_exit(&out, 78);
     assert!(stderr(&out).contains("NATSGATE_PING_INTERVAL") && !stderr(&out).contains(&secret), "{}", stderr(&out));
 }
@@ -199,8 +201,11 @@ fn unknown_file_key_and_unknown_variable_are_named() {
 #[test]
 fn broken_json_names_the_file_and_position() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("broken.json"), "{\n  \"port\": 8000,\n  \"api_key\": \"hunter2-secret\"\n  \"x\": 1\n}\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("broken.json"),
+        "{\n  \"port\": 8000,\n  \"api_key\": \"hunter2-secret\"\n  \"x\": 1\n}\n",
+    )
+    .unwrap();
     let out = natsgate(dir.path(), &["-c", "broken.json", "checkconfig"], &[]);
     assert_exit(&out, 78);
     let err = stderr(&out);

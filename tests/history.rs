@@ -72,12 +72,10 @@ impl Env {
 
     fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Env {
         let builder = |name: &str| {
-            Gateway::builder().permissive().envs(&[
-                ("NATSGATE_NAME", name),
-                ("NATSGATE_API_KEY", API_KEY),
-                ("NATSGATE_NAMESPACES", NAMESPACES),
-            ])
-            .envs(extra)
+            Gateway::builder()
+                .permissive()
+                .envs(&[("NATSGATE_NAME", name), ("NATSGATE_API_KEY", API_KEY), ("NATSGATE_NAMESPACES", NAMESPACES)])
+                .envs(extra)
         };
         // No pooled connections: a restarted gateway must not be sent a stale one.
         let http = reqwest::Client::builder()
@@ -178,7 +176,11 @@ fn position(result: &Value) -> Pos {
 fn pubs(result: &Value) -> Vec<(u64, u64)> {
     result["publications"]
         .as_array()
-        .map(|list| list.iter().map(|p| (p["offset"].as_u64().unwrap_or(0), p["data"]["n"].as_u64().unwrap_or(u64::MAX))).collect())
+        .map(|list| {
+            list.iter()
+                .map(|p| (p["offset"].as_u64().unwrap_or(0), p["data"]["n"].as_u64().unwrap_or(u64::MAX)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -361,9 +363,17 @@ async fn offsets_per_channel(env: Env) {
     }
     // Each channel's history holds only its own publications.
     let rx = env.history(x, json!({"limit": -1})).await;
-    assert_eq!(pubs(&rx).iter().map(|p| p.0).collect::<Vec<_>>(), px.iter().map(|p| p.offset).collect::<Vec<_>>(), "{rx}");
+    assert_eq!(
+        pubs(&rx).iter().map(|p| p.0).collect::<Vec<_>>(),
+        px.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        "{rx}"
+    );
     let ry = env.history(y, json!({"limit": -1})).await;
-    assert_eq!(pubs(&ry).iter().map(|p| p.0).collect::<Vec<_>>(), py.iter().map(|p| p.offset).collect::<Vec<_>>(), "{ry}");
+    assert_eq!(
+        pubs(&ry).iter().map(|p| p.0).collect::<Vec<_>>(),
+        py.iter().map(|p| p.offset).collect::<Vec<_>>(),
+        "{ry}"
+    );
     assert_eq!(position(&rx).offset, px[3].offset);
     assert_eq!(position(&ry).offset, py[7].offset);
     // Live publications on B carry them, in order per channel.
@@ -918,7 +928,13 @@ async fn recreated_stream_has_a_new_epoch() {
     let on_b = env.api_on(env.b(), "history", json!({"channel": ch, "limit": -1})).await;
     assert_eq!(position(&on_b["result"]), new, "{on_b}");
     assert_eq!(pubs(&on_b["result"]), [(new.offset, 2)], "the old history is gone: {on_b}");
-    let reply = env.api_on(env.b(), "history", json!({"channel": ch, "limit": -1, "since": {"offset": old[1].offset, "epoch": old[1].epoch}})).await;
+    let reply = env
+        .api_on(
+            env.b(),
+            "history",
+            json!({"channel": ch, "limit": -1, "since": {"offset": old[1].offset, "epoch": old[1].epoch}}),
+        )
+        .await;
     assert_eq!(reply["error"]["code"], json!(112), "the old epoch: {reply}");
     let mut back = env.client("back").await;
     let r = subscribed(&mut back, ch, Some(&old[1])).await;
@@ -960,10 +976,12 @@ async fn nats_restart_under_live_traffic() {
     // Traffic through A's API: (n, position) of each acknowledged publish.
     let acked: Arc<Mutex<Vec<(u64, Pos)>>> = Arc::default();
     let failed = Arc::new(Mutex::new(Vec::new()));
-    let (stop, hold, idle) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (stop, hold, idle) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let traffic = {
         let (http, a_url) = (env.http.clone(), env.a.http_url());
-        let (acked, failed, stop, hold, idle) = (acked.clone(), failed.clone(), stop.clone(), hold.clone(), idle.clone());
+        let (acked, failed, stop, hold, idle) =
+            (acked.clone(), failed.clone(), stop.clone(), hold.clone(), idle.clone());
         tokio::spawn(async move {
             let mut n = 3;
             while !stop.load(SeqCst) && n < 250 {
@@ -1023,9 +1041,7 @@ async fn nats_restart_under_live_traffic() {
     let final_pub = env.publish(ch, json!({"n": 1000})).await;
     let mut gaps = 0;
     while received.last().map(|r| r.1) != Some(1000) {
-        let message = live
-            .recv_until(|m| m["push"]["channel"] == json!(ch), Duration::from_secs(5))
-            .await;
+        let message = live.recv_until(|m| m["push"]["channel"] == json!(ch), Duration::from_secs(5)).await;
         let push = &message["push"];
         if let Some(p) = push.get("pub") {
             received.push((p["offset"].as_u64().unwrap_or(0), p["data"]["n"].as_u64().unwrap_or(u64::MAX)));
@@ -1051,7 +1067,10 @@ async fn nats_restart_under_live_traffic() {
     assert_eq!(held[..3], expected(&pre, 0), "pre-restart publications kept: {r}");
     assert_increasing(held.iter().map(|h| h.0), "history");
     for (n, pos) in &acked {
-        assert!(held.contains(&(pos.offset, *n)), "acknowledged publication {n} at {pos:?} is not in the history: {held:?}");
+        assert!(
+            held.contains(&(pos.offset, *n)),
+            "acknowledged publication {n} at {pos:?} is not in the history: {held:?}"
+        );
         assert_eq!(pos.epoch, start.epoch, "publication {n}");
     }
     // The live client, with its recoveries after each 2500, got exactly

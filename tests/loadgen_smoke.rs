@@ -13,7 +13,16 @@ use loadgen::options::{Options, System};
 use loadgen::report::Report;
 
 fn options(args: &[&str]) -> Options {
-    let base = ["loadgen", "--natsgate-bin", env!("CARGO_BIN_EXE_natsgate"), "--timeout", "30", "--settle-ms", "50", "--quiet"];
+    let base = [
+        "loadgen",
+        "--natsgate-bin",
+        env!("CARGO_BIN_EXE_natsgate"),
+        "--timeout",
+        "30",
+        "--settle-ms",
+        "50",
+        "--quiet",
+    ];
     Options::try_parse_from(base.iter().chain(args)).expect("valid loadgen arguments")
 }
 
@@ -44,7 +53,8 @@ async fn json_clients_on_natsgate_and_nats_websocket_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protobuf_clients_at_a_fixed_rate_lose_nothing() {
-    let opts = options(&["--protocol", "protobuf", "--clients", "6", "--channels", "2", "--messages", "40", "--rate", "200"]);
+    let opts =
+        options(&["--protocol", "protobuf", "--clients", "6", "--channels", "2", "--messages", "40", "--rate", "200"]);
     let reports = loadgen::run(&opts).await.expect("load generator run");
     assert_no_loss(&reports[0]);
     // 40 messages at 200/s take about 0.2 s to publish.
@@ -54,14 +64,26 @@ async fn protobuf_clients_at_a_fixed_rate_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_through_the_http_api_loses_nothing() {
     // One request at a time, so publications also arrive in order.
-    let opts = options(&["--publish-via", "http", "--http-concurrency", "1", "--clients", "6", "--channels", "2", "--messages", "30"]);
+    let opts = options(&[
+        "--publish-via",
+        "http",
+        "--http-concurrency",
+        "1",
+        "--clients",
+        "6",
+        "--channels",
+        "2",
+        "--messages",
+        "30",
+    ]);
     let reports = loadgen::run(&opts).await.expect("load generator run");
     assert_no_loss(&reports[0]);
 }
 
 #[test]
 fn refuses_targets_off_loopback() {
-    let opts = options(&["--ws-url", "ws://192.0.2.1:8000/connection/websocket", "--nats-url", "nats://127.0.0.1:4222"]);
+    let opts =
+        options(&["--ws-url", "ws://192.0.2.1:8000/connection/websocket", "--nats-url", "nats://127.0.0.1:4222"]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let err = runtime.block_on(loadgen::run(&opts)).expect_err("a non-loopback target must be refused");
     assert!(err.to_string().contains("not on loopback"), "{err}");

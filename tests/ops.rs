@@ -51,7 +51,8 @@ async fn metrics_report_exact_counts_in_prometheus_format() {
     let reply = clients[0].request(json!({"publish": {"channel": "metrics_a", "data": {"x": 1}}})).await;
     assert!(reply.get("publish").is_some(), "{reply}");
 
-    let (status, body) = common::gateway::http_get(gw.internal_port(), "/metrics").expect("GET /metrics on the internal port");
+    let (status, body) =
+        common::gateway::http_get(gw.internal_port(), "/metrics").expect("GET /metrics on the internal port");
     assert_eq!(status, 200, "{body}");
     let m = parse_metrics(&body);
     assert_eq!(m.get("natsgate_client_connections"), Some(&(N as f64)), "{body}");
@@ -86,7 +87,8 @@ async fn json_logs_never_show_secrets() {
         .start();
     // Traffic that logs: a bad token, a good one, API calls with right and wrong keys.
     let mut c = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
-    c.send_json(&format!(r#"{{"id":1,"connect":{{"token":"{}x"}}}}"#, hs256_token(secret, "u", None, json!(null)))).await;
+    c.send_json(&format!(r#"{{"id":1,"connect":{{"token":"{}x"}}}}"#, hs256_token(secret, "u", None, json!(null))))
+        .await;
     let _ = c.expect_close(TIMEOUT).await;
     let http = reqwest::Client::new();
     for key in [api_key, "wrong"] {

@@ -212,7 +212,10 @@ async fn presence_on_embedded_broker() {
 async fn next_join_leave(client: &mut WsClient, channel: &str) -> (String, String, String) {
     let message = client
         .recv_until(
-            |m| m["push"]["channel"] == json!(channel) && (m["push"].get("join").is_some() || m["push"].get("leave").is_some()),
+            |m| {
+                m["push"]["channel"] == json!(channel)
+                    && (m["push"].get("join").is_some() || m["push"].get("leave").is_some())
+            },
             TIMEOUT,
         )
         .await;
@@ -238,9 +241,7 @@ async fn join_leave_across_gateways(env: Env) {
     // alice may see her own join, and the watcher's: skip to bob's.
     let (mut bob, b) = connect(env.b(), "bob", Protocol::Protobuf).await;
     subscribe(&mut bob, ch, true).await;
-    let bob_join = alice
-        .recv_until(|m| m["push"]["join"]["info"]["user"] == json!("bob"), TIMEOUT)
-        .await;
+    let bob_join = alice.recv_until(|m| m["push"]["join"]["info"]["user"] == json!("bob"), TIMEOUT).await;
     assert_eq!(bob_join["push"]["join"]["info"]["client"], json!(b), "{bob_join}");
     assert_eq!(bob_join["push"]["join"]["info"]["conn_info"], json!({"name": "bob"}), "{bob_join}");
 
@@ -263,7 +264,11 @@ async fn join_leave_across_gateways(env: Env) {
     // a publication made after all of the above.
     env.api(&env.a, "publish", json!({"channel": ch, "data": {"after": "joins"}})).await;
     let next = watcher.recv_until(|m| m["push"]["channel"] == json!(ch), TIMEOUT).await;
-    assert_eq!(next["push"]["pub"]["data"], json!({"after": "joins"}), "no join/leave for a subscriber that did not ask: {next}");
+    assert_eq!(
+        next["push"]["pub"]["data"],
+        json!({"after": "joins"}),
+        "no join/leave for a subscriber that did not ask: {next}"
+    );
 
     // force_push_join_leave: pushed without asking.
     let forced = "forced:joins";

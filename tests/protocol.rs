@@ -10,8 +10,7 @@ mod common;
 
 use base64::Engine as _;
 use common::{
-    eventually, free_port, hs256_token, now_secs, Gateway, NatsServer, Protocol, WsClient, WsError,
-    SECRET, TIMEOUT,
+    eventually, free_port, hs256_token, now_secs, Gateway, NatsServer, Protocol, WsClient, WsError, SECRET, TIMEOUT,
 };
 use futures_util::{SinkExt, StreamExt};
 use natsgate::broker::subject::SubjectMap;
@@ -47,20 +46,13 @@ async fn connected(gw: &Gateway, protocol: Protocol, user: &str) -> WsClient {
 /// The error code of an error reply; panics on a non-error reply.
 #[track_caller]
 fn error_code(reply: &Value) -> u64 {
-    reply["error"]["code"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("expected an error reply, got {reply}"))
+    reply["error"]["code"].as_u64().unwrap_or_else(|| panic!("expected an error reply, got {reply}"))
 }
 
 /// Sends `command` (no id) and asserts the reply is error `code`.
 async fn expect_error(c: &mut WsClient, command: Value, code: u64) -> Value {
     let reply = c.request(command.clone()).await;
-    assert_eq!(
-        reply["error"]["code"],
-        json!(code),
-        "{:?}: {command} -> {reply}",
-        c.protocol()
-    );
+    assert_eq!(reply["error"]["code"], json!(code), "{:?}: {command} -> {reply}", c.protocol());
     assert!(
         reply["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error replies need a message (centrifuge-python): {reply}"
@@ -78,21 +70,13 @@ async fn expect_close_after(c: &mut WsClient, text: &str, code: u16) {
 
 /// Publishes `data` to `channel` and asserts a successful reply.
 async fn publish(c: &mut WsClient, channel: &str, data: Value) {
-    let reply = c
-        .request(json!({"publish": {"channel": channel, "data": data}}))
-        .await;
-    assert!(
-        reply.get("publish").is_some() && reply.get("error").is_none(),
-        "publish to {channel} failed: {reply}"
-    );
+    let reply = c.request(json!({"publish": {"channel": channel, "data": data}})).await;
+    assert!(reply.get("publish").is_some() && reply.get("error").is_none(), "publish to {channel} failed: {reply}");
 }
 
 /// The next message must be a publication push on `channel`; returns `pub`.
 async fn next_publication(c: &mut WsClient, channel: &str) -> Value {
-    let m = c
-        .next(TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("expected a publication on {channel}: {e:?}"));
+    let m = c.next(TIMEOUT).await.unwrap_or_else(|e| panic!("expected a publication on {channel}: {e:?}"));
     assert_eq!(m["push"]["channel"], json!(channel), "expected a publication on {channel}, got {m}");
     assert!(m["push"]["pub"].is_object(), "expected a publication on {channel}, got {m}");
     m["push"]["pub"].clone()
@@ -100,15 +84,8 @@ async fn next_publication(c: &mut WsClient, channel: &str) -> Value {
 
 /// `GET url` with a bounded wait; (status, body).
 async fn http(url: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("reqwest client");
-    let response = client
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("reqwest client");
+    let response = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
@@ -127,28 +104,20 @@ async fn gateway_metric(gw: &Gateway, name: &str) -> Option<f64> {
 }
 
 /// A raw WebSocket (no Centrifugo framing help), to check exact bytes.
-type RawWs = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type RawWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn raw_connect(gw: &Gateway, protocol: Protocol, origin: Option<&str>) -> Result<RawWs, u16> {
     let mut request = gw.ws_url().into_client_request().expect("request");
     if protocol == Protocol::Protobuf {
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
     }
     if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("Origin", HeaderValue::from_str(origin).expect("origin header"));
+        request.headers_mut().insert("Origin", HeaderValue::from_str(origin).expect("origin header"));
     }
     match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request)).await {
         Err(_) => panic!("handshake timed out"),
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
-            Err(response.status().as_u16())
-        }
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(response.status().as_u16()),
         Ok(Err(e)) => panic!("handshake failed: {e}"),
     }
 }
@@ -172,10 +141,7 @@ async fn raw_next(ws: &mut RawWs, timeout: Duration) -> Message {
 async fn raw_connect_command(ws: &mut RawWs, protocol: Protocol, user: &str) {
     let command = Command {
         id: 1,
-        connect: Some(natsgate::protocol::ConnectRequest {
-            token: token(user),
-            ..Default::default()
-        }),
+        connect: Some(natsgate::protocol::ConnectRequest { token: token(user), ..Default::default() }),
         ..Default::default()
     };
     let message = match protocol {
@@ -230,10 +196,7 @@ async fn commands_happy_path(gw: &Gateway, p: Protocol) {
         let publication = next_publication(&mut sub, &channel).await;
         assert_eq!(publication["data"], data, "{publication}");
         assert_eq!(publication["info"]["user"], json!("bob"), "{publication}");
-        assert!(
-            publication["info"]["client"].as_str().is_some_and(|c| !c.is_empty()),
-            "{publication}"
-        );
+        assert!(publication["info"]["client"].as_str().is_some_and(|c| !c.is_empty()), "{publication}");
     }
 
     // The subscriber publishing into its own channel gets its own publication.
@@ -374,18 +337,12 @@ async fn commands_permissions(restrictive: &Gateway, anonymous: &Gateway, p: Pro
 }
 
 async fn commands_suite(p: Protocol) {
-    let gw = permissive()
-        .env("NATSGATE_CLIENT_CHANNEL_LIMIT", "3")
-        .start();
+    let gw = permissive().env("NATSGATE_CLIENT_CHANNEL_LIMIT", "3").start();
     commands_happy_path(&gw, p).await;
     commands_refused(&gw, p).await;
 
-    let restrictive = Gateway::builder()
-        .env("NATSGATE_TOKEN_HMAC_SECRET_KEY", SECRET)
-        .start();
-    let anonymous = permissive()
-        .env("NATSGATE_ALLOW_ANONYMOUS_CONNECT_WITHOUT_TOKEN", "true")
-        .start();
+    let restrictive = Gateway::builder().env("NATSGATE_TOKEN_HMAC_SECRET_KEY", SECRET).start();
+    let anonymous = permissive().env("NATSGATE_ALLOW_ANONYMOUS_CONNECT_WITHOUT_TOKEN", "true").start();
     commands_permissions(&restrictive, &anonymous, p).await;
 }
 
@@ -414,10 +371,7 @@ async fn binary_data_reaches_protobuf_subscribers_only() {
     publisher
         .send_commands(&[Command {
             id: 100,
-            publish: Some(natsgate::protocol::PublishRequest {
-                channel: "bin".into(),
-                data: binary.clone().into(),
-            }),
+            publish: Some(natsgate::protocol::PublishRequest { channel: "bin".into(), data: binary.clone().into() }),
             ..Default::default()
         }])
         .await;
@@ -473,9 +427,8 @@ async fn batched_commands_get_batched_replies_in_order() {
 
         // A second batch on the connected client, built from typed commands
         // (several length-prefixed messages in one binary frame in Protobuf).
-        let commands: Vec<Command> = (10..15)
-            .map(|id| Command { id, ping: Some(PingRequest {}), ..Default::default() })
-            .collect();
+        let commands: Vec<Command> =
+            (10..15).map(|id| Command { id, ping: Some(PingRequest {}), ..Default::default() }).collect();
         c.send_commands(&commands).await;
         let replies = c.recv_frame(TIMEOUT).await;
         let ids: Vec<Value> = replies.iter().map(|r| r["id"].clone()).collect();
@@ -595,9 +548,7 @@ async fn bad_and_expired_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiring_connections_close_unless_refreshed() {
-    let gw = permissive()
-        .env("NATSGATE_CLIENT_EXPIRED_CLOSE_DELAY", "1s")
-        .start();
+    let gw = permissive().env("NATSGATE_CLIENT_EXPIRED_CLOSE_DELAY", "1s").start();
     let exp = 2;
     let mut lapsing = Vec::new();
     let mut refreshed = Vec::new();
@@ -626,11 +577,7 @@ async fn expiring_connections_close_unless_refreshed() {
         let (code, reason) = c.expect_close(Duration::from_secs(exp as u64 + 4)).await;
         assert_eq!(code, 3005, "{:?}: {reason}", c.protocol());
     }
-    assert!(
-        started.elapsed() <= Duration::from_secs(exp as u64 + 3),
-        "closed late: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() <= Duration::from_secs(exp as u64 + 3), "closed late: {:?}", started.elapsed());
     // The refreshed ones shared the old expiry and are past it now: alive.
     for c in &mut refreshed {
         let reply = c.request(json!({"ping": {}})).await;
@@ -762,10 +709,7 @@ impl Watch {
     async fn check(&mut self, after: &str) {
         self.n += 1;
         publish(&mut self.publisher, "watch", json!({"n": self.n})).await;
-        let publication = self
-            .watcher
-            .recv_publication("watch", TIMEOUT)
-            .await;
+        let publication = self.watcher.recv_publication("watch", TIMEOUT).await;
         assert_eq!(publication["data"], json!({"n": self.n}), "watcher after {after}");
     }
 }
@@ -780,9 +724,7 @@ async fn open_client(gw: &Gateway, p: Protocol, connect_first: bool) -> WsClient
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_the_offender() {
-    let gw = permissive()
-        .env("NATSGATE_WEBSOCKET_MESSAGE_SIZE_LIMIT", "4096")
-        .start();
+    let gw = permissive().env("NATSGATE_WEBSOCKET_MESSAGE_SIZE_LIMIT", "4096").start();
     let mut watch = Watch::new(&gw).await;
     watch.check("start").await;
 
@@ -880,10 +822,7 @@ async fn publish_flood_does_not_starve_others() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while next_id < 100 + FLOOD {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let m = flooder
-            .next(left)
-            .await
-            .unwrap_or_else(|e| panic!("flooder: reply {next_id}: {e:?}"));
+        let m = flooder.next(left).await.unwrap_or_else(|e| panic!("flooder: reply {next_id}: {e:?}"));
         assert_eq!(m["id"], json!(next_id), "flooder replies in order: {m}");
         assert!(m["publish"].is_object(), "{m}");
         next_id += 1;
@@ -916,19 +855,17 @@ async fn channels_cannot_reach_each_others_subjects() {
     // async-nats' flush() only writes the socket; a probe echoed back on the
     // same connection proves the server has registered the subscription.
     snoop.publish("natsgate.probe", "probe".into()).await.expect("probe");
-    let probe = tokio::time::timeout(TIMEOUT, snooped.next())
-        .await
-        .expect("probe echoed in time")
-        .expect("snoop open");
+    let probe = tokio::time::timeout(TIMEOUT, snooped.next()).await.expect("probe echoed in time").expect("snoop open");
     assert_eq!(probe.subject.as_str(), "natsgate.probe");
 
     let long: String = "ab.*>_ ".repeat(40).chars().take(255).collect();
     assert_eq!(long.len(), 255);
-    let channels: Vec<String> = ["a.b", "a.*", "a.>", ">", "*", "a b", "a_2Eb", "a", "a.", ".a", "_", "a\tb", "a\nb", "a\u{0}b", "a\rb.>"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([long.clone()])
-        .collect();
+    let channels: Vec<String> =
+        ["a.b", "a.*", "a.>", ">", "*", "a b", "a_2Eb", "a", "a.", ".a", "_", "a\tb", "a\nb", "a\u{0}b", "a\rb.>"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([long.clone()])
+            .collect();
 
     let mut subscribers = Vec::new();
     for (i, channel) in channels.iter().enumerate() {
@@ -1080,10 +1017,7 @@ async fn slow_consumer_is_closed_with_3008() {
                 let data = json!({"seq": seq + i, "pad": pad}).to_string();
                 Command {
                     id: next_id + i as u32,
-                    publish: Some(natsgate::protocol::PublishRequest {
-                        channel: "firehose".into(),
-                        data: data.into(),
-                    }),
+                    publish: Some(natsgate::protocol::PublishRequest { channel: "firehose".into(), data: data.into() }),
                     ..Default::default()
                 }
             })
@@ -1100,12 +1034,7 @@ async fn slow_consumer_is_closed_with_3008() {
             assert_eq!(s, next[k], "fast reader {k} in order");
             next[k] += 1;
         }
-        if seq % 40 == 1
-            && gateway_metric(&gw, "natsgate_client_slow_disconnects_total")
-                .await
-                .unwrap_or(0.0)
-                >= 1.0
-        {
+        if seq % 40 == 1 && gateway_metric(&gw, "natsgate_client_slow_disconnects_total").await.unwrap_or(0.0) >= 1.0 {
             slow_closed = true;
             break;
         }
@@ -1370,9 +1299,7 @@ async fn delaying_proxy(upstream: u16, delay: Duration) -> u16 {
 async fn subscribe_reply_means_publications_from_other_gateways_arrive() {
     let nats = NatsServer::start();
     let proxy = delaying_proxy(nats.port(), Duration::from_millis(150)).await;
-    let a = permissive()
-        .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{proxy}"))
-        .start();
+    let a = permissive().env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{proxy}")).start();
     let b = permissive().nats(&nats).start();
     let mut on_a = connected(&a, Protocol::Json, "far").await;
     let mut on_b = connected(&b, Protocol::Json, "near").await;
@@ -1391,10 +1318,7 @@ async fn subscribe_reply_means_publications_from_other_gateways_arrive() {
     // otherwise.
     publish(&mut on_b, "race-0", json!({"late": true})).await;
     assert_eq!(next_publication(&mut on_a, "race-0").await["data"], json!({"late": true}));
-    assert!(
-        lost.is_empty(),
-        "publications made on B right after A's subscribe reply were lost on: {lost:?}"
-    );
+    assert!(lost.is_empty(), "publications made on B right after A's subscribe reply were lost on: {lost:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1439,9 +1363,8 @@ async fn sigterm_closes_clients_with_3001_and_exits() {
         let (code, reason) = c.expect_close(Duration::from_secs(3)).await;
         assert_eq!(code, 3001, "client {i}: {reason}");
     }
-    let status = gw
-        .wait_exit(Duration::from_secs(3))
-        .unwrap_or_else(|| panic!("natsgate still running 3 s after SIGTERM"));
+    let status =
+        gw.wait_exit(Duration::from_secs(3)).unwrap_or_else(|| panic!("natsgate still running 3 s after SIGTERM"));
     assert!(status.success(), "exit status {status}");
     assert!(
         started.elapsed() < Duration::from_millis(2500),
@@ -1459,9 +1382,8 @@ async fn protobuf_selected_by_query_parameter() {
     let gw = permissive().start();
     for query in ["cf_protocol=protobuf", "format=protobuf"] {
         let url = format!("{}?{query}", gw.ws_url());
-        let mut c = WsClient::connect_with(&url, Protocol::Protobuf, None)
-            .await
-            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let mut c =
+            WsClient::connect_with(&url, Protocol::Protobuf, None).await.unwrap_or_else(|e| panic!("{query}: {e}"));
         let result = c.connect_token(&token("q")).await;
         assert!(result["client"].as_str().is_some_and(|c| !c.is_empty()), "{query}: {result}");
         c.subscribe("q").await;
@@ -1476,9 +1398,7 @@ async fn protobuf_selected_by_query_parameter() {
 
 #[tokio::test]
 async fn allowed_origins() {
-    let gw = permissive()
-        .env("NATSGATE_ALLOWED_ORIGINS", "https://good.example")
-        .start();
+    let gw = permissive().env("NATSGATE_ALLOWED_ORIGINS", "https://good.example").start();
     for p in BOTH {
         assert_eq!(raw_connect(&gw, p, Some("https://evil.example")).await.err(), Some(403));
         assert_eq!(raw_connect(&gw, p, Some("https://good.example.evil.example")).await.err(), Some(403));

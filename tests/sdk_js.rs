@@ -29,16 +29,8 @@ fn run_sdk_tests(gateways: &[&Gateway]) {
 #[test]
 fn centrifuge_js_across_two_gateways_on_nats_server() {
     let nats = NatsServer::start();
-    let first = Gateway::builder()
-        .permissive()
-        .nats(&nats)
-        .env("NATSGATE_NAME", "gw-1")
-        .start();
-    let second = Gateway::builder()
-        .permissive()
-        .nats(&nats)
-        .env("NATSGATE_NAME", "gw-2")
-        .start();
+    let first = Gateway::builder().permissive().nats(&nats).env("NATSGATE_NAME", "gw-1").start();
+    let second = Gateway::builder().permissive().nats(&nats).env("NATSGATE_NAME", "gw-2").start();
     run_sdk_tests(&[&first, &second]);
 }
 

@@ -27,20 +27,11 @@ fn cent_js_and_nats_js_against_two_gateways() {
     }
     let nats = NatsServer::start();
     let gateway = |name: &str| {
-        Gateway::builder()
-            .permissive()
-            .nats(&nats)
-            .env("NATSGATE_NAME", name)
-            .env("NATSGATE_API_KEY", API_KEY)
-            .start()
+        Gateway::builder().permissive().nats(&nats).env("NATSGATE_NAME", name).env("NATSGATE_API_KEY", API_KEY).start()
     };
     let (a, b) = (gateway("gw-a"), gateway("gw-b"));
     let ws_urls = [a.ws_url(), b.ws_url()].join(",");
-    let api_urls = [
-        format!("{}/api", a.http_url()),
-        format!("{}/api", b.http_url()),
-    ]
-    .join(",");
+    let api_urls = [format!("{}/api", a.http_url()), format!("{}/api", b.http_url())].join(",");
     let subject = SubjectMap::new("natsgate").channel_subject(NATS_CHANNEL);
 
     let env = [

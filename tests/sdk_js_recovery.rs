@@ -45,8 +45,7 @@ fn centrifuge_js_recovers_on_another_gateway_after_a_sigkill() {
 
     let nats = NatsServer::start();
     let b = gateway(&nats, "gw-b").start();
-    let mut killable: Vec<Gateway> =
-        (0..KILLABLE).map(|i| gateway(&nats, &format!("gw-a{i}")).start()).collect();
+    let mut killable: Vec<Gateway> = (0..KILLABLE).map(|i| gateway(&nats, &format!("gw-a{i}")).start()).collect();
     let urls: Vec<String> = killable.iter().map(Gateway::ws_url).collect();
     let pids: Vec<String> = killable.iter().map(|g| g.pid().to_string()).collect();
 
@@ -63,9 +62,6 @@ fn centrifuge_js_recovers_on_another_gateway_after_a_sigkill() {
     run_node_tests(&[SCENARIO], &env, "centrifuge-js recovery scenarios");
     // Each test really killed its gateway.
     for (i, gw) in killable.iter_mut().enumerate() {
-        assert!(
-            gw.wait_exit(Duration::from_secs(2)).is_some(),
-            "gateway gw-a{i} was not killed by the scenario"
-        );
+        assert!(gw.wait_exit(Duration::from_secs(2)).is_some(), "gateway gw-a{i} was not killed by the scenario");
     }
 }

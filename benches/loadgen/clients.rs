@@ -225,7 +225,9 @@ async fn read_centrifugo(
         batch.begin();
         let pings = match frame {
             Some(Ok(Message::Text(text))) if protocol == Proto::Json => handle_json(text.as_bytes(), &mut batch, stats),
-            Some(Ok(Message::Binary(data))) if protocol == Proto::Protobuf => handle_protobuf(&data, &mut batch, stats)?,
+            Some(Ok(Message::Binary(data))) if protocol == Proto::Protobuf => {
+                handle_protobuf(&data, &mut batch, stats)?
+            }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => 0,
             Some(Ok(Message::Close(close))) => return Err(format!("server closed: {close:?}").into()),
             Some(Ok(other)) => return Err(format!("unexpected frame: {other:?}").into()),
@@ -345,7 +347,10 @@ async fn read_nats(mut ws: Ws, mut batch: Batch, stats: &Stats, stop: &Cancellat
         parser.drain(|op| match op {
             NatsOp::Msg(payload) => {
                 if !batch.delivery(payload) {
-                    stats.unexpected(format!("MSG payload: {}", String::from_utf8_lossy(&payload[..payload.len().min(200)])));
+                    stats.unexpected(format!(
+                        "MSG payload: {}",
+                        String::from_utf8_lossy(&payload[..payload.len().min(200)])
+                    ));
                 }
             }
             NatsOp::Ping => pings += 1,
@@ -525,16 +530,20 @@ mod tests {
         let mut p = NatsParser::default();
         let mut seen = Vec::new();
         p.push(b"INFO {}\r\nPING\r\nMSG a.b 1 5\r\nhel");
-        p.drain(|op| seen.push(match op {
-            NatsOp::Msg(m) => String::from_utf8_lossy(m).into_owned(),
-            NatsOp::Ping => "PING".into(),
-            _ => "other".into(),
-        }));
+        p.drain(|op| {
+            seen.push(match op {
+                NatsOp::Msg(m) => String::from_utf8_lossy(m).into_owned(),
+                NatsOp::Ping => "PING".into(),
+                _ => "other".into(),
+            })
+        });
         p.push(b"lo\r\nMSG a.b 1 2\r\nhi\r\n");
-        p.drain(|op| seen.push(match op {
-            NatsOp::Msg(m) => String::from_utf8_lossy(m).into_owned(),
-            _ => "other".into(),
-        }));
+        p.drain(|op| {
+            seen.push(match op {
+                NatsOp::Msg(m) => String::from_utf8_lossy(m).into_owned(),
+                _ => "other".into(),
+            })
+        });
         assert_eq!(seen, ["other", "PING", "hello", "hi"]);
     }
 

@@ -76,7 +76,10 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         PublishVia::Http => return Err("nats-ws has no HTTP API: use --publish-via nats".into()),
     };
     let (server_pid, nats_pid) = (ep.server_pid, ep.nats_pid);
-    say(opts, format_args!("{}: serving at {} (server pid {server_pid:?}, nats pid {nats_pid:?})", system.name(), ep.ws_url));
+    say(
+        opts,
+        format_args!("{}: serving at {} (server pid {server_pid:?}, nats pid {nats_pid:?})", system.name(), ep.ws_url),
+    );
 
     // Channels, subjects, tokens: all made before the clock starts.
     let subject_map = SubjectMap::new(&opts.nats_prefix);
@@ -96,9 +99,10 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         .map(|k| clients::Seat {
             index: k,
             token: match system {
-                System::Natsgate => {
-                    natsgate::auth::mint_hs256(&opts.secret, &serde_json::json!({ "sub": format!("loadgen-{}", k % w.users) }))
-                }
+                System::Natsgate => natsgate::auth::mint_hs256(
+                    &opts.secret,
+                    &serde_json::json!({ "sub": format!("loadgen-{}", k % w.users) }),
+                ),
                 System::NatsWs => String::new(),
             },
             channel: channels[k % w.channels].clone(),
@@ -127,7 +131,12 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     let connect_cpu = cpu_start.since(server_pid, nats_pid);
     say(
         opts,
-        format_args!("{}: {} clients ready in {connect_secs:.3}s ({} failed)", system.name(), stats.ready(), stats.failed()),
+        format_args!(
+            "{}: {} clients ready in {connect_secs:.3}s ({} failed)",
+            system.name(),
+            stats.ready(),
+            stats.failed()
+        ),
     );
     tokio::time::sleep(opts.settle()).await;
     let rss_connected = (server_pid.and_then(sys::rss), nats_pid.and_then(sys::rss));

@@ -141,7 +141,9 @@ impl Servers {
         loop {
             for p in &mut self.processes {
                 if let Some(status) = p.child.try_wait()? {
-                    return Err(format!("{} exited ({status}) before {what} was ready\n{}", p.name, p.log_tail()).into());
+                    return Err(
+                        format!("{} exited ({status}) before {what} was ready\n{}", p.name, p.log_tail()).into()
+                    );
                 }
             }
             if ready() {
@@ -171,7 +173,9 @@ impl Servers {
 fn nats_config(port: u16, ws_port: Option<u16>) -> String {
     let mut conf = format!("host: 127.0.0.1\nport: {port}\n");
     if let Some(ws) = ws_port {
-        conf.push_str(&format!("websocket {{\n  host: 127.0.0.1\n  port: {ws}\n  no_tls: true\n  compression: false\n}}\n"));
+        conf.push_str(&format!(
+            "websocket {{\n  host: 127.0.0.1\n  port: {ws}\n  no_tls: true\n  compression: false\n}}\n"
+        ));
     }
     conf
 }

@@ -37,7 +37,9 @@ impl Default for Stats {
             last_delivery_ns: AtomicU64::new(0),
             // 1 ns .. 10 min at 3 significant figures.
             latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")),
-            connect_latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")),
+            connect_latency: Mutex::new(
+                Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds"),
+            ),
             errors: Mutex::new(Vec::new()),
             error_count: AtomicU64::new(0),
         }

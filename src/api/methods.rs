@@ -184,7 +184,12 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
         "unsubscribe" => {
             let p: UserChannelParams = parse(params)?;
             check_channel(gateway, &p.channel)?;
-            control(gateway, &p.user, Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false }).await
+            control(
+                gateway,
+                &p.user,
+                Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false },
+            )
+            .await
         }
         "disconnect" => {
             let p: DisconnectParams = parse(params)?;
@@ -196,7 +201,8 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
                     (d.code, d.reason.into_owned())
                 }
             };
-            control(gateway, &p.user, Control::Disconnect { client: p.client, whitelist: p.whitelist, code, reason }).await
+            control(gateway, &p.user, Control::Disconnect { client: p.client, whitelist: p.whitelist, code, reason })
+                .await
         }
         "refresh" => {
             let p: RefreshParams = parse(params)?;
@@ -283,10 +289,9 @@ async fn batch_one(gateway: &Arc<Gateway>, call: Option<(&str, &RawValue)>) -> V
 fn payload(data: Option<Box<RawValue>>, b64data: &str) -> Result<Bytes, ApiError> {
     match (data, b64data.is_empty()) {
         (Some(raw), true) => Ok(Bytes::copy_from_slice(raw.get().as_bytes())),
-        (None, false) => base64::engine::general_purpose::STANDARD
-            .decode(b64data)
-            .map(Bytes::from)
-            .map_err(|_| bad_request()),
+        (None, false) => {
+            base64::engine::general_purpose::STANDARD.decode(b64data).map(Bytes::from).map_err(|_| bad_request())
+        }
         _ => Err(bad_request()),
     }
 }
@@ -334,11 +339,7 @@ async fn info(gateway: &Gateway) -> Result<Value, ApiError> {
 }
 
 async fn channels(gateway: &Gateway, pattern: &str) -> Result<Value, ApiError> {
-    let pattern = if pattern.is_empty() {
-        None
-    } else {
-        Some(glob::Pattern::new(pattern).map_err(|_| bad_request())?)
-    };
+    let pattern = if pattern.is_empty() { None } else { Some(glob::Pattern::new(pattern).map_err(|_| bad_request())?) };
     let mut totals: HashMap<String, u64> = HashMap::new();
     for answer in survey(gateway, Question::Channels).await? {
         let Ok(counts) = serde_json::from_slice::<ChannelCounts>(&answer) else { continue };

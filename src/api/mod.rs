@@ -30,11 +30,9 @@ pub fn routes(gateway: Arc<Gateway>) -> impl Filter<Extract = (Response<String>,
     let with_gateway = warp::any().map(move || gateway.clone());
     let auth = warp::header::headers_cloned().and(with_gateway.clone()).and_then(authenticate);
 
-    let method = warp::path!("api" / String)
-        .and(warp::post())
-        .and(auth.clone())
-        .and(bounded_body(limit))
-        .then(|method: String, gateway: Arc<Gateway>, body: Bytes| async move { one_method(&gateway, &method, &body).await });
+    let method = warp::path!("api" / String).and(warp::post()).and(auth.clone()).and(bounded_body(limit)).then(
+        |method: String, gateway: Arc<Gateway>, body: Bytes| async move { one_method(&gateway, &method, &body).await },
+    );
     let legacy = warp::path!("api")
         .and(warp::post())
         .and(auth)

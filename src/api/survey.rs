@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::broker::{Answer, BrokerError};
-use crate::protocol::ClientInfo;
 use crate::gateway::{Gateway, VERSION};
+use crate::protocol::ClientInfo;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -16,7 +16,9 @@ pub enum Question {
     Info,
     Channels,
     /// Clients subscribed to a channel on each gateway.
-    Presence { channel: String },
+    Presence {
+        channel: String,
+    },
 }
 
 /// One gateway's entry in the `info` result (Centrifugo's node shape).

@@ -8,7 +8,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 use crate::config::{ConfigError, ENV_PREFIX};
 
-
 fn bad_key(var: &str, problem: &str) -> ConfigError {
     ConfigError::Invalid { var: format!("{ENV_PREFIX}{var}"), problem: problem.to_string() }
 }

@@ -94,7 +94,12 @@ struct KeySet {
 }
 
 impl KeySet {
-    fn load(hmac: &Option<String>, rsa: &Option<String>, ecdsa: &Option<String>, prefix: &str) -> Result<Self, ConfigError> {
+    fn load(
+        hmac: &Option<String>,
+        rsa: &Option<String>,
+        ecdsa: &Option<String>,
+        prefix: &str,
+    ) -> Result<Self, ConfigError> {
         Ok(KeySet {
             hmac: set(hmac).map(|s| DecodingKey::from_secret(s.as_bytes())),
             rsa: set(rsa).map(|pem| keys::rsa(&format!("{prefix}TOKEN_RSA_PUBLIC_KEY"), pem)).transpose()?,
@@ -128,7 +133,8 @@ impl TokenVerifier {
     /// mint tokens.
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let c = config;
-        let connection = KeySet::load(&c.token_hmac_secret_key, &c.token_rsa_public_key, &c.token_ecdsa_public_key, "")?;
+        let connection =
+            KeySet::load(&c.token_hmac_secret_key, &c.token_rsa_public_key, &c.token_ecdsa_public_key, "")?;
         let subscription = KeySet::load(
             &c.subscription_token_hmac_secret_key,
             &c.subscription_token_rsa_public_key,

@@ -123,7 +123,11 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError> {
+    async fn subscribe_user(
+        &self,
+        user: &str,
+        sink: Arc<dyn DeliverControl>,
+    ) -> Result<SubscriptionGuard, BrokerError> {
         Ok(self.add(format!("u:{user}"), Sink::User(sink)))
     }
 

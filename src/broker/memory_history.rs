@@ -27,7 +27,11 @@ struct ChannelHistory {
 
 impl MemoryHistory {
     pub fn new(config: HistoryConfig) -> Self {
-        MemoryHistory { config, epoch: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(), channels: HashMap::new() }
+        MemoryHistory {
+            config,
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+            channels: HashMap::new(),
+        }
     }
 
     pub fn keeps(&self, channel: &str) -> bool {

@@ -133,7 +133,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Receives control commands for `user` until the guard is dropped. A
     /// gateway subscribes only for users it has connections of, so control
     /// traffic reaches only the gateways concerned.
-    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError>;
+    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>)
+        -> Result<SubscriptionGuard, BrokerError>;
 
     /// Asks every gateway (this one included) and gathers their answers.
     async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError>;

@@ -6,17 +6,17 @@
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
-use super::subject::SubjectMap;
 use super::history::{select, HistoryConfig, Page, Position, Query};
+use super::subject::SubjectMap;
 use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
-use async_nats::jetstream;
 use crate::protocol::ClientInfo;
+use async_nats::jetstream;
 
 /// Header with the publication tags as a JSON object of strings.
 pub const HEADER_TAGS: &str = "Natsgate-Tags";
@@ -78,7 +78,12 @@ impl NatsBroker {
 
     /// Creates or updates a namespace's history stream. Every gateway does
     /// this at startup; the same config makes it a no-op.
-    async fn ensure_stream(&self, namespace: &str, size: u32, ttl: Duration) -> Result<jetstream::stream::Stream, BrokerError> {
+    async fn ensure_stream(
+        &self,
+        namespace: &str,
+        size: u32,
+        ttl: Duration,
+    ) -> Result<jetstream::stream::Stream, BrokerError> {
         let source = self.subjects.namespace_wildcard(namespace);
         let config = jetstream::stream::Config {
             name: self.subjects.stream_name(namespace),
@@ -242,13 +247,13 @@ impl NatsBroker {
         }
         let mut attempt = 0;
         loop {
-            let sent = self.jetstream.publish_with_headers(subject.clone(), headers.clone(), message.data.clone()).await;
+            let sent =
+                self.jetstream.publish_with_headers(subject.clone(), headers.clone(), message.data.clone()).await;
             let ack = match sent {
                 Ok(ack) => ack.await,
-                Err(e) => Err(jetstream::context::PublishError::with_source(
-                    jetstream::context::PublishErrorKind::Other,
-                    e,
-                )),
+                Err(e) => {
+                    Err(jetstream::context::PublishError::with_source(jetstream::context::PublishErrorKind::Other, e))
+                }
             };
             match ack {
                 Ok(ack) => {
@@ -285,8 +290,11 @@ impl Broker for NatsBroker {
             return self.publish_to_history(channel, message).await.map(Some);
         }
         // Not stored: history channels' subscribers listen on the republish subject.
-        let subject =
-            if keeps_history { self.subjects.republish_subject(channel) } else { self.subjects.channel_subject(channel) };
+        let subject = if keeps_history {
+            self.subjects.republish_subject(channel)
+        } else {
+            self.subjects.channel_subject(channel)
+        };
         let result = match encode_headers(&message) {
             Some(headers) => self.client.publish_with_headers(subject, headers, message.data).await,
             None => self.client.publish(subject, message.data).await,
@@ -376,7 +384,11 @@ impl Broker for NatsBroker {
         self.round_trip().await
     }
 
-    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>) -> Result<SubscriptionGuard, BrokerError> {
+    async fn subscribe_user(
+        &self,
+        user: &str,
+        sink: Arc<dyn DeliverControl>,
+    ) -> Result<SubscriptionGuard, BrokerError> {
         let user = user.to_string();
         self.listen(self.subjects.user_subject(&user), move |msg| sink.control(&user, msg.payload)).await
     }
@@ -384,10 +396,7 @@ impl Broker for NatsBroker {
     async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {
         let inbox = self.client.new_inbox();
         let mut answers = self.client.subscribe(inbox.clone()).await.map_err(unavailable)?;
-        self.client
-            .publish_with_reply(self.subjects.survey_subject(), inbox, request)
-            .await
-            .map_err(unavailable)?;
+        self.client.publish_with_reply(self.subjects.survey_subject(), inbox, request).await.map_err(unavailable)?;
         self.client.flush().await.map_err(unavailable)?;
         // Gateways do not know how many others there are: gather until the
         // answers stop coming.

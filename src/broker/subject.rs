@@ -139,9 +139,36 @@ mod tests {
     use std::collections::HashSet;
 
     const NASTY: &[&str] = &[
-        "", "a", "a.b", "a.*", "a.>", ">", "*", "a b", "a\tb", "a\nb", "_", "__", "_2E", ".", "..",
-        "a_2Eb", "ns:a", "ns:a.b", "$ns:x", "$", "ns:", ":", "::", "ключ", "频道", "emoji🎉", "a#42,43",
-        "dialog#42,43", "ns:>", "ns.*:x",
+        "",
+        "a",
+        "a.b",
+        "a.*",
+        "a.>",
+        ">",
+        "*",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "_",
+        "__",
+        "_2E",
+        ".",
+        "..",
+        "a_2Eb",
+        "ns:a",
+        "ns:a.b",
+        "$ns:x",
+        "$",
+        "ns:",
+        ":",
+        "::",
+        "ключ",
+        "频道",
+        "emoji🎉",
+        "a#42,43",
+        "dialog#42,43",
+        "ns:>",
+        "ns.*:x",
     ];
 
     fn is_safe_token(t: &str) -> bool {
@@ -187,7 +214,9 @@ mod tests {
     #[test]
     fn foreign_subjects_are_rejected() {
         let map = SubjectMap::new("p");
-        for s in ["p.ch._", "p.ch._.a.b", "p.ch._.a_2", "p.ch._.a_2e", "p.ch._.a_41", "q.ch._.a", "p.ch.x.a", "p.ch._.a*"] {
+        for s in
+            ["p.ch._", "p.ch._.a.b", "p.ch._.a_2", "p.ch._.a_2e", "p.ch._.a_41", "q.ch._.a", "p.ch.x.a", "p.ch._.a*"]
+        {
             assert_eq!(map.channel_of(s), None, "{s}");
         }
     }

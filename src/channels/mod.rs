@@ -98,7 +98,11 @@ impl ChannelRules {
             return Err(ErrorCode::BAD_REQUEST);
         }
         let ns_name = namespace_of(channel);
-        let ns = if ns_name.is_empty() { &self.top } else { self.namespaces.get(ns_name).ok_or(ErrorCode::UNKNOWN_CHANNEL)? };
+        let ns = if ns_name.is_empty() {
+            &self.top
+        } else {
+            self.namespaces.get(ns_name).ok_or(ErrorCode::UNKNOWN_CHANNEL)?
+        };
         let body = channel.strip_prefix(PRIVATE_PREFIX).unwrap_or(channel);
         let rest = if ns_name.is_empty() { channel } else { &body[ns_name.len() + 1..] };
         let name_ok = match &ns.regex {

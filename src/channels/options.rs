@@ -71,8 +71,8 @@ pub fn parse_namespaces(json: &str) -> Result<Vec<(String, ChannelOptions)>, Str
         if out.iter().any(|(n, _)| *n == name) {
             return Err(format!("namespace {name:?} is defined twice"));
         }
-        let options: ChannelOptions = serde_json::from_value(serde_json::Value::Object(entry))
-            .map_err(|e| format!("namespace {name:?}: {e}"))?;
+        let options: ChannelOptions =
+            serde_json::from_value(serde_json::Value::Object(entry)).map_err(|e| format!("namespace {name:?}: {e}"))?;
         options.validate().map_err(|e| format!("namespace {name:?}: {e}"))?;
         out.push((name, options));
     }

@@ -27,7 +27,12 @@ const ALL: [Client; 5] =
     [Client::Anonymous, Client::Authenticated, Client::Subscriber, Client::AnonymousSubscriber, Client::TokenHolder];
 
 fn rules_with(set: impl Fn(&mut ChannelOptions)) -> ChannelRules {
-    let mut o = ChannelOptions { presence: true, history_size: 10, history_ttl: Some(Duration::from_secs(60)), ..Default::default() };
+    let mut o = ChannelOptions {
+        presence: true,
+        history_size: 10,
+        history_ttl: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
     set(&mut o);
     ChannelRules::new(ChannelOptions::default(), vec![("ns".into(), o)], 255).unwrap()
 }
@@ -40,32 +45,125 @@ fn permission_matrix() {
     // Anonymous, Authenticated, Subscriber, AnonymousSubscriber, TokenHolder
     let table: &[(&str, Set, [bool; 5], [bool; 5], [bool; 5], [bool; 5])] = &[
         ("nothing", |_| {}, [false, false, false, false, true], [false; 5], [false; 5], [false; 5]),
-        ("allow_subscribe_for_client", |o| o.allow_subscribe_for_client = true,
-            [false, true, true, false, true], [false; 5], [false; 5], [false; 5]),
-        ("allow_subscribe_for_anonymous alone", |o| o.allow_subscribe_for_anonymous = true,
-            [false, false, false, false, true], [false; 5], [false; 5], [false; 5]),
-        ("allow_subscribe_for_client+anonymous", |o| { o.allow_subscribe_for_client = true; o.allow_subscribe_for_anonymous = true },
-            [true, true, true, true, true], [false; 5], [false; 5], [false; 5]),
-        ("allow_publish_for_client", |o| o.allow_publish_for_client = true,
-            [false, false, false, false, true], [false, true, true, false, true], [false; 5], [false; 5]),
-        ("allow_publish_for_subscriber", |o| o.allow_publish_for_subscriber = true,
-            [false, false, false, false, true], [false, false, true, false, true], [false; 5], [false; 5]),
-        ("allow_publish_for_client+anonymous", |o| { o.allow_publish_for_client = true; o.allow_publish_for_anonymous = true },
-            [false, false, false, false, true], [true; 5], [false; 5], [false; 5]),
-        ("allow_publish_for_subscriber+anonymous", |o| { o.allow_publish_for_subscriber = true; o.allow_publish_for_anonymous = true },
-            [false, false, false, false, true], [false, false, true, true, true], [false; 5], [false; 5]),
-        ("allow_presence_for_client", |o| o.allow_presence_for_client = true,
-            [false, false, false, false, true], [false; 5], [false, true, true, false, true], [false; 5]),
-        ("allow_presence_for_subscriber", |o| o.allow_presence_for_subscriber = true,
-            [false, false, false, false, true], [false; 5], [false, false, true, false, true], [false; 5]),
-        ("allow_presence_for_client+anonymous", |o| { o.allow_presence_for_client = true; o.allow_presence_for_anonymous = true },
-            [false, false, false, false, true], [false; 5], [true; 5], [false; 5]),
-        ("allow_history_for_client", |o| o.allow_history_for_client = true,
-            [false, false, false, false, true], [false; 5], [false; 5], [false, true, true, false, true]),
-        ("allow_history_for_subscriber", |o| o.allow_history_for_subscriber = true,
-            [false, false, false, false, true], [false; 5], [false; 5], [false, false, true, false, true]),
-        ("allow_history_for_subscriber+anonymous", |o| { o.allow_history_for_subscriber = true; o.allow_history_for_anonymous = true },
-            [false, false, false, false, true], [false; 5], [false; 5], [false, false, true, true, true]),
+        (
+            "allow_subscribe_for_client",
+            |o| o.allow_subscribe_for_client = true,
+            [false, true, true, false, true],
+            [false; 5],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_subscribe_for_anonymous alone",
+            |o| o.allow_subscribe_for_anonymous = true,
+            [false, false, false, false, true],
+            [false; 5],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_subscribe_for_client+anonymous",
+            |o| {
+                o.allow_subscribe_for_client = true;
+                o.allow_subscribe_for_anonymous = true
+            },
+            [true, true, true, true, true],
+            [false; 5],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_publish_for_client",
+            |o| o.allow_publish_for_client = true,
+            [false, false, false, false, true],
+            [false, true, true, false, true],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_publish_for_subscriber",
+            |o| o.allow_publish_for_subscriber = true,
+            [false, false, false, false, true],
+            [false, false, true, false, true],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_publish_for_client+anonymous",
+            |o| {
+                o.allow_publish_for_client = true;
+                o.allow_publish_for_anonymous = true
+            },
+            [false, false, false, false, true],
+            [true; 5],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_publish_for_subscriber+anonymous",
+            |o| {
+                o.allow_publish_for_subscriber = true;
+                o.allow_publish_for_anonymous = true
+            },
+            [false, false, false, false, true],
+            [false, false, true, true, true],
+            [false; 5],
+            [false; 5],
+        ),
+        (
+            "allow_presence_for_client",
+            |o| o.allow_presence_for_client = true,
+            [false, false, false, false, true],
+            [false; 5],
+            [false, true, true, false, true],
+            [false; 5],
+        ),
+        (
+            "allow_presence_for_subscriber",
+            |o| o.allow_presence_for_subscriber = true,
+            [false, false, false, false, true],
+            [false; 5],
+            [false, false, true, false, true],
+            [false; 5],
+        ),
+        (
+            "allow_presence_for_client+anonymous",
+            |o| {
+                o.allow_presence_for_client = true;
+                o.allow_presence_for_anonymous = true
+            },
+            [false, false, false, false, true],
+            [false; 5],
+            [true; 5],
+            [false; 5],
+        ),
+        (
+            "allow_history_for_client",
+            |o| o.allow_history_for_client = true,
+            [false, false, false, false, true],
+            [false; 5],
+            [false; 5],
+            [false, true, true, false, true],
+        ),
+        (
+            "allow_history_for_subscriber",
+            |o| o.allow_history_for_subscriber = true,
+            [false, false, false, false, true],
+            [false; 5],
+            [false; 5],
+            [false, false, true, false, true],
+        ),
+        (
+            "allow_history_for_subscriber+anonymous",
+            |o| {
+                o.allow_history_for_subscriber = true;
+                o.allow_history_for_anonymous = true
+            },
+            [false, false, false, false, true],
+            [false; 5],
+            [false; 5],
+            [false, false, true, true, true],
+        ),
     ];
     for (name, set, subscribe, publish, presence, history) in table {
         let rules = rules_with(*set);
@@ -151,6 +249,7 @@ fn namespace_config_errors_name_the_problem() {
     assert!(err.contains("twice"), "{err}");
     let err = parse_namespaces(r#"[{"name":"chat","history_size":10}]"#).unwrap_err();
     assert!(err.contains("history_ttl"), "{err}");
-    let ok = parse_namespaces(r#"[{"name":"chat","history_size":10,"history_ttl":"5m","allow_recovery":true}]"#).unwrap();
+    let ok =
+        parse_namespaces(r#"[{"name":"chat","history_size":10,"history_ttl":"5m","allow_recovery":true}]"#).unwrap();
     assert_eq!(ok[0].1.history_ttl, Some(Duration::from_secs(300)));
 }

@@ -34,7 +34,10 @@ pub fn gensubtoken(config: &Config, user: &str, channel: &str, ttl_secs: u64) ->
 pub fn checktoken(config: &Config, token: &str) -> Result<(), CliError> {
     let verifier = TokenVerifier::from_config(config)?;
     if !verifier.has_keys() {
-        return Err(CliError::Missing("checktoken needs a token key (token_hmac_secret_key, token_rsa_public_key or token_ecdsa_public_key)".into()));
+        return Err(CliError::Missing(
+            "checktoken needs a token key (token_hmac_secret_key, token_rsa_public_key or token_ecdsa_public_key)"
+                .into(),
+        ));
     }
     let credentials = verifier.verify_connect(token).map_err(|e| CliError::Failed(format!("token rejected: {e}")))?;
     let user = if credentials.user.is_empty() { "(anonymous)" } else { credentials.user.as_str() };
@@ -81,7 +84,10 @@ fn base_claims(config: &Config, user: &str, ttl_secs: u64) -> Map<String, Value>
 
 fn sign(config: &Config, claims: Map<String, Value>) -> Result<String, CliError> {
     let secret = config.token_hmac_secret_key.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
-        CliError::Missing("no HMAC secret configured: set token_hmac_secret_key in the config file or NATSGATE_TOKEN_HMAC_SECRET_KEY".into())
+        CliError::Missing(
+            "no HMAC secret configured: set token_hmac_secret_key in the config file or NATSGATE_TOKEN_HMAC_SECRET_KEY"
+                .into(),
+        )
     })?;
     Ok(crate::auth::mint_hs256(secret, &Value::Object(claims)))
 }

@@ -56,7 +56,11 @@ pub fn encode_reply(reply: &Reply, out: &mut BytesMut) -> Result<(), EncodeError
 /// `Reply { push: Push { channel, pub: publication } }`, written directly
 /// instead of through serde, with no `Reply` to build. Field order and
 /// omission rules mirror the serde attributes that build.rs generates.
-pub fn encode_publication_push(channel: &str, publication: &Publication, out: &mut BytesMut) -> Result<(), EncodeError> {
+pub fn encode_publication_push(
+    channel: &str,
+    publication: &Publication,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let start = out.len();
     let result = write_publication_push(channel, publication, out);
     if result.is_err() {
@@ -183,7 +187,10 @@ mod tests {
     }
 
     fn push_pub(channel: &str, publication: Publication) -> Reply {
-        Reply { push: Some(Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }), ..Default::default() }
+        Reply {
+            push: Some(Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }),
+            ..Default::default()
+        }
     }
 
     fn tags(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -192,7 +199,9 @@ mod tests {
 
     #[test]
     fn decodes_connect_with_subs() {
-        let cmd = decode_one(r#"{"id":1,"connect":{"token":"t0k","name":"js","subs":{"news":{"recover":true,"offset":5,"epoch":"e"}}}}"#);
+        let cmd = decode_one(
+            r#"{"id":1,"connect":{"token":"t0k","name":"js","subs":{"news":{"recover":true,"offset":5,"epoch":"e"}}}}"#,
+        );
         assert_eq!(cmd.id, 1);
         let connect = cmd.connect.unwrap();
         assert_eq!(connect.token, "t0k");
@@ -229,9 +238,11 @@ mod tests {
         assert_eq!((rpc.method.as_str(), &rpc.data[..]), ("m", &b"[true,null]"[..]));
         let send = decode_one(r#"{"send":{"data":{"k":"v"}}}"#);
         assert_eq!((send.id, &send.send.unwrap().data[..]), (0, &br#"{"k":"v"}"#[..]));
-        let history = decode_one(r#"{"id":6,"history":{"channel":"h","limit":10,"since":{"offset":7,"epoch":"ep"},"reverse":true}}"#)
-            .history
-            .unwrap();
+        let history = decode_one(
+            r#"{"id":6,"history":{"channel":"h","limit":10,"since":{"offset":7,"epoch":"ep"},"reverse":true}}"#,
+        )
+        .history
+        .unwrap();
         assert_eq!((history.channel.as_str(), history.limit, history.reverse), ("h", 10, true));
         assert_eq!(history.since, Some(StreamPosition { offset: 7, epoch: "ep".into() }));
     }
@@ -261,10 +272,21 @@ mod tests {
     #[test]
     fn encodes_ping_and_errors() {
         assert_eq!(encode(&Reply::default()), "{}");
-        let error = Reply { id: 3, error: Some(Error { code: 103, message: "permission denied".into(), temporary: false }), ..Default::default() };
+        let error = Reply {
+            id: 3,
+            error: Some(Error { code: 103, message: "permission denied".into(), temporary: false }),
+            ..Default::default()
+        };
         assert_eq!(encode(&error), r#"{"id":3,"error":{"code":103,"message":"permission denied"}}"#);
-        let temporary = Reply { id: 4, error: Some(Error { code: 100, message: "internal server error".into(), temporary: true }), ..Default::default() };
-        assert_eq!(encode(&temporary), r#"{"id":4,"error":{"code":100,"message":"internal server error","temporary":true}}"#);
+        let temporary = Reply {
+            id: 4,
+            error: Some(Error { code: 100, message: "internal server error".into(), temporary: true }),
+            ..Default::default()
+        };
+        assert_eq!(
+            encode(&temporary),
+            r#"{"id":4,"error":{"code":100,"message":"internal server error","temporary":true}}"#
+        );
     }
 
     #[test]
@@ -320,17 +342,34 @@ mod tests {
         let publication = Publication { data: Bytes::from_static(br#"{"x":1}"#), ..Default::default() };
         assert_eq!(encode(&push_pub("c", publication)), r#"{"push":{"channel":"c","pub":{"data":{"x":1}}}}"#);
         let unsubscribe = Reply {
-            push: Some(Push { channel: "c".into(), unsubscribe: Some(Unsubscribe { code: 2000, reason: "server unsubscribe".into() }), ..Default::default() }),
+            push: Some(Push {
+                channel: "c".into(),
+                unsubscribe: Some(Unsubscribe { code: 2000, reason: "server unsubscribe".into() }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert_eq!(encode(&unsubscribe), r#"{"push":{"channel":"c","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}}"#);
+        assert_eq!(
+            encode(&unsubscribe),
+            r#"{"push":{"channel":"c","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}}"#
+        );
         let disconnect = Reply {
-            push: Some(Push { disconnect: Some(Disconnect { code: 3001, reason: "shutdown".into(), reconnect: true }), ..Default::default() }),
+            push: Some(Push {
+                disconnect: Some(Disconnect { code: 3001, reason: "shutdown".into(), reconnect: true }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert_eq!(encode(&disconnect), r#"{"push":{"disconnect":{"code":3001,"reason":"shutdown","reconnect":true}}}"#);
+        assert_eq!(
+            encode(&disconnect),
+            r#"{"push":{"disconnect":{"code":3001,"reason":"shutdown","reconnect":true}}}"#
+        );
         let join = Reply {
-            push: Some(Push { channel: "c".into(), join: Some(Join { info: Some(ClientInfo { user: "u".into(), ..Default::default() }) }), ..Default::default() }),
+            push: Some(Push {
+                channel: "c".into(),
+                join: Some(Join { info: Some(ClientInfo { user: "u".into(), ..Default::default() }) }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(encode(&join), r#"{"push":{"channel":"c","join":{"info":{"user":"u","client":""}}}}"#);
@@ -351,7 +390,11 @@ mod tests {
     fn line_breaks_in_raw_json_do_not_split_the_reply() {
         let publication = Publication {
             data: Bytes::from_static(b" {\n  \"a\": \"x y\",\r\n  \"b\": [1,\n2]\n}\n"),
-            info: Some(ClientInfo { user: "u\nv".into(), conn_info: Bytes::from_static(b"[\n1]"), ..Default::default() }),
+            info: Some(ClientInfo {
+                user: "u\nv".into(),
+                conn_info: Bytes::from_static(b"[\n1]"),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let expected = r#"{"push":{"channel":"c","pub":{"data":{  "a": "x y",  "b": [1,2]},"info":{"user":"u\nv","client":"","conn_info":[1]}}}}"#;
@@ -373,7 +416,12 @@ mod tests {
             Publication { data: Bytes::from_static(br#"{"input":"hi"}"#), ..Default::default() },
             Publication { offset: 17, ..Default::default() },
             Publication { info: Some(ClientInfo::default()), ..Default::default() },
-            Publication { data: Bytes::from_static(b"[1,2,3]"), info: Some(info.clone()), offset: u64::MAX, ..Default::default() },
+            Publication {
+                data: Bytes::from_static(b"[1,2,3]"),
+                info: Some(info.clone()),
+                offset: u64::MAX,
+                ..Default::default()
+            },
             Publication { tags: tags(&[("a", "1")]), ..Default::default() },
             Publication {
                 data: Bytes::from_static(b"\"text\""),

@@ -111,7 +111,10 @@ mod tests {
     }
 
     fn push_pub(channel: &str, publication: Publication) -> Reply {
-        Reply { push: Some(Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }), ..Default::default() }
+        Reply {
+            push: Some(Push { channel: channel.into(), r#pub: Some(publication), ..Default::default() }),
+            ..Default::default()
+        }
     }
 
     fn tags(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -132,19 +135,38 @@ mod tests {
 
     #[test]
     fn decodes_every_command_kind() {
-        let sub = SubscribeRequest { channel: "news".into(), recover: true, offset: 5, epoch: "e".into(), ..Default::default() };
+        let sub = SubscribeRequest {
+            channel: "news".into(),
+            recover: true,
+            offset: 5,
+            epoch: "e".into(),
+            ..Default::default()
+        };
         let commands = vec![
             Command {
                 id: 1,
-                connect: Some(ConnectRequest { token: "t0k".into(), name: "js".into(), subs: [("news".into(), sub.clone())].into(), ..Default::default() }),
+                connect: Some(ConnectRequest {
+                    token: "t0k".into(),
+                    name: "js".into(),
+                    subs: [("news".into(), sub.clone())].into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Command { id: 2, subscribe: Some(sub), ..Default::default() },
-            Command { id: 3, publish: Some(PublishRequest { channel: "c".into(), data: Bytes::from_static(b"\x00\xffbinary ok") }), ..Default::default() },
+            Command {
+                id: 3,
+                publish: Some(PublishRequest { channel: "c".into(), data: Bytes::from_static(b"\x00\xffbinary ok") }),
+                ..Default::default()
+            },
             Command { id: 4, refresh: Some(RefreshRequest { token: "new".into() }), ..Default::default() },
             Command { id: 5, ping: Some(PingRequest {}), ..Default::default() },
             Command::default(),
-            Command { id: 6, rpc: Some(RpcRequest { method: "m".into(), data: Bytes::from_static(b"{}") }), ..Default::default() },
+            Command {
+                id: 6,
+                rpc: Some(RpcRequest { method: "m".into(), data: Bytes::from_static(b"{}") }),
+                ..Default::default()
+            },
             Command { send: Some(SendRequest { data: Bytes::from_static(b"x") }), ..Default::default() },
             Command {
                 id: 7,
@@ -178,7 +200,11 @@ mod tests {
 
     #[test]
     fn rejects_truncated_frames() {
-        let frame = frame_of(&[Command { id: 1, connect: Some(ConnectRequest { token: "t".repeat(200), ..Default::default() }), ..Default::default() }]);
+        let frame = frame_of(&[Command {
+            id: 1,
+            connect: Some(ConnectRequest { token: "t".repeat(200), ..Default::default() }),
+            ..Default::default()
+        }]);
         assert!(matches!(decode_commands(&frame[..1]), Err(DecodeError::Truncated)), "two-byte prefix cut");
         assert!(matches!(decode_commands(&frame[..5]), Err(DecodeError::TruncatedMessage)));
         assert!(matches!(decode_commands(&[0x80; 11]), Err(DecodeError::Protobuf(_))), "overlong varint");
@@ -216,14 +242,25 @@ mod tests {
                 }),
                 ..Default::default()
             },
-            Reply { id: 3, error: Some(Error { code: 103, message: "permission denied".into(), temporary: false }), ..Default::default() },
+            Reply {
+                id: 3,
+                error: Some(Error { code: 103, message: "permission denied".into(), temporary: false }),
+                ..Default::default()
+            },
             push_pub("c", Publication { data: Bytes::from_static(b"\x00binary"), ..Default::default() }),
             Reply {
-                push: Some(Push { channel: "c".into(), unsubscribe: Some(Unsubscribe { code: 2000, reason: "server unsubscribe".into() }), ..Default::default() }),
+                push: Some(Push {
+                    channel: "c".into(),
+                    unsubscribe: Some(Unsubscribe { code: 2000, reason: "server unsubscribe".into() }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Reply {
-                push: Some(Push { disconnect: Some(Disconnect { code: 3001, reason: "shutdown".into(), reconnect: true }), ..Default::default() }),
+                push: Some(Push {
+                    disconnect: Some(Disconnect { code: 3001, reason: "shutdown".into(), reconnect: true }),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ];
@@ -241,14 +278,23 @@ mod tests {
 
     #[test]
     fn error_reply_bytes() {
-        let reply = Reply { id: 3, error: Some(Error { code: 103, message: "no".into(), temporary: false }), ..Default::default() };
+        let reply = Reply {
+            id: 3,
+            error: Some(Error { code: 103, message: "no".into(), temporary: false }),
+            ..Default::default()
+        };
         // len, id=3, error { code=103, message="no" }
         assert_eq!(&encode(&reply)[..], &[10, 0x08, 3, 0x12, 6, 0x08, 103, 0x12, 2, b'n', b'o']);
     }
 
     #[test]
     fn fast_path_matches_prost_path() {
-        let info = ClientInfo { user: "42".into(), client: "abc".into(), conn_info: Bytes::from_static(b"{}"), chan_info: Bytes::new() };
+        let info = ClientInfo {
+            user: "42".into(),
+            client: "abc".into(),
+            conn_info: Bytes::from_static(b"{}"),
+            chan_info: Bytes::new(),
+        };
         let big = Bytes::from(vec![7u8; 300]);
         let publications = vec![
             Publication::default(),
@@ -273,8 +319,24 @@ mod tests {
     #[test]
     fn random_input_never_panics() {
         let seed_frame = frame_of(&[
-            Command { id: 1, connect: Some(ConnectRequest { token: "t".into(), subs: [("a".into(), SubscribeRequest::default())].into(), ..Default::default() }), ..Default::default() },
-            Command { id: 2, history: Some(HistoryRequest { channel: "h".into(), since: Some(StreamPosition { offset: 1, epoch: "e".into() }), ..Default::default() }), ..Default::default() },
+            Command {
+                id: 1,
+                connect: Some(ConnectRequest {
+                    token: "t".into(),
+                    subs: [("a".into(), SubscribeRequest::default())].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Command {
+                id: 2,
+                history: Some(HistoryRequest {
+                    channel: "h".into(),
+                    since: Some(StreamPosition { offset: 1, epoch: "e".into() }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
         ]);
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move || {

@@ -9,7 +9,9 @@ use crate::auth::Credentials;
 use crate::gateway::VERSION;
 use crate::hub::ClientHandle;
 use crate::protocol::codes::{Disconnect, ErrorCode};
-use crate::protocol::{SubscribeResultEntry, ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult};
+use crate::protocol::{
+    ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult, SubscribeResultEntry,
+};
 
 impl Session {
     pub(super) async fn connect(&mut self, req: ConnectRequest) -> Result<Reply, CommandError> {
@@ -130,9 +132,13 @@ impl Session {
         }
         let (expires, ttl) = ttl_of(conn.expire_at);
         Ok(Reply {
-            refresh: Some(RefreshResult { client: conn.handle.client_id.clone(), version: VERSION.to_string(), expires, ttl }),
+            refresh: Some(RefreshResult {
+                client: conn.handle.client_id.clone(),
+                version: VERSION.to_string(),
+                expires,
+                ttl,
+            }),
             ..Default::default()
         })
     }
 }
-

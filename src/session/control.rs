@@ -29,13 +29,15 @@ impl Session {
                 self.push(channel, |p| p.subscribe = Some(Subscribe::default()));
             }
             Control::Unsubscribe { channel, insufficient_state, .. } => {
-                let server_side = self.conn.as_ref().and_then(|c| c.channels.get(&channel)).is_some_and(|s| s.server_side);
+                let server_side =
+                    self.conn.as_ref().and_then(|c| c.channels.get(&channel)).is_some_and(|s| s.server_side);
                 if insufficient_state && server_side {
                     // Server-side subscriptions cannot resubscribe on their own.
                     return Err(Disconnect::INSUFFICIENT_STATE);
                 }
                 if self.leave_channel(&channel) {
-                    let (code, reason) = if insufficient_state { unsubscribe::INSUFFICIENT_STATE } else { unsubscribe::SERVER };
+                    let (code, reason) =
+                        if insufficient_state { unsubscribe::INSUFFICIENT_STATE } else { unsubscribe::SERVER };
                     self.push(channel, |p| p.unsubscribe = Some(Unsubscribe { code, reason: reason.to_string() }));
                 }
             }

@@ -21,13 +21,13 @@ use std::sync::Arc;
 use crate::channels::Access;
 use crate::control::Control;
 use crate::gateway::Gateway;
-use crate::metrics::metrics;
-use tokio::sync::mpsc;
 use crate::hub::ClientHandle;
+use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{Command, PingResult, Protocol, Reply};
 use error::CommandError;
+use tokio::sync::mpsc;
 
 /// The connection-level facts the transport needs from the session.
 pub struct Liveness {
@@ -87,7 +87,17 @@ impl Session {
     pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
         let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
         let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-        Session { control_tx, control_rx: Some(control_rx), gateway, protocol, outbox, liveness, conn: None, connect_refused: false, activations: Vec::new() }
+        Session {
+            control_tx,
+            control_rx: Some(control_rx),
+            gateway,
+            protocol,
+            outbox,
+            liveness,
+            conn: None,
+            connect_refused: false,
+            activations: Vec::new(),
+        }
     }
 
     /// The queue of server-side control commands; the transport takes it
@@ -203,11 +213,8 @@ impl Session {
     /// Publishes a join or leave event for namespaces with `join_leave`, in
     /// the background: leaving must not wait for the broker.
     fn announce(&self, channel: &str, conn: &Connected, event: crate::broker::PresenceEvent) {
-        let join_leave = self
-            .gateway
-            .rules
-            .namespace(crate::broker::subject::namespace_of(channel))
-            .is_some_and(|o| o.join_leave);
+        let join_leave =
+            self.gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_some_and(|o| o.join_leave);
         if !join_leave {
             return;
         }
@@ -383,8 +390,5 @@ pub(crate) fn ttl_of(expire_at: Option<i64>) -> (bool, u32) {
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -3,9 +3,9 @@
 use super::error::CommandError;
 use super::{now_unix, Session, SubState};
 use crate::auth::TokenError;
+use crate::broker::{Position, Query};
 use crate::channels::{Access, Actor};
 use crate::protocol::codes::{Disconnect, ErrorCode};
-use crate::broker::{Position, Query};
 use crate::protocol::{
     Publication, Reply, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult, UnsubscribeRequest,
     UnsubscribeResult,
@@ -53,7 +53,8 @@ impl Session {
 
         let options = resolved.options;
         let join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
-        let recoverable = options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
+        let recoverable =
+            options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = options.history_enabled()
             && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
         let state = SubState { expire_at, server_side: false, info, join_leave, recovering: recoverable, positioned };
@@ -176,11 +177,7 @@ impl Session {
 
     /// Whether the client may publish, read presence or history: resolves
     /// the channel and applies the namespace's rules.
-    pub(super) fn check_access(
-        &self,
-        channel: &str,
-        access: Access,
-    ) -> Result<(), CommandError> {
+    pub(super) fn check_access(&self, channel: &str, access: Access) -> Result<(), CommandError> {
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }

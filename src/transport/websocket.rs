@@ -179,7 +179,13 @@ async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shut
     let _ = writer.await;
 }
 
-async fn read_loop(mut stream: SplitStream<Ws>, session: &mut Session, outbox: &Outbox, gateway: &Gateway, shutdown: &Shutdown) {
+async fn read_loop(
+    mut stream: SplitStream<Ws>,
+    session: &mut Session,
+    outbox: &Outbox,
+    gateway: &Gateway,
+    shutdown: &Shutdown,
+) {
     let config = &gateway.config;
     let Some(mut control) = session.take_control_receiver() else { return };
     let stale_deadline = Instant::now() + config.client_stale_close_delay;
@@ -295,7 +301,10 @@ async fn write_loop(
             }
         }
     };
-    let close = Message::Close(Some(CloseFrame { code: CloseCode::from(reason.code), reason: Utf8Bytes::from(reason.reason.into_owned()) }));
+    let close = Message::Close(Some(CloseFrame {
+        code: CloseCode::from(reason.code),
+        reason: Utf8Bytes::from(reason.reason.into_owned()),
+    }));
     let _ = timeout(CLOSE_WRITE_TIMEOUT, async {
         let _ = sink.send(close).await;
         let _ = sink.close().await;

@@ -58,9 +58,8 @@ pub fn tokenize(line: &str) -> Result<Vec<Seg>, String> {
                     segs.push(Seg::Text(before.to_string()));
                 }
                 let after_open = &rest[open + 2..];
-                let close = after_open
-                    .find("}}")
-                    .ok_or("`{{` without `}}` on the same line (actions must not span lines)")?;
+                let close =
+                    after_open.find("}}").ok_or("`{{` without `}}` on the same line (actions must not span lines)")?;
                 let mut inner = &after_open[..close];
                 if inner.contains("{{") {
                     return Err("nested `{{`".into());
@@ -128,10 +127,8 @@ pub fn values_refs(text: &str) -> BTreeSet<String> {
     let mut from = 0;
     while let Some(pos) = text[from..].find(needle) {
         let start = from + pos + needle.len();
-        let path: String = text[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
-            .collect();
+        let path: String =
+            text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.').collect();
         let path = path.trim_end_matches('.').to_string();
         if !path.is_empty() {
             refs.insert(path);
@@ -164,8 +161,8 @@ pub fn strip_comments(text: &str) -> Result<String, String> {
     let mut rest = text;
     while let Some(start) = rest.find("{{/*").or_else(|| rest.find("{{- /*")) {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find("*/}}").or_else(|| rest[start..].find("*/ -}}"))
-            .ok_or("comment `{{/*` not closed")?;
+        let end =
+            rest[start..].find("*/}}").or_else(|| rest[start..].find("*/ -}}")).ok_or("comment `{{/*` not closed")?;
         let comment = &rest[start..start + end];
         out.extend(comment.chars().filter(|c| *c == '\n'));
         let close = if rest[start + end..].starts_with("*/}}") { 4 } else { 6 };
@@ -294,8 +291,7 @@ impl<'a> Renderer<'a> {
             if path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
                 && pipes.iter().all(|p| *p == "quote")
             {
-                let value = lookup(self.values, path)
-                    .ok_or(format!("`.Values.{path}` is not in values.yaml"))?;
+                let value = lookup(self.values, path).ok_or(format!("`.Values.{path}` is not in values.yaml"))?;
                 if let Some(s) = scalar(value) {
                     return Ok(if quoted { quote(&s) } else { s });
                 }
@@ -381,9 +377,7 @@ impl<'a> Renderer<'a> {
                         }
                         let expected = if body.ends_with(':') { indent + 2 } else { indent };
                         if width != expected {
-                            return Err(at(format!(
-                                "nindent {width} after {prev:?}: expected nindent {expected}"
-                            )));
+                            return Err(at(format!("nindent {width} after {prev:?}: expected nindent {expected}")));
                         }
                         let p = self.placeholder();
                         out.push_str(&format!("\n{}{p}: {p}", " ".repeat(width)));
@@ -391,11 +385,7 @@ impl<'a> Renderer<'a> {
                         trim_next = false;
                         continue;
                     }
-                    _ => {
-                        return Err(at(
-                            "indentation must be `{{- ... | nindent N }}` alone on its line".into(),
-                        ))
-                    }
+                    _ => return Err(at("indentation must be `{{- ... | nindent N }}` alone on its line".into())),
                 }
             }
 
@@ -461,10 +451,7 @@ pub fn undocumented_keys(values_text: &str) -> Vec<String> {
         let is_key = item
             .split_once(':')
             .map(|(k, rest)| {
-                !k.is_empty()
-                    && !k.contains(' ')
-                    && !k.starts_with('"')
-                    && (rest.is_empty() || rest.starts_with(' '))
+                !k.is_empty() && !k.contains(' ') && !k.starts_with('"') && (rest.is_empty() || rest.starts_with(' '))
             })
             .unwrap_or(false);
         let documented = previous.starts_with('#') || line.contains(" # ");

@@ -74,16 +74,8 @@ impl GatewayBuilder {
     /// Like `start`, but returns the failure (with the log) instead.
     pub fn try_start(self) -> Result<Gateway, String> {
         let port = self.port.unwrap_or_else(free_port);
-        let dir = tempfile::Builder::new()
-            .prefix("natsgate-gw-")
-            .tempdir()
-            .expect("tempdir");
-        let mut gateway = Gateway {
-            process: None,
-            dir,
-            port,
-            builder: self,
-        };
+        let dir = tempfile::Builder::new().prefix("natsgate-gw-").tempdir().expect("tempdir");
+        let mut gateway = Gateway { process: None, dir, port, builder: self };
         gateway.spawn_and_wait()?;
         Ok(gateway)
     }
@@ -101,11 +93,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder {
-            env: Vec::new(),
-            port: None,
-            ready_timeout: READY_TIMEOUT,
-        }
+        GatewayBuilder { env: Vec::new(), port: None, ready_timeout: READY_TIMEOUT }
     }
 
     /// `Gateway::builder().envs(env).start()`.
@@ -133,10 +121,7 @@ impl Gateway {
 
     /// Everything the gateway printed so far (all runs, if restarted).
     pub fn log(&self) -> String {
-        self.process
-            .as_ref()
-            .map(LoggedChild::log)
-            .unwrap_or_default()
+        self.process.as_ref().map(LoggedChild::log).unwrap_or_default()
     }
 
     /// Sends SIGTERM (graceful shutdown); see `wait_exit`.
@@ -201,16 +186,13 @@ impl Gateway {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("NATSGATE_LOG_LEVEL", "debug")
-            .env("RUST_BACKTRACE", "1");
+        cmd.env("NATSGATE_LOG_LEVEL", "debug").env("RUST_BACKTRACE", "1");
         for (k, v) in &self.builder.env {
             cmd.env(k, v);
         }
-        cmd.env("NATSGATE_ADDRESS", "127.0.0.1")
-            .env("NATSGATE_PORT", self.port.to_string());
+        cmd.env("NATSGATE_ADDRESS", "127.0.0.1").env("NATSGATE_PORT", self.port.to_string());
         let log = self.dir.path().join("natsgate.log");
-        let process = LoggedChild::spawn("natsgate", cmd, &log)
-            .map_err(|e| format!("spawn natsgate failed: {e}"))?;
+        let process = LoggedChild::spawn("natsgate", cmd, &log).map_err(|e| format!("spawn natsgate failed: {e}"))?;
         self.process = Some(process);
         self.wait_ready()
     }
@@ -232,9 +214,7 @@ impl Gateway {
                 ));
             }
             let last = match http_get(health_port, "/health") {
-                Ok((code, _)) if (200..300).contains(&code) || (400..500).contains(&code) => {
-                    return Ok(())
-                }
+                Ok((code, _)) if (200..300).contains(&code) || (400..500).contains(&code) => return Ok(()),
                 Ok((code, body)) => format!("GET /health answered {code}: {body}"),
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(()),
                 Err(e) => e.to_string(),
@@ -258,26 +238,15 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
     let response = read_response(&mut stream)?;
     let text = String::from_utf8_lossy(&response);
     let status = text
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("not an HTTP reply: {text:?}"),
-            )
-        })?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP reply: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
 
@@ -301,8 +270,7 @@ fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let length = head.lines().find_map(|line| {
                 let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse::<usize>().ok())?
+                name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
             });
             if length.is_some_and(|len| body.len() >= len) {
                 return Ok(response);

@@ -29,10 +29,7 @@ impl NatsServer {
     /// Starts a server and waits until it greets a client. Panics (with the
     /// server's log) if it does not within 10 s.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("natsgate-nats-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("natsgate-nats-").tempdir().expect("tempdir");
         let port = free_port();
         let process = spawn(port, dir.path());
         let server = Self { process, dir, port };
@@ -130,11 +127,7 @@ fn nats_server_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let on_path = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("nats-server"))
-                .collect::<Vec<_>>()
-        })
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("nats-server")).collect::<Vec<_>>())
         .unwrap_or_default();
     on_path
         .into_iter()

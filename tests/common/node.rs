@@ -50,7 +50,8 @@ pub fn run_node_tests(files: &[&str], env: &[(&str, String)], what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     };
     let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    let shown: Vec<String> = env.iter().filter(|(k, _)| !k.contains("SECRET")).map(|(k, v)| format!("{k}={v}")).collect();
+    let shown: Vec<String> =
+        env.iter().filter(|(k, _)| !k.contains("SECRET")).map(|(k, v)| format!("{k}={v}")).collect();
     println!("----- node --test {} ({}) -----\n{output}", files.join(" "), shown.join(" "));
     match status {
         None => panic!("{what}: node did not finish within {NODE_TIMEOUT:?}; output above"),

@@ -19,19 +19,10 @@ pub struct LoggedChild {
 impl LoggedChild {
     /// Spawns `cmd` with both output streams appended to `log_path`.
     pub fn spawn(name: &str, mut cmd: Command, log_path: &Path) -> std::io::Result<Self> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        let log = OpenOptions::new().create(true).append(true).open(log_path)?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         let child = cmd.spawn()?;
-        Ok(Self {
-            name: name.to_string(),
-            child: Some(child),
-            log_path: log_path.to_path_buf(),
-        })
+        Ok(Self { name: name.to_string(), child: Some(child), log_path: log_path.to_path_buf() })
     }
 
     pub fn pid(&self) -> u32 {
@@ -40,9 +31,7 @@ impl LoggedChild {
 
     /// The exit status if the process has exited (reaping it), else `None`.
     pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().expect("try_wait on child"))
+        self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait on child"))
     }
 
     /// Sends a signal by number-less name (`TERM`, `INT`, `KILL`, `HUP`) with
@@ -51,11 +40,8 @@ impl LoggedChild {
         if self.child.is_none() {
             return;
         }
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("run kill");
         // kill fails when the process has already exited: nothing to do then.
         let _ = status;
     }
@@ -84,9 +70,7 @@ impl LoggedChild {
 
     /// The whole log so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        std::fs::read(&self.log_path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// The log's last `LOG_TAIL_BYTES`, framed with the process name.

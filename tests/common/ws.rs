@@ -79,32 +79,18 @@ impl WsClient {
 
     /// Full control: `subprotocol` is sent as `Sec-WebSocket-Protocol` if
     /// given (e.g. `None` with `?cf_protocol=protobuf` in the URL).
-    pub async fn connect_with(
-        url: &str,
-        protocol: Protocol,
-        subprotocol: Option<&str>,
-    ) -> Result<Self, String> {
+    pub async fn connect_with(url: &str, protocol: Protocol, subprotocol: Option<&str>) -> Result<Self, String> {
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
         if let Some(sp) = subprotocol {
-            request.headers_mut().insert(
-                "Sec-WebSocket-Protocol",
-                HeaderValue::from_str(sp).map_err(|e| e.to_string())?,
-            );
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(sp).map_err(|e| e.to_string())?);
         }
-        let (ws, _response) =
-            tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
-                .await
-                .map_err(|_| format!("handshake timed out after {TIMEOUT:?}"))?
-                .map_err(|e| e.to_string())?;
-        Ok(Self {
-            ws,
-            protocol,
-            queue: VecDeque::new(),
-            frames: 0,
-            next_id: 1,
-            auto_pong: false,
-            closed: None,
-        })
+        let (ws, _response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+            .await
+            .map_err(|_| format!("handshake timed out after {TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(Self { ws, protocol, queue: VecDeque::new(), frames: 0, next_id: 1, auto_pong: false, closed: None })
     }
 
     pub fn protocol(&self) -> Protocol {
@@ -128,10 +114,7 @@ impl WsClient {
                 let commands: Vec<Command> = text
                     .split('\n')
                     .filter(|l| !l.trim().is_empty())
-                    .map(|l| {
-                        serde_json::from_str(l)
-                            .unwrap_or_else(|e| panic!("not a Command: {l}: {e}"))
-                    })
+                    .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a Command: {l}: {e}")))
                     .collect();
                 self.send_commands(&commands).await
             }
@@ -142,17 +125,14 @@ impl WsClient {
     pub async fn send_commands(&mut self, commands: &[Command]) {
         match self.protocol {
             Protocol::Json => {
-                let lines: Vec<String> = commands
-                    .iter()
-                    .map(|c| serde_json::to_string(c).expect("encode Command"))
-                    .collect();
+                let lines: Vec<String> =
+                    commands.iter().map(|c| serde_json::to_string(c).expect("encode Command")).collect();
                 self.send_text(&lines.join("\n")).await
             }
             Protocol::Protobuf => {
                 let mut frame = Vec::new();
                 for c in commands {
-                    c.encode_length_delimited(&mut frame)
-                        .expect("encode Command");
+                    c.encode_length_delimited(&mut frame).expect("encode Command");
                 }
                 self.send_binary(frame).await
             }
@@ -189,10 +169,7 @@ impl WsClient {
         let id = self.next_id;
         self.next_id += 1;
         let mut command = command;
-        command
-            .as_object_mut()
-            .expect("command must be a JSON object")
-            .insert("id".into(), json!(id));
+        command.as_object_mut().expect("command must be a JSON object").insert("id".into(), json!(id));
         self.send_json(&command.to_string()).await;
         self.take_reply(id, TIMEOUT).await
     }
@@ -210,9 +187,7 @@ impl WsClient {
     /// `request({"subscribe": {"channel": channel}})`, asserting success;
     /// returns the `subscribe` result object.
     pub async fn subscribe(&mut self, channel: &str) -> Value {
-        let reply = self
-            .request(json!({"subscribe": {"channel": channel}}))
-            .await;
+        let reply = self.request(json!({"subscribe": {"channel": channel}})).await;
         match reply.get("subscribe") {
             Some(result) => result.clone(),
             None => panic!("subscribe to {channel} failed: {reply}"),
@@ -229,22 +204,10 @@ impl WsClient {
             let before = self.queue.len();
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if let Err(e) = self.read_frame(left).await {
-                panic!(
-                    "no reply to command {id}: {e:?}; unclaimed messages: {:?}",
-                    self.queued()
-                );
+                panic!("no reply to command {id}: {e:?}; unclaimed messages: {:?}", self.queued());
             }
-            if let Some(pos) = self
-                .queue
-                .iter()
-                .skip(before)
-                .position(|m| m.value["id"] == json!(id))
-            {
-                return self
-                    .queue
-                    .remove(before + pos)
-                    .expect("position in queue")
-                    .value;
+            if let Some(pos) = self.queue.iter().skip(before).position(|m| m.value["id"] == json!(id)) {
+                return self.queue.remove(before + pos).expect("position in queue").value;
             }
         }
     }
@@ -258,10 +221,7 @@ impl WsClient {
     /// (so binary payloads survive), parsed from JSON in JSON mode. Panics
     /// after `timeout`.
     pub async fn recv_reply(&mut self, timeout: Duration) -> Reply {
-        let message = self
-            .next_incoming(timeout)
-            .await
-            .unwrap_or_else(|e| panic!("expected a reply: {e:?}"));
+        let message = self.next_incoming(timeout).await.unwrap_or_else(|e| panic!("expected a reply: {e:?}"));
         match message.reply {
             Some(reply) => reply,
             None => serde_json::from_value(message.value.clone())
@@ -282,9 +242,7 @@ impl WsClient {
 
     /// The next message; panics if none arrives within `TIMEOUT` (5 s).
     pub async fn recv_json(&mut self) -> Value {
-        self.next(TIMEOUT)
-            .await
-            .unwrap_or_else(|e| panic!("expected a message: {e:?}"))
+        self.next(TIMEOUT).await.unwrap_or_else(|e| panic!("expected a message: {e:?}"))
     }
 
     /// All messages of the next frame (for framing tests); panics after
@@ -295,11 +253,7 @@ impl WsClient {
                 panic!("expected a frame: {e:?}");
             }
         }
-        let frame = self
-            .queue
-            .front()
-            .map(|m| m.frame)
-            .expect("a frame with messages");
+        let frame = self.queue.front().map(|m| m.frame).expect("a frame with messages");
         let mut out = Vec::new();
         while self.queue.front().is_some_and(|m| m.frame == frame) {
             out.push(self.queue.pop_front().expect("front").value);
@@ -329,10 +283,7 @@ impl WsClient {
     /// object (`{"data":..,"offset":..}`).
     pub async fn recv_publication(&mut self, channel: &str, timeout: Duration) -> Value {
         let push = self
-            .recv_until(
-                |m| m["push"]["channel"] == json!(channel) && m["push"].get("pub").is_some(),
-                timeout,
-            )
+            .recv_until(|m| m["push"]["channel"] == json!(channel) && m["push"].get("pub").is_some(), timeout)
             .await;
         push["push"]["pub"].clone()
     }
@@ -369,13 +320,9 @@ impl WsClient {
     /// Closes from the client side with `code` and waits (bounded) for the
     /// server to answer the close.
     pub async fn close(mut self, code: u16, reason: &str) {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.to_string().into(),
-        };
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_string().into() };
         let _ = tokio::time::timeout(TIMEOUT, self.ws.close(Some(frame))).await;
-        let _ =
-            tokio::time::timeout(TIMEOUT, async { while self.ws.next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(TIMEOUT, async { while self.ws.next().await.is_some() {} }).await;
     }
 
     /// Messages received but not yet handed out.
@@ -390,26 +337,21 @@ impl WsClient {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .map_err(|_| WsError::Timeout(timeout))?;
+            let next =
+                tokio::time::timeout_at(deadline, self.ws.next()).await.map_err(|_| WsError::Timeout(timeout))?;
             let message = match next {
-                None => {
-                    return Err(self.closed_with(1006, "connection ended without a close frame"))
-                }
+                None => return Err(self.closed_with(1006, "connection ended without a close frame")),
                 Some(Err(e)) => return Err(WsError::Transport(e.to_string())),
                 Some(Ok(m)) => m,
             };
             let decoded: Vec<(Value, Option<Reply>)> = match (message, self.protocol) {
-                (Message::Text(text), Protocol::Json) => split_json(text.as_str())
-                    .into_iter()
-                    .map(|v| (v, None))
-                    .collect(),
+                (Message::Text(text), Protocol::Json) => {
+                    split_json(text.as_str()).into_iter().map(|v| (v, None)).collect()
+                }
                 (Message::Binary(bytes), Protocol::Protobuf) => split_protobuf(&bytes),
                 (Message::Close(frame), _) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
+                    let (code, reason) =
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
                     return Err(self.closed_with(code, &reason));
                 }
                 (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => continue,
@@ -427,11 +369,7 @@ impl WsClient {
                     self.send_pong().await;
                     continue;
                 }
-                self.queue.push_back(Incoming {
-                    frame: self.frames,
-                    value,
-                    reply,
-                });
+                self.queue.push_back(Incoming { frame: self.frames, value, reply });
                 got_any = true;
             }
             if got_any {
@@ -452,12 +390,8 @@ fn split_json(text: &str) -> Vec<Value> {
     let body = text.strip_suffix('\n').unwrap_or(text);
     body.split('\n')
         .map(|line| {
-            assert!(
-                !line.trim().is_empty(),
-                "blank line in JSON frame (breaks centrifuge-python): {text:?}"
-            );
-            serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("invalid JSON message {line:?}: {e}"))
+            assert!(!line.trim().is_empty(), "blank line in JSON frame (breaks centrifuge-python): {text:?}");
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("invalid JSON message {line:?}: {e}"))
         })
         .collect()
 }

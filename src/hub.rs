@@ -277,8 +277,7 @@ impl Deliver for Hub {
                 }
             }
         }
-        let publication =
-            Publication { data: message.data, info: message.info, offset: message.offset, tags: message.tags };
+        let publication = Publication::from(message);
         let mut encoded = Encoded::default();
         for sub in entry.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {
             if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {

@@ -129,7 +129,7 @@ fn position_json(position: Option<Position>) -> Value {
 fn history_json(page: Page) -> Result<Value, ApiError> {
     let mut publications = Vec::with_capacity(page.publications.len());
     for m in page.publications {
-        let publication = crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags };
+        let publication = crate::protocol::Publication::from(m);
         // Data that is not JSON (a binary direct publish) cannot be shown here.
         publications.push(serde_json::to_value(&publication).map_err(|_| ApiError(ErrorCode::INTERNAL))?);
     }
@@ -326,14 +326,12 @@ async fn control(gateway: &Gateway, user: &str, command: Control) -> Result<Valu
     Ok(json!({}))
 }
 
-async fn survey(gateway: &Gateway, question: Question) -> Result<Vec<Bytes>, ApiError> {
-    let request = serde_json::to_vec(&question).map_err(|_| ApiError(ErrorCode::INTERNAL))?;
-    Ok(gateway.hub.broker().survey(request.into()).await?)
-}
-
 async fn info(gateway: &Gateway) -> Result<Value, ApiError> {
-    let mut nodes: Vec<NodeInfo> =
-        survey(gateway, Question::Info).await?.iter().filter_map(|a| serde_json::from_slice(a).ok()).collect();
+    let mut nodes: Vec<NodeInfo> = super::survey::ask(gateway, &Question::Info)
+        .await?
+        .iter()
+        .filter_map(|a| serde_json::from_slice(a).ok())
+        .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.uid.cmp(&b.uid)));
     Ok(json!({ "nodes": nodes }))
 }
@@ -341,7 +339,7 @@ async fn info(gateway: &Gateway) -> Result<Value, ApiError> {
 async fn channels(gateway: &Gateway, pattern: &str) -> Result<Value, ApiError> {
     let pattern = if pattern.is_empty() { None } else { Some(glob::Pattern::new(pattern).map_err(|_| bad_request())?) };
     let mut totals: HashMap<String, u64> = HashMap::new();
-    for answer in survey(gateway, Question::Channels).await? {
+    for answer in super::survey::ask(gateway, &Question::Channels).await? {
         let Ok(counts) = serde_json::from_slice::<ChannelCounts>(&answer) else { continue };
         for (channel, n) in counts.channels {
             if pattern.as_ref().is_none_or(|p| p.matches(&channel)) {

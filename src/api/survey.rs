@@ -45,14 +45,20 @@ pub struct Answerer(pub Arc<Gateway>);
 /// Presence of a channel on every live gateway: gateways that died do not
 /// answer, so their clients vanish from presence at once.
 pub async fn presence(gateway: &Gateway, channel: &str) -> Result<HashMap<String, ClientInfo>, BrokerError> {
-    let question = serde_json::to_vec(&Question::Presence { channel: channel.to_string() }).unwrap_or_default();
     let mut all = HashMap::new();
-    for answer in gateway.hub.broker().survey(question.into()).await? {
+    for answer in ask(gateway, &Question::Presence { channel: channel.to_string() }).await? {
         if let Ok(part) = serde_json::from_slice::<HashMap<String, ClientInfo>>(&answer) {
             all.extend(part);
         }
     }
     Ok(all)
+}
+
+/// Asks every live gateway `question`; the raw answers.
+pub async fn ask(gateway: &Gateway, question: &Question) -> Result<Vec<Bytes>, BrokerError> {
+    // A unit or string-carrying enum always serializes.
+    let request = serde_json::to_vec(question).unwrap_or_default();
+    gateway.hub.broker().survey(request.into()).await
 }
 
 /// `num_clients` and `num_users` of a presence map.

@@ -43,6 +43,13 @@ pub struct Message {
     pub skip_history: bool,
 }
 
+impl From<Message> for crate::protocol::Publication {
+    /// What subscribers see of a broker message (history, recovery, live).
+    fn from(m: Message) -> Self {
+        crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags }
+    }
+}
+
 /// A client joined or left a channel (namespaces with `join_leave`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PresenceEvent {

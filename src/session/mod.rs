@@ -218,13 +218,8 @@ impl Session {
         if !join_leave {
             return;
         }
-        let info = crate::protocol::ClientInfo {
-            user: conn.handle.user.clone(),
-            client: conn.handle.client_id.clone(),
-            conn_info: conn.info.clone(),
-            chan_info: conn.channels.get(channel).map(|s| s.info.clone()).unwrap_or_default(),
-        };
-        let message = crate::broker::Message { info: Some(info), event: Some(event), ..Default::default() };
+        let message =
+            crate::broker::Message { info: Some(conn.client_info(channel)), event: Some(event), ..Default::default() };
         let broker = self.gateway.hub.broker().clone();
         let channel = channel.to_string();
         tokio::spawn(async move {
@@ -314,11 +309,7 @@ impl Session {
             let since = req.since.map(|s| crate::broker::Position { offset: s.offset, epoch: s.epoch });
             let query = crate::broker::Query { since, limit, reverse: req.reverse };
             let page = self.gateway.hub.broker().history(&req.channel, query).await?;
-            let publications = page
-                .publications
-                .into_iter()
-                .map(|m| crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags })
-                .collect();
+            let publications = page.publications.into_iter().map(crate::protocol::Publication::from).collect();
             let result = crate::protocol::HistoryResult {
                 publications,
                 epoch: page.position.epoch,
@@ -378,6 +369,18 @@ fn method_name(command: &Command) -> &'static str {
     .into_iter()
     .find_map(|(set, name)| set.then_some(name))
     .unwrap_or("unknown")
+}
+
+impl Connected {
+    /// This client as publishers and presence show it in `channel`.
+    fn client_info(&self, channel: &str) -> crate::protocol::ClientInfo {
+        crate::protocol::ClientInfo {
+            user: self.handle.user.clone(),
+            client: self.handle.client_id.clone(),
+            conn_info: self.info.clone(),
+            chan_info: self.channels.get(channel).map(|s| s.info.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// `expires` and `ttl` (seconds left, at least 1) for a reply.

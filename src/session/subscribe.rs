@@ -104,10 +104,7 @@ impl Session {
         let sent = publications.last().map(|p| p.offset).unwrap_or(position.offset);
         result.epoch = position.epoch;
         result.offset = position.offset;
-        result.publications = publications
-            .into_iter()
-            .map(|m| Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags })
-            .collect();
+        result.publications = publications.into_iter().map(Publication::from).collect();
         self.activations.push((channel.to_string(), sent.max(req.offset)));
         Ok(result)
     }

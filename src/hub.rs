@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, OnceCell};
 
+use crate::broker::subject::user_bucket;
 use crate::broker::PresenceEvent;
 use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::control::Control;
@@ -35,10 +36,14 @@ pub struct ClientHandle {
     pub control: mpsc::Sender<Box<Control>>,
 }
 
-/// Connections of one user on this gateway, and the user's control subscription.
-struct UserEntry {
-    connections: HashMap<u64, Arc<ClientHandle>>,
-    control_sub: Arc<OnceCell<SubscriptionGuard>>,
+/// This gateway's connections by user, and the control buckets they need.
+#[derive(Default)]
+struct Users {
+    /// user -> that user's connections here.
+    by_name: HashMap<String, HashMap<u64, Arc<ClientHandle>>>,
+    /// Control bucket -> (users here in it, its broker subscription). The
+    /// subscription lives while the bucket has a local user.
+    buckets: HashMap<u32, (usize, Arc<OnceCell<SubscriptionGuard>>)>,
 }
 
 /// One local subscription of a channel.
@@ -72,8 +77,7 @@ struct Entry {
 
 pub struct Hub {
     channels: RwLock<HashMap<String, Entry>>,
-    /// user -> connections of that user on this gateway.
-    users: RwLock<HashMap<String, UserEntry>>,
+    users: RwLock<Users>,
     broker: Arc<dyn Broker>,
     me: Weak<Hub>,
     next_key: AtomicU64,
@@ -83,7 +87,7 @@ impl Hub {
     pub fn new(broker: Arc<dyn Broker>) -> Arc<Hub> {
         Arc::new_cyclic(|me| Hub {
             channels: RwLock::new(HashMap::new()),
-            users: RwLock::new(HashMap::new()),
+            users: RwLock::new(Users::default()),
             broker,
             me: me.clone(),
             next_key: AtomicU64::new(1),
@@ -98,23 +102,32 @@ impl Hub {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers an authenticated connection; the user's first connection
-    /// subscribes the user's control subject. Returns once control commands
-    /// for the user reach this gateway.
+    /// Registers an authenticated connection. Returns once control commands
+    /// for the user reach this gateway: at once when the user's control
+    /// bucket is already subscribed, after one broker round trip otherwise.
     pub async fn add_client(&self, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+        let bucket = user_bucket(&client.user);
         let cell = {
             let mut users = self.users.write();
-            let entry = users
-                .entry(client.user.clone())
-                .or_insert_with(|| UserEntry { connections: HashMap::new(), control_sub: Arc::new(OnceCell::new()) });
-            entry.connections.insert(client.key, client.clone());
-            entry.control_sub.clone()
+            let Users { by_name, buckets } = &mut *users;
+            let connections = by_name.entry(client.user.clone()).or_insert_with(|| {
+                buckets.entry(bucket).or_insert_with(|| (0, Arc::new(OnceCell::new()))).0 += 1;
+                HashMap::new()
+            });
+            connections.insert(client.key, client.clone());
+            match buckets.get(&bucket) {
+                Some((_, cell)) => cell.clone(),
+                None => return Err(BrokerError::Unavailable("control bucket missing".into())),
+            }
         };
+        if cell.initialized() {
+            return Ok(());
+        }
         let sink: Arc<dyn DeliverControl> = match self.me.upgrade() {
             Some(hub) => hub,
             None => return Err(BrokerError::Unavailable("hub is shutting down".into())),
         };
-        if let Err(e) = cell.get_or_try_init(|| self.broker.subscribe_user(&client.user, sink)).await {
+        if let Err(e) = cell.get_or_try_init(|| self.broker.subscribe_user_bucket(bucket, sink)).await {
             self.remove_client(client, []);
             return Err(e);
         }
@@ -127,22 +140,30 @@ impl Hub {
             self.unsubscribe(&channel, client.key);
         }
         let mut users = self.users.write();
-        if let Some(entry) = users.get_mut(&client.user) {
-            entry.connections.remove(&client.key);
-            if entry.connections.is_empty() {
-                users.remove(&client.user);
+        let Users { by_name, buckets } = &mut *users;
+        let Some(connections) = by_name.get_mut(&client.user) else { return };
+        connections.remove(&client.key);
+        if connections.is_empty() {
+            by_name.remove(&client.user);
+            let bucket = user_bucket(&client.user);
+            if let Some(entry) = buckets.get_mut(&bucket) {
+                entry.0 -= 1;
+                if entry.0 == 0 {
+                    // Dropping the guard unsubscribes the bucket.
+                    buckets.remove(&bucket);
+                }
             }
         }
     }
 
     /// Connections of a user on this gateway.
     pub fn user_clients(&self, user: &str) -> Vec<Arc<ClientHandle>> {
-        self.users.read().get(user).map(|e| e.connections.values().cloned().collect()).unwrap_or_default()
+        self.users.read().by_name.get(user).map(|c| c.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Every connection on this gateway.
     pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
-        self.users.read().values().flat_map(|e| e.connections.values().cloned()).collect()
+        self.users.read().by_name.values().flat_map(|c| c.values().cloned()).collect()
     }
 
     /// Adds a local subscriber; subscribes the broker for the first one.
@@ -238,11 +259,11 @@ impl Hub {
     }
 
     pub fn num_clients(&self) -> usize {
-        self.users.read().values().map(|e| e.connections.len()).sum()
+        self.users.read().by_name.values().map(HashMap::len).sum()
     }
 
     pub fn num_users(&self) -> usize {
-        self.users.read().len()
+        self.users.read().by_name.len()
     }
 }
 

@@ -17,7 +17,7 @@ enum Sink {
     Survey(Arc<dyn Answer>),
 }
 
-/// Topics are `c:<channel>`, `u:<user>` and `s` (surveys), kept apart by prefix.
+/// Topics are `c:<channel>`, `u:<user bucket>` and `s` (surveys), kept apart by prefix.
 type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 
 /// Delivers publications straight to the sinks subscribed in this process.
@@ -115,7 +115,7 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
-        for sink in self.sinks(&format!("u:{user}")) {
+        for sink in self.sinks(&format!("u:{}", super::subject::user_bucket(user))) {
             if let Sink::User(sink) = sink {
                 sink.control(user, payload.clone());
             }
@@ -123,12 +123,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn subscribe_user(
+    async fn subscribe_user_bucket(
         &self,
-        user: &str,
+        bucket: u32,
         sink: Arc<dyn DeliverControl>,
     ) -> Result<SubscriptionGuard, BrokerError> {
-        Ok(self.add(format!("u:{user}"), Sink::User(sink)))
+        Ok(self.add(format!("u:{bucket}"), Sink::User(sink)))
     }
 
     async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {

@@ -137,11 +137,15 @@ pub trait Broker: Send + Sync + 'static {
     /// Sends a control command to every gateway serving `user`.
     async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
 
-    /// Receives control commands for `user` until the guard is dropped. A
-    /// gateway subscribes only for users it has connections of, so control
-    /// traffic reaches only the gateways concerned.
-    async fn subscribe_user(&self, user: &str, sink: Arc<dyn DeliverControl>)
-        -> Result<SubscriptionGuard, BrokerError>;
+    /// Receives control commands for every user of one bucket
+    /// ([`subject::user_bucket`]) until the guard is dropped. A gateway
+    /// subscribes only the buckets of users it has connections of; the
+    /// sink filters by user.
+    async fn subscribe_user_bucket(
+        &self,
+        bucket: u32,
+        sink: Arc<dyn DeliverControl>,
+    ) -> Result<SubscriptionGuard, BrokerError>;
 
     /// Asks every gateway (this one included) and gathers their answers.
     async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError>;

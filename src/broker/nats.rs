@@ -384,13 +384,18 @@ impl Broker for NatsBroker {
         self.round_trip().await
     }
 
-    async fn subscribe_user(
+    async fn subscribe_user_bucket(
         &self,
-        user: &str,
+        bucket: u32,
         sink: Arc<dyn DeliverControl>,
     ) -> Result<SubscriptionGuard, BrokerError> {
-        let user = user.to_string();
-        self.listen(self.subjects.user_subject(&user), move |msg| sink.control(&user, msg.payload)).await
+        let subjects = self.subjects.clone();
+        self.listen(self.subjects.user_bucket_wildcard(bucket), move |msg| {
+            if let Some(user) = subjects.user_of(msg.subject.as_str()) {
+                sink.control(&user, msg.payload);
+            }
+        })
+        .await
     }
 
     async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {

@@ -75,6 +75,24 @@ pub fn decode_token(token: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How many control buckets users are hashed into. A gateway subscribes the
+/// bucket of each user it serves, so it holds at most this many control
+/// subscriptions however many users connect, and a connect waits for NATS
+/// only when its bucket is new to the gateway. Every gateway must agree on
+/// it (and on the hash), so it is not configurable.
+pub const USER_BUCKETS: u32 = 1024;
+
+/// A user's control bucket: FNV-1a of the name, stable across processes
+/// and versions (std's hasher is randomised per process).
+pub fn user_bucket(user: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for &b in user.as_bytes() {
+        hash ^= b as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % USER_BUCKETS
+}
+
 /// Maps channels to subjects under one prefix.
 #[derive(Clone, Debug)]
 pub struct SubjectMap {
@@ -104,9 +122,22 @@ impl SubjectMap {
         format!("{}_{}", self.prefix.replace('.', "_"), encode_token(namespace))
     }
 
-    /// Control commands for one user's connections: `<prefix>.user.<user>`.
+    /// Control commands for one user's connections:
+    /// `<prefix>.user.<bucket>.<user>` (see [`user_bucket`]).
     pub fn user_subject(&self, user: &str) -> String {
-        format!("{}.user.{}", self.prefix, encode_token(user))
+        format!("{}.user.{}.{}", self.prefix, user_bucket(user), encode_token(user))
+    }
+
+    /// Every user subject of one bucket: what a gateway subscribes.
+    pub fn user_bucket_wildcard(&self, bucket: u32) -> String {
+        format!("{}.user.{bucket}.*", self.prefix)
+    }
+
+    /// The user a user subject addresses, if it is well formed.
+    pub fn user_of(&self, subject: &str) -> Option<String> {
+        let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".user.")?;
+        let (_bucket, token) = rest.split_once('.')?;
+        decode_token(token)
     }
 
     /// Questions every gateway answers (`info`, `channels`).
@@ -186,6 +217,28 @@ mod tests {
             assert_eq!(&tokens[..2], &["natsgate", "ch"]);
             assert!(tokens.iter().all(|t| is_safe_token(t)), "{ch:?} -> {s}");
         }
+    }
+
+    #[test]
+    fn user_subjects_are_safe_and_reversible() {
+        let map = SubjectMap::new("natsgate");
+        for user in NASTY {
+            let s = map.user_subject(user);
+            let tokens: Vec<&str> = s.split('.').collect();
+            assert_eq!(tokens.len(), 4, "{user:?} -> {s}");
+            assert_eq!(&tokens[..2], &["natsgate", "user"]);
+            assert!(tokens.iter().all(|t| is_safe_token(t)), "{user:?} -> {s}");
+            assert_eq!(tokens[2], user_bucket(user).to_string());
+            assert_eq!(map.user_of(&s).as_deref(), Some(*user), "{s}");
+        }
+        assert_eq!(map.user_bucket_wildcard(7), "natsgate.user.7.*");
+        assert_eq!(map.user_of("natsgate.ch._.x"), None);
+        assert_eq!(map.user_of("natsgate.user.7.a.b"), None);
+        // The hash is part of the wire contract between gateways: pinned.
+        assert_eq!(user_bucket(""), 0x811c_9dc5 % USER_BUCKETS);
+        assert_eq!(user_bucket("alice"), user_bucket("alice"));
+        let spread: HashSet<u32> = (0..5000).map(|i| user_bucket(&format!("user-{i}"))).collect();
+        assert!(spread.len() > USER_BUCKETS as usize * 9 / 10, "{} buckets used", spread.len());
     }
 
     #[test]

@@ -209,7 +209,9 @@ async fn read_loop(
                 }
             }
             Some(command) = control.recv() => {
-                if let Err(disconnect) = session.handle_control(*command).await {
+                // Boxed, as handle_frame below: rare, large futures would
+                // otherwise make every idle connection's task as big.
+                if let Err(disconnect) = Box::pin(session.handle_control(*command)).await {
                     outbox.close(disconnect);
                     return;
                 }
@@ -233,7 +235,7 @@ async fn read_loop(
                         return;
                     }
                 };
-                if let Err(disconnect) = session.handle_frame(&frame).await {
+                if let Err(disconnect) = Box::pin(session.handle_frame(&frame)).await {
                     outbox.close(disconnect);
                     return;
                 }

@@ -28,12 +28,6 @@ struct State {
     close: Option<Disconnect>,
 }
 
-/// What the writer should do next.
-pub enum Drained {
-    Messages(Vec<Bytes>),
-    Close(Disconnect),
-}
-
 impl Outbox {
     pub fn new(max_bytes: usize) -> Self {
         Outbox { state: Mutex::new(State::default()), notify: Notify::new(), closed: Notify::new(), max_bytes }
@@ -82,18 +76,23 @@ impl Outbox {
         self.state.lock().close.clone()
     }
 
-    /// Waits for something to write. Messages come before a pending close so
-    /// that replies queued just before a disconnect still reach the client.
-    pub async fn next(&self) -> Drained {
+    /// Waits for something to write: moves every queued message into
+    /// `batch` (which must be empty; the two queues swap, so neither side
+    /// allocates per frame) and returns None, or returns the close reason
+    /// once nothing is queued. Messages come before a pending close so that
+    /// replies queued just before a disconnect still reach the client.
+    pub async fn next(&self, batch: &mut VecDeque<Bytes>) -> Option<Disconnect> {
+        debug_assert!(batch.is_empty());
         loop {
             {
                 let mut state = self.state.lock();
                 if !state.queue.is_empty() {
                     state.bytes = 0;
-                    return Drained::Messages(state.queue.drain(..).collect());
+                    std::mem::swap(&mut state.queue, batch);
+                    return None;
                 }
                 if let Some(reason) = state.close.clone() {
-                    return Drained::Close(reason);
+                    return Some(reason);
                 }
             }
             self.notify.notified().await;
@@ -129,7 +128,7 @@ mod tests {
         assert!(!outbox.push(Bytes::from_static(b"1")));
         assert_eq!(outbox.close_reason(), Some(Disconnect::SLOW));
         assert_eq!(outbox.queued_bytes(), 0);
-        assert!(matches!(outbox.next().await, Drained::Close(d) if d == Disconnect::SLOW));
+        assert_eq!(outbox.next(&mut VecDeque::new()).await, Some(Disconnect::SLOW));
         assert_eq!(outbox.closing().await, Disconnect::SLOW);
     }
 
@@ -140,11 +139,11 @@ mod tests {
         outbox.push(Bytes::from_static(b"b"));
         outbox.close(Disconnect::SHUTDOWN);
         outbox.close(Disconnect::SLOW);
-        match outbox.next().await {
-            Drained::Messages(m) => assert_eq!(m.len(), 2),
-            Drained::Close(_) => panic!("messages first"),
-        }
-        assert!(matches!(outbox.next().await, Drained::Close(d) if d == Disconnect::SHUTDOWN));
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next(&mut batch).await, None, "messages first");
+        assert_eq!(batch, ["a", "b"]);
+        batch.clear();
+        assert_eq!(outbox.next(&mut batch).await, Some(Disconnect::SHUTDOWN));
         assert!(!outbox.push(Bytes::from_static(b"c")));
     }
 }

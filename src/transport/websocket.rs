@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use warp::Filter;
 
 use crate::gateway::Gateway;
 use crate::metrics::metrics;
-use crate::outbox::{Drained, Outbox};
+use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::Protocol;
 use crate::session::{Liveness, Session};
@@ -255,6 +255,9 @@ fn deadline_after_unix(at: i64) -> Instant {
     Instant::now() + Duration::from_millis(left_ms)
 }
 
+/// Drains the outbox into frames and sends pings. This runs once per
+/// delivery under fan-out, so it keeps per-pass work small: the timers are
+/// pinned and reset only when they fire, and the batch queue is reused.
 async fn write_loop(
     mut sink: SplitSink<Ws, Message>,
     outbox: Arc<Outbox>,
@@ -264,39 +267,46 @@ async fn write_loop(
 ) {
     let interval = gateway.config.ping_interval;
     let pong_timeout = gateway.config.pong_timeout;
+    let sent = metrics().messages_sent.with_label_values(&["websocket"]);
     // The first ping is randomised so that reconnect waves do not ping in step.
     let first = interval / 2 + interval.mul_f64(rand::random::<f64>() / 2.0);
-    let mut next_ping = Instant::now() + first;
-    let mut pong_deadline: Option<Instant> = None;
+    let ping_timer = sleep_until(Instant::now() + first);
+    let pong_timer = sleep_until(Instant::now() + first + pong_timeout);
+    tokio::pin!(ping_timer, pong_timer);
+    let mut awaiting_pong = false;
     let ping = ping_message(protocol);
+    let mut batch = VecDeque::new();
 
     let reason = loop {
         tokio::select! {
-            drained = outbox.next() => match drained {
-                Drained::Messages(messages) => {
-                    metrics().messages_sent.with_label_values(&["websocket"]).inc_by(messages.len() as u64);
-                    let frame = into_frame(protocol, messages);
-                    // The write goes first: replies queued just before a close
-                    // must reach the client. Only a write that cannot finish
-                    // (a client not reading) is abandoned for the close.
-                    tokio::select! {
-                        biased;
-                        result = sink.send(frame) => if result.is_err() { return },
-                        reason = outbox.closing() => break reason,
-                    }
+            biased;
+            closed = outbox.next(&mut batch) => {
+                if let Some(reason) = closed {
+                    break reason;
                 }
-                Drained::Close(reason) => break reason,
-            },
-            _ = sleep_until(next_ping) => {
-                next_ping = Instant::now() + interval;
+                sent.inc_by(batch.len() as u64);
+                let frame = into_frame(protocol, &mut batch);
+                // The write goes first: replies queued just before a close
+                // must reach the client. Only a write that cannot finish
+                // (a client not reading) is abandoned for the close.
+                tokio::select! {
+                    biased;
+                    result = sink.send(frame) => if result.is_err() { return },
+                    reason = outbox.closing() => break reason,
+                }
+            }
+            _ = &mut ping_timer => {
+                let now = Instant::now();
+                ping_timer.as_mut().reset(now + interval);
                 if liveness.connected.load(Ordering::Relaxed) {
                     liveness.pong_received.store(false, Ordering::Relaxed);
-                    pong_deadline = Some(Instant::now() + pong_timeout);
+                    pong_timer.as_mut().reset(now + pong_timeout);
+                    awaiting_pong = true;
                     outbox.push(ping.clone());
                 }
             }
-            _ = sleep_until(pong_deadline.unwrap_or_else(Instant::now)), if pong_deadline.is_some() => {
-                pong_deadline = None;
+            _ = &mut pong_timer, if awaiting_pong => {
+                awaiting_pong = false;
                 if !liveness.pong_received.load(Ordering::Relaxed) {
                     outbox.close(Disconnect::NO_PONG);
                 }
@@ -323,15 +333,15 @@ fn ping_message(protocol: Protocol) -> Bytes {
     }
 }
 
-/// Joins queued messages into one WebSocket frame.
-fn into_frame(protocol: Protocol, messages: Vec<Bytes>) -> Message {
+/// Joins queued messages into one WebSocket frame, leaving `messages` empty.
+fn into_frame(protocol: Protocol, messages: &mut VecDeque<Bytes>) -> Message {
     let payload = if messages.len() == 1 {
-        messages.into_iter().next().unwrap_or_default()
+        messages.pop_front().unwrap_or_default()
     } else {
         let size = messages.iter().map(|m| m.len() + 1).sum();
         let mut frame = BytesMut::with_capacity(size);
-        for message in &messages {
-            protocol.join_into(&mut frame, message);
+        for message in messages.drain(..) {
+            protocol.join_into(&mut frame, &message);
         }
         frame.freeze()
     };

@@ -18,7 +18,7 @@ use crate::gateway::Gateway;
 use crate::hub::Hub;
 use crate::protocol::codes::Disconnect;
 use crate::shutdown::Shutdown;
-use crate::transport::websocket;
+use crate::transport::{listener, websocket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -100,24 +100,24 @@ impl Server {
             stop.await;
             draining.begin_drain();
         };
-        let main = match internal_listener {
+        let websocket = Some((gateway.clone(), shutdown.clone()));
+        match internal_listener {
             Some(internal) => {
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
                 // The internal port keeps answering /ready (false) while draining.
-                let ops_server = warp::serve(ops.recover(api::recover)).incoming(internal).graceful(async move {
+                let ops_task = tokio::spawn(listener::serve(internal, ops.recover(api::recover), None, async move {
                     let _ = done_rx.await;
-                });
-                let ops_task = tokio::spawn(ops_server.run());
-                warp::serve(clients.recover(api::recover)).incoming(listener).graceful(stop_accepting).run().await;
+                }));
+                listener::serve(listener, clients.recover(api::recover), websocket, stop_accepting).await;
                 drain(&gateway, &shutdown).await;
                 let _ = done_tx.send(());
                 let _ = ops_task.await;
-                return;
             }
-            None => warp::serve(clients.or(ops).recover(api::recover)).incoming(listener).graceful(stop_accepting),
-        };
-        main.run().await;
-        drain(&gateway, &shutdown).await;
+            None => {
+                listener::serve(listener, clients.or(ops).recover(api::recover), websocket, stop_accepting).await;
+                drain(&gateway, &shutdown).await;
+            }
+        }
     }
 }
 

@@ -122,6 +122,59 @@ async fn raw_connect(gw: &Gateway, protocol: Protocol, origin: Option<&str>) -> 
     }
 }
 
+/// Like `raw_connect`, with `extra` filler headers: more than the gateway's
+/// fast path looks at (32) send the upgrade through the warp route instead.
+async fn raw_connect_padded(
+    gw: &Gateway,
+    protocol: Protocol,
+    origin: Option<&str>,
+    extra: usize,
+) -> Result<RawWs, u16> {
+    let mut request = gw.ws_url().into_client_request().expect("request");
+    if protocol == Protocol::Protobuf {
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
+    }
+    if let Some(origin) = origin {
+        request.headers_mut().insert("Origin", HeaderValue::from_str(origin).expect("origin header"));
+    }
+    for i in 0..extra {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(format!("x-filler-{i}").as_bytes());
+        request.headers_mut().insert(name.expect("header name"), HeaderValue::from_static("1"));
+    }
+    match tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request)).await {
+        Err(_) => panic!("handshake timed out"),
+        Ok(Ok((ws, response))) => {
+            let echoed = response.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or("").to_string());
+            let expected = (protocol == Protocol::Protobuf).then(|| "centrifuge-protobuf".to_string());
+            assert_eq!(echoed, expected, "subprotocol echo with {extra} filler headers");
+            Ok(ws)
+        }
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => Err(response.status().as_u16()),
+        Ok(Err(e)) => panic!("handshake failed: {e}"),
+    }
+}
+
+/// Upgrades take a direct path (raw socket to tungstenite) unless their
+/// head is unusual, then warp's route: both must admit, refuse and serve
+/// alike.
+#[tokio::test]
+async fn both_upgrade_paths_behave_alike() {
+    let gw = permissive().env("NATSGATE_ALLOWED_ORIGINS", "http://good.example").start();
+    for extra in [0, 40] {
+        for protocol in [Protocol::Json, Protocol::Protobuf] {
+            let mut ws = raw_connect_padded(&gw, protocol, None, extra).await.expect("upgrade");
+            raw_connect_command(&mut ws, protocol, "alice").await;
+        }
+        let ws = raw_connect_padded(&gw, Protocol::Json, Some("http://good.example"), extra).await;
+        assert!(ws.is_ok(), "allowed origin with {extra} filler headers");
+        let refused = raw_connect_padded(&gw, Protocol::Json, Some("http://evil.example"), extra).await;
+        assert_eq!(refused.err(), Some(403), "foreign origin with {extra} filler headers");
+    }
+    // A plain GET of the WebSocket path is not an upgrade: 400 from the route.
+    let (status, _) = http(&format!("http://127.0.0.1:{}/connection/websocket", gw.port())).await;
+    assert_eq!(status, 400);
+}
+
 /// The next data message of a raw socket (control frames skipped).
 async fn raw_next(ws: &mut RawWs, timeout: Duration) -> Message {
     let deadline = tokio::time::Instant::now() + timeout;

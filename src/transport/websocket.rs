@@ -1,9 +1,10 @@
 //! WebSocket transport at `/connection/websocket`.
 //!
-//! The upgrade is answered here rather than by warp's `ws()` filter so that
-//! we choose tungstenite's buffer sizes (its defaults hold 128 KiB per idle
-//! connection) and can echo the `centrifuge-protobuf` subprotocol, which
-//! browsers and the `ws` package insist on.
+//! Upgrades usually arrive on the direct path ([`accept`], handed over by
+//! [`super::listener`]), else through warp's route; both apply the same
+//! checks ([`admit`]), choose tungstenite's buffer sizes (its defaults hold
+//! 128 KiB per idle connection) and echo the `centrifuge-protobuf`
+//! subprotocol, which browsers and the `ws` package insist on.
 //!
 //! Each connection runs two tasks: the reader drives the session; the
 //! writer drains the outbox into coalesced frames and pings. A slow client
@@ -15,12 +16,14 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::handshake::server::{Request as HandshakeRequest, Response as HandshakeResponse};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -43,9 +46,13 @@ const MESSAGE_TOO_BIG: Disconnect = Disconnect { code: 1009, reason: std::borrow
 /// How long a close frame may take to reach a client that reads slowly.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// Where clients connect.
+pub const PATH: &str = "/connection/websocket";
+/// How long the WebSocket handshake may take on the direct path.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The warp route for `GET /connection/websocket`.
+/// The warp route for `GET /connection/websocket`: the path for upgrades
+/// that [`super::listener`] did not take straight to tungstenite.
 pub fn route(
     gateway: Arc<Gateway>,
     shutdown: Shutdown,
@@ -53,9 +60,9 @@ pub fn route(
     warp::path!("connection" / "websocket")
         .and(warp::get())
         .and(warp::header::headers_cloned())
-        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::ext::optional::<OnUpgrade>())
-        .map(move |headers: HeaderMap, query: HashMap<String, String>, on_upgrade: Option<OnUpgrade>| {
+        .map(move |headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>| {
             upgrade(gateway.clone(), shutdown.clone(), &headers, &query, on_upgrade)
         })
 }
@@ -66,11 +73,90 @@ fn plain(status: StatusCode, body: &str) -> Response<String> {
     response
 }
 
+/// A connection the gateway lets in: its protocol and the subprotocol to echo.
+struct Admitted {
+    protocol: Protocol,
+    subprotocol: Option<&'static str>,
+}
+
+/// The gateway's checks before any upgrade, on both paths: draining,
+/// connection limit, origin; then the protocol the client asked for.
+fn admit(
+    gateway: &Gateway,
+    shutdown: &Shutdown,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Admitted, Response<String>> {
+    if shutdown.is_draining() {
+        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+    }
+    let limit = gateway.config.client_connection_limit;
+    if limit > 0 && shutdown.tracker().len() >= limit {
+        // Refused before the upgrade, as Centrifugo does: SDKs retry later.
+        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
+    }
+    if !origin_allowed(&gateway.config.origins(), headers) {
+        return Err(plain(StatusCode::FORBIDDEN, "origin not allowed"));
+    }
+    let offered: Vec<&str> = headers
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let query_asks_protobuf = query.split('&').any(|pair| matches!(pair, "cf_protocol=protobuf" | "format=protobuf"));
+    let wants_protobuf = offered.contains(&PROTOBUF_SUBPROTOCOL) || query_asks_protobuf;
+    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
+    let subprotocol = if offered.contains(&PROTOBUF_SUBPROTOCOL) && wants_protobuf {
+        Some(PROTOBUF_SUBPROTOCOL)
+    } else if offered.contains(&JSON_SUBPROTOCOL) {
+        Some(JSON_SUBPROTOCOL)
+    } else {
+        None
+    };
+    Ok(Admitted { protocol, subprotocol })
+}
+
+/// The direct path: the handshake on the raw socket (see [`super::listener`]).
+pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown) {
+    let mut admitted = None;
+    let check = |request: &HandshakeRequest, mut response: HandshakeResponse| {
+        let query = request.uri().query().unwrap_or("");
+        match admit(&gateway, &shutdown, request.headers(), query) {
+            Ok(a) => {
+                if let Some(subprotocol) = a.subprotocol {
+                    response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
+                }
+                admitted = Some(a.protocol);
+                Ok(response)
+            }
+            Err(refusal) => Err(refusal.map(Some)),
+        }
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config(&gateway)));
+    // Boxed: the handshake's state is large and short-lived; inline it would
+    // stay in this connection's task for the connection's whole life.
+    match Box::pin(timeout(HANDSHAKE_TIMEOUT, handshake)).await {
+        Ok(Ok(ws)) => {
+            if let Some(protocol) = admitted {
+                // Counted from here like every connection, so that drain and
+                // the connection limit see it (the limit check above must
+                // not count the connection it is deciding about).
+                let _tracked = shutdown.tracker().token();
+                serve(ws, gateway, protocol, shutdown).await;
+            }
+        }
+        Ok(Err(e)) => tracing::debug!("websocket handshake failed: {e}"),
+        Err(_) => tracing::debug!("websocket handshake timed out"),
+    }
+}
+
 fn upgrade(
     gateway: Arc<Gateway>,
     shutdown: Shutdown,
     headers: &HeaderMap,
-    query: &HashMap<String, String>,
+    query: &str,
     on_upgrade: Option<OnUpgrade>,
 ) -> Response<String> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -80,29 +166,9 @@ fn upgrade(
     let Some(on_upgrade) = on_upgrade.filter(|_| is_upgrade && !key.is_empty()) else {
         return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
     };
-    if shutdown.is_draining() {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-    }
-    let limit = gateway.config.client_connection_limit;
-    if limit > 0 && shutdown.tracker().len() >= limit {
-        // Refused before the upgrade, as Centrifugo does: SDKs retry later.
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
-    }
-    if !origin_allowed(&gateway.config.origins(), headers) {
-        return plain(StatusCode::FORBIDDEN, "origin not allowed");
-    }
-
-    let offered: Vec<&str> = header("sec-websocket-protocol").split(',').map(str::trim).collect();
-    let wants_protobuf = offered.contains(&PROTOBUF_SUBPROTOCOL)
-        || query.get("cf_protocol").map(String::as_str) == Some("protobuf")
-        || query.get("format").map(String::as_str) == Some("protobuf");
-    let protocol = if wants_protobuf { Protocol::Protobuf } else { Protocol::Json };
-    let echo = if offered.contains(&PROTOBUF_SUBPROTOCOL) && wants_protobuf {
-        Some(PROTOBUF_SUBPROTOCOL)
-    } else if offered.contains(&JSON_SUBPROTOCOL) {
-        Some(JSON_SUBPROTOCOL)
-    } else {
-        None
+    let Admitted { protocol, subprotocol } = match admit(&gateway, &shutdown, headers, query) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal,
     };
 
     let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, "");
@@ -112,7 +178,7 @@ fn upgrade(
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert("sec-websocket-accept", accept);
     }
-    if let Some(subprotocol) = echo {
+    if let Some(subprotocol) = subprotocol {
         h.insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
     }
 
@@ -160,8 +226,13 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     origin.split_once("://").map(|(_, rest)| rest) == Some(host.as_str())
 }
 
+/// What a connection runs over: the raw TCP stream (direct path) or
+/// hyper's upgraded stream.
+trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Socket for S {}
+
 /// Runs one connection to its end.
-async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shutdown) {
+async fn serve<S: Socket>(ws: WebSocketStream<S>, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shutdown) {
     let outbox = Arc::new(Outbox::new(gateway.config.client_queue_max_size));
     let mut session = Session::new(gateway.clone(), protocol, outbox.clone());
     let (sink, stream) = ws.split();
@@ -179,8 +250,8 @@ async fn serve(ws: Ws, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shut
     let _ = writer.await;
 }
 
-async fn read_loop(
-    mut stream: SplitStream<Ws>,
+async fn read_loop<S: Socket>(
+    mut stream: SplitStream<WebSocketStream<S>>,
     session: &mut Session,
     outbox: &Outbox,
     gateway: &Gateway,
@@ -258,8 +329,8 @@ fn deadline_after_unix(at: i64) -> Instant {
 /// Drains the outbox into frames and sends pings. This runs once per
 /// delivery under fan-out, so it keeps per-pass work small: the timers are
 /// pinned and reset only when they fire, and the batch queue is reused.
-async fn write_loop(
-    mut sink: SplitSink<Ws, Message>,
+async fn write_loop<S: Socket>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
     outbox: Arc<Outbox>,
     protocol: Protocol,
     liveness: Arc<Liveness>,

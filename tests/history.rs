@@ -480,13 +480,7 @@ async fn position_survives(env: Env, loss: Loss) {
     assert_eq!(position(&r), p[2], "{r}");
 }
 
-// BUG: on NATS a channel's position is read from its last stored message
-// (src/broker/nats.rs, `history`: `get_last_raw_message_by_subject`, 0 when
-// none), so once history_ttl removed every message the position falls back
-// to offset 0: `history` reports offset 0, and a client at the old top that
-// missed nothing is told recovered:false (select() sees since > top).
 #[tokio::test]
-#[ignore = "known gap on NATS: a channel's position is not kept once all its publications aged out (issue 6 note)"]
 async fn position_survives_history_ttl_on_nats() {
     position_survives(Env::start(Backend::Nats), Loss::Ttl).await;
 }
@@ -496,10 +490,7 @@ async fn position_survives_history_ttl_on_embedded_broker() {
     position_survives(Env::start(Backend::Embedded), Loss::Ttl).await;
 }
 
-// BUG: as position_survives_history_ttl_on_nats, after `history_remove`
-// (a subject purge) the position reads offset 0 on NATS.
 #[tokio::test]
-#[ignore = "known gap on NATS: a channel's position is not kept after history_remove (issue 6 note)"]
 async fn position_survives_history_remove_on_nats() {
     position_survives(Env::start(Backend::Nats), Loss::Remove).await;
 }
@@ -738,14 +729,7 @@ async fn recovery_of_exactly_history_size(env: Env) {
     assert_eq!(pubs(&r), expected(&missed, 2), "{r}");
 }
 
-// BUG: on NATS a recovery that missed exactly history_size publications
-// fails (recovered:false) although every missed publication is held:
-// src/broker/nats.rs `history` decides continuity by whether the message
-// *at* the client's offset is still held (`get_raw_message(since.offset)`),
-// which size trimming has just removed. (The embedded broker was fixed in
-// 342e7e4: its offsets are contiguous, so "oldest held <= since + 1".)
 #[tokio::test]
-#[ignore = "known gap on NATS: continuity needs each message's previous per-channel offset (issue 6 note)"]
 async fn recovery_of_exactly_history_size_on_nats() {
     recovery_of_exactly_history_size(Env::start(Backend::Nats)).await;
 }

@@ -92,6 +92,10 @@ pub struct Config {
     /// How long publications are kept.
     #[serde(with = "humantime_serde")]
     pub history_ttl: Option<Duration>,
+    /// How long a channel's position (top offset, epoch) outlives its last
+    /// publication; at least every namespace's history_ttl.
+    #[serde(with = "humantime_serde")]
+    pub history_meta_ttl: Duration,
     /// Recover every subscription on reconnect.
     pub force_recovery: bool,
     /// Let clients ask for recovery.
@@ -238,6 +242,7 @@ impl Default for Config {
             force_push_join_leave: false,
             history_size: 0,
             history_ttl: None,
+            history_meta_ttl: Duration::from_secs(720 * 3600),
             force_recovery: false,
             allow_recovery: false,
             force_positioning: false,
@@ -382,7 +387,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.channel_rules()?;
+        let rules = self.channel_rules()?;
+        // A position must outlive the publications it points after, or a
+        // client that missed nothing would be told its position is gone.
+        if self.history_meta_ttl.is_zero() {
+            return Err(invalid("history_meta_ttl", "must be positive"));
+        }
+        let longest = rules.namespaces().filter_map(|(name, o)| Some((name, o.history_ttl?))).max_by_key(|(_, t)| *t);
+        if let Some((name, ttl)) = longest.filter(|(_, t)| *t > self.history_meta_ttl) {
+            let owner =
+                if name.is_empty() { "NATSGATE_HISTORY_TTL".to_string() } else { format!("namespace `{name}`") };
+            return Err(invalid(
+                "history_meta_ttl",
+                format!("must be at least every history_ttl ({owner} has {})", humantime::format_duration(ttl)),
+            ));
+        }
         if self.nats_prefix.is_empty()
             || !self
                 .nats_prefix
@@ -736,6 +755,27 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(err.contains("broken.json") && err.contains("line 3 column 3"), "{err}");
         assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+
+    #[test]
+    fn history_meta_ttl_outlives_every_history_ttl() {
+        let c = Config::from_iter(vars(&[])).unwrap();
+        assert_eq!(c.history_meta_ttl, Duration::from_secs(30 * 24 * 3600), "Centrifugo's default: 30 days");
+        let ns = r#"[{"name":"chat","history_size":10,"history_ttl":"48h"}]"#;
+        let c = Config::from_iter(vars(&[("NATSGATE_NAMESPACES", ns), ("NATSGATE_HISTORY_META_TTL", "48h")])).unwrap();
+        assert_eq!(c.history_meta_ttl, Duration::from_secs(48 * 3600), "equal to the longest history_ttl");
+        let err = Config::from_iter(vars(&[("NATSGATE_NAMESPACES", ns), ("NATSGATE_HISTORY_META_TTL", "47h")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NATSGATE_HISTORY_META_TTL") && err.contains("namespace `chat`"), "{err}");
+        let top =
+            [("NATSGATE_HISTORY_SIZE", "10"), ("NATSGATE_HISTORY_TTL", "2h"), ("NATSGATE_HISTORY_META_TTL", "1h")];
+        let err = Config::from_iter(vars(&top)).unwrap_err().to_string();
+        assert!(err.contains("NATSGATE_HISTORY_META_TTL") && err.contains("NATSGATE_HISTORY_TTL"), "{err}");
+        let err = Config::from_iter(vars(&[("NATSGATE_HISTORY_META_TTL", "0s")])).unwrap_err().to_string();
+        assert!(err.contains("NATSGATE_HISTORY_META_TTL"), "{err}");
+        let c = Config::from_sources(Some(serde_json::json!({"history_meta_ttl": "1h"})), vars(&[])).unwrap();
+        assert_eq!(c.history_meta_ttl, Duration::from_secs(3600), "a config file key");
     }
 
     /// `.env.example` lists exactly the options, each with a comment, and

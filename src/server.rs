@@ -45,7 +45,7 @@ impl Server {
         let config = Arc::new(config);
         let verifier = TokenVerifier::from_config(&config)?;
         let rules = config.channel_rules()?;
-        let history = HistoryConfig::from_rules(&rules);
+        let history = HistoryConfig::from_rules(&rules, config.history_meta_ttl);
         let broker: Arc<dyn Broker> = match &config.nats_url {
             Some(url) => Arc::new(
                 NatsBroker::connect(url, SubjectMap::new(&config.nats_prefix), history)

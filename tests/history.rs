@@ -7,12 +7,15 @@
 //! (`since`, `reverse`, `limit`, limit 0, the publication limit), ttl
 //! expiry, size trimming, `history_remove`, idempotent and `skip_history`
 //! publishes, 112 on a bad position, offsets per channel, recovery (missed
-//! publications in order; too many missed; live publications during a
-//! recovery neither lost nor duplicated; an expired miss from offset 0),
-//! the position kept after expiry or removal, direct NATS publishes stored
-//! with an offset, the epoch (shared, kept across gateway restarts, new
-//! when the stream is recreated), the 2500 sent before anything past a
-//! publication gap, and a nats-server restart under live traffic.
+//! publications in order; too many missed; exactly history_size missed;
+//! live publications during a recovery neither lost nor duplicated; an
+//! expired miss from offset 0), the continuity anchor never shown, the
+//! position kept after expiry or removal (also right after a publish),
+//! direct NATS publishes stored with an offset, the epoch (shared, kept
+//! across gateway restarts, new when the stream is recreated, when old
+//! positions are not trusted), a stalled meta stream never trusted, the
+//! 2500 sent before anything past a publication gap, and a nats-server
+//! restart under live traffic.
 //!
 //! Every wait is bounded; the only fixed waits are `expect_silence`, whose
 //! point is to wait, and the restart test's deliberate pause and outage.
@@ -480,13 +483,7 @@ async fn position_survives(env: Env, loss: Loss) {
     assert_eq!(position(&r), p[2], "{r}");
 }
 
-// BUG: on NATS a channel's position is read from its last stored message
-// (src/broker/nats.rs, `history`: `get_last_raw_message_by_subject`, 0 when
-// none), so once history_ttl removed every message the position falls back
-// to offset 0: `history` reports offset 0, and a client at the old top that
-// missed nothing is told recovered:false (select() sees since > top).
 #[tokio::test]
-#[ignore = "known gap on NATS: a channel's position is not kept once all its publications aged out (issue 6 note)"]
 async fn position_survives_history_ttl_on_nats() {
     position_survives(Env::start(Backend::Nats), Loss::Ttl).await;
 }
@@ -496,10 +493,7 @@ async fn position_survives_history_ttl_on_embedded_broker() {
     position_survives(Env::start(Backend::Embedded), Loss::Ttl).await;
 }
 
-// BUG: as position_survives_history_ttl_on_nats, after `history_remove`
-// (a subject purge) the position reads offset 0 on NATS.
 #[tokio::test]
-#[ignore = "known gap on NATS: a channel's position is not kept after history_remove (issue 6 note)"]
 async fn position_survives_history_remove_on_nats() {
     position_survives(Env::start(Backend::Nats), Loss::Remove).await;
 }
@@ -738,14 +732,7 @@ async fn recovery_of_exactly_history_size(env: Env) {
     assert_eq!(pubs(&r), expected(&missed, 2), "{r}");
 }
 
-// BUG: on NATS a recovery that missed exactly history_size publications
-// fails (recovered:false) although every missed publication is held:
-// src/broker/nats.rs `history` decides continuity by whether the message
-// *at* the client's offset is still held (`get_raw_message(since.offset)`),
-// which size trimming has just removed. (The embedded broker was fixed in
-// 342e7e4: its offsets are contiguous, so "oldest held <= since + 1".)
 #[tokio::test]
-#[ignore = "known gap on NATS: continuity needs each message's previous per-channel offset (issue 6 note)"]
 async fn recovery_of_exactly_history_size_on_nats() {
     recovery_of_exactly_history_size(Env::start(Backend::Nats)).await;
 }
@@ -848,6 +835,91 @@ async fn expired_miss_from_offset_zero_is_not_recovered_on_embedded_broker() {
     expired_miss_from_offset_zero(Env::start(Backend::Embedded)).await;
 }
 
+/// A full channel keeps one publication more than history_size on NATS (the
+/// continuity anchor); no page ever shows it, and a client positioned at it
+/// recovers the history_size after it. The embedded broker answers the same.
+async fn anchor_is_never_returned(env: Env) {
+    let ch = "hist:anchor";
+    let p = env.publish_range(ch, 0..11).await;
+    let newest = |from: usize| expected(&p[from..], from as u64);
+    let r = env.history(ch, json!({"limit": -1})).await;
+    assert_eq!(pubs(&r), newest(1), "11 published, history_size 10: the newest 10: {r}");
+    assert_eq!(position(&r), p[10], "{r}");
+    let r = env.history(ch, json!({"limit": 1})).await;
+    assert_eq!(pubs(&r), newest(1)[..1], "limit 1: the oldest shown is #1: {r}");
+    let r = env.history(ch, json!({"limit": -1, "reverse": true})).await;
+    let mut reversed = newest(1);
+    reversed.reverse();
+    assert_eq!(pubs(&r), reversed, "reverse: {r}");
+    let since0 = json!({"offset": p[0].offset, "epoch": p[0].epoch});
+    let r = env.history(ch, json!({"limit": -1, "since": since0})).await;
+    assert_eq!(pubs(&r), newest(1), "since #0: {r}");
+    let mut reader = env.client("reader").await;
+    reader.subscribe(ch).await;
+    let reply = reader.request(json!({"history": {"channel": ch, "limit": -1}})).await;
+    assert_eq!(pubs(&reply["history"]), newest(1), "client history: {reply}");
+    let mut back = env.client("alice").await;
+    let r = subscribed(&mut back, ch, Some(&p[0])).await;
+    assert!(flag(&r, "recovered"), "at #0, missed exactly 10: {r}");
+    assert_eq!(pubs(&r), newest(1), "{r}");
+
+    let p: Vec<Pos> = p.into_iter().chain(env.publish_range(ch, 11..14).await).collect();
+    let newest = |from: usize| expected(&p[from..], from as u64);
+    let r = env.history(ch, json!({"limit": -1})).await;
+    assert_eq!(pubs(&r), newest(4), "14 published: the newest 10: {r}");
+    let r = env
+        .history(ch, json!({"limit": -1, "reverse": true, "since": {"offset": p[6].offset, "epoch": p[6].epoch}}))
+        .await;
+    assert_eq!(pubs(&r), [(p[5].offset, 5), (p[4].offset, 4)], "reverse since #6 stops before #3: {r}");
+    let r = env.history(ch, json!({"limit": 2, "since": {"offset": p[1].offset, "epoch": p[1].epoch}})).await;
+    assert_eq!(pubs(&r), newest(4)[..2], "since a trimmed position: {r}");
+    let mut late = env.client("alice").await;
+    let r = subscribed(&mut late, ch, Some(&p[2])).await;
+    assert!(!flag(&r, "recovered") && pubs(&r).is_empty(), "at #2, missed 11: {r}");
+    assert_eq!(position(&r), p[13], "{r}");
+    let mut exact = env.client("alice").await;
+    let r = subscribed(&mut exact, ch, Some(&p[3])).await;
+    assert!(flag(&r, "recovered"), "at #3, missed exactly 10: {r}");
+    assert_eq!(pubs(&r), newest(4), "{r}");
+}
+
+#[tokio::test]
+async fn anchor_is_never_returned_on_nats() {
+    anchor_is_never_returned(Env::start(Backend::Nats)).await;
+}
+
+#[tokio::test]
+async fn anchor_is_never_returned_on_embedded_broker() {
+    anchor_is_never_returned(Env::start(Backend::Embedded)).await;
+}
+
+/// `history_remove` right after a publish keeps that publication's offset
+/// as the position (on NATS the meta stream sources it asynchronously, and
+/// the removal waits for it), so a client at it is recovered.
+async fn remove_right_after_publish(env: Env) {
+    for round in 0..10u64 {
+        let ch = &format!("hist:remove-now-{round}");
+        let p = env.publish(ch, json!({ "n": round })).await;
+        env.api("history_remove", json!({ "channel": ch })).await;
+        let r = env.history(ch, json!({"limit": -1})).await;
+        assert_eq!(pubs(&r), [], "round {round}: removed: {r}");
+        assert_eq!(position(&r), p, "round {round}: the position is the removed publication's: {r}");
+        let mut client = env.client("alice").await;
+        let r = subscribed(&mut client, ch, Some(&p)).await;
+        assert!(flag(&r, "recovered") && pubs(&r).is_empty(), "round {round}: nothing missed: {r}");
+    }
+}
+
+#[tokio::test]
+async fn history_remove_right_after_publish_keeps_the_position_on_nats() {
+    remove_right_after_publish(Env::start(Backend::Nats)).await;
+}
+
+#[tokio::test]
+async fn history_remove_right_after_publish_keeps_the_position_on_embedded_broker() {
+    remove_right_after_publish(Env::start(Backend::Embedded)).await;
+}
+
 // ------------------------------------------------------------- NATS only
 
 #[tokio::test]
@@ -940,6 +1012,167 @@ async fn recreated_stream_has_a_new_epoch() {
     let r = subscribed(&mut back, ch, Some(&old[1])).await;
     assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "{r}");
     assert_eq!(position(&r), new, "{r}");
+}
+
+/// A JetStream context on the test's nats-server.
+async fn jetstream(env: &Env) -> async_nats::jetstream::Context {
+    let nats = tokio::time::timeout(TIMEOUT, async_nats::connect(env.nats().url()))
+        .await
+        .expect("connect to nats-server in time")
+        .expect("connect to nats-server");
+    async_nats::jetstream::new(nats)
+}
+
+/// The history sequence the meta stream keeps as `channel`'s last one.
+async fn meta_top(js: &async_nats::jetstream::Context, namespace: &str, channel: &str) -> Option<u64> {
+    let map = SubjectMap::new("natsgate");
+    let meta = js.get_stream(map.meta_stream_name(namespace)).await.ok()?;
+    let msg = meta.get_last_raw_message_by_subject(&map.channel_subject(channel)).await.ok()?;
+    msg.headers.get("Nats-Stream-Source")?.as_str().split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Stops the meta stream of `namespace` sourcing its history stream, as a
+/// stalled source would (its description still names the current epoch).
+async fn stall_meta(js: &async_nats::jetstream::Context, namespace: &str) {
+    let name = SubjectMap::new("natsgate").meta_stream_name(namespace);
+    let mut config = js.get_stream(&name).await.expect("the meta stream").cached_info().config.clone();
+    config.sources = None;
+    js.update_stream(config).await.expect("drop the meta stream's source");
+}
+
+/// The meta stream stalls after a client's position: the channel's later
+/// publication then ages out. The position the meta kept is the client's,
+/// but the client missed one: it must not be told it recovered.
+#[tokio::test]
+async fn stalled_meta_is_not_trusted_after_expiry() {
+    let env = Env::start(Backend::Nats);
+    let ch = "short:stalled";
+    let seen = env.publish(ch, json!({"n": 0})).await;
+    let js = jetstream(&env).await;
+    eventually("the meta stream has the publication", TIMEOUT, || async {
+        (meta_top(&js, "short", ch).await == Some(seen.offset)).then_some(())
+    })
+    .await;
+    stall_meta(&js, "short").await;
+    let missed = env.publish(ch, json!({"n": 1})).await;
+    eventually("history empty after history_ttl (2 s)", Duration::from_secs(6), || async {
+        pubs(&env.history(ch, json!({"limit": -1})).await).is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(meta_top(&js, "short", ch).await, Some(seen.offset), "the stalled meta missed {missed:?}");
+    let mut client = env.client("alice").await;
+    let r = subscribed(&mut client, ch, Some(&seen)).await;
+    assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "publication {} was missed: {r}", missed.offset);
+}
+
+/// `history_remove` while the meta stream stalls: the removal waits for it
+/// in vain, then forgets the channel's position rather than keep the older
+/// one the meta has, at which a client that missed a publication sits.
+#[tokio::test]
+async fn history_remove_with_a_stalled_meta_forgets_the_position() {
+    let env = Env::start(Backend::Nats);
+    let ch = "hist:stalled-remove";
+    let seen = env.publish(ch, json!({"n": 0})).await;
+    let js = jetstream(&env).await;
+    eventually("the meta stream has the publication", TIMEOUT, || async {
+        (meta_top(&js, "hist", ch).await == Some(seen.offset)).then_some(())
+    })
+    .await;
+    stall_meta(&js, "hist").await;
+    let missed = env.publish(ch, json!({"n": 1})).await;
+    env.api("history_remove", json!({ "channel": ch })).await;
+    let r = env.history(ch, json!({"limit": -1})).await;
+    assert_eq!(pubs(&r), [], "removed: {r}");
+    assert_ne!(position(&r).offset, seen.offset, "not the stale position, {missed:?} came after it: {r}");
+    let mut client = env.client("alice").await;
+    let r = subscribed(&mut client, ch, Some(&seen)).await;
+    assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "publication {} was missed: {r}", missed.offset);
+}
+
+/// A history stream recreated behind the gateways' back (say by an
+/// operator), with the meta stream of the old incarnation still there: the
+/// old meta must not be trusted under the new epoch, even where the new
+/// stream's sequences have caught up with the old positions; and a meta
+/// stream for the new incarnation keeps positions again.
+#[tokio::test]
+async fn recreated_stream_does_not_trust_the_old_meta() {
+    let env = Env::start(Backend::Nats);
+    let (ch, other) = ("short:reborn", "short:busy");
+    let map = SubjectMap::new("natsgate");
+    let old = env.publish_range(ch, 0..3).await;
+    let js = jetstream(&env).await;
+    eventually("the meta stream has the channel's last publication", TIMEOUT, || async {
+        (meta_top(&js, "short", ch).await == Some(old[2].offset)).then_some(())
+    })
+    .await;
+
+    let name = map.stream_name("short");
+    let config = js.get_stream(&name).await.expect("the history stream").cached_info().config.clone();
+    js.delete_stream(&name).await.expect("delete the history stream");
+    js.create_stream(config).await.expect("create it again");
+    // The new incarnation's sequences pass the old position.
+    for n in 0..5 {
+        js.publish(map.channel_subject(other), json!({ "n": n }).to_string().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    assert_eq!(meta_top(&js, "short", ch).await, Some(old[2].offset), "the old meta stream is still there");
+
+    let r = env.history(ch, json!({"limit": -1})).await;
+    let new_epoch = position(&r).epoch;
+    assert_ne!(new_epoch, old[2].epoch, "a recreated stream is a new epoch: {r}");
+    assert_eq!(position(&r).offset, 0, "nothing of the channel in this incarnation, whatever the old meta said: {r}");
+    let forged = Pos { offset: old[2].offset, epoch: new_epoch.clone() };
+    for since in [&old[2], &forged] {
+        let mut client = env.client("alice").await;
+        let r = subscribed(&mut client, ch, Some(since)).await;
+        assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "from {since:?}: {r}");
+        assert_eq!(position(&r), Pos { offset: 0, epoch: new_epoch.clone() }, "{r}");
+    }
+
+    // The meta stream now follows the new incarnation: positions outlive
+    // history_ttl (2 s) again.
+    let p = env.publish(ch, json!({"n": 3})).await;
+    assert_eq!(p.epoch, new_epoch);
+    eventually("history empty after history_ttl (2 s)", Duration::from_secs(6), || async {
+        pubs(&env.history(ch, json!({"limit": -1})).await).is_empty().then_some(())
+    })
+    .await;
+    let r = env.history(ch, json!({"limit": 0})).await;
+    assert_eq!(position(&r), p, "{r}");
+    let mut back = env.client("alice").await;
+    let r = subscribed(&mut back, ch, Some(&p)).await;
+    assert!(flag(&r, "recovered"), "{r}");
+}
+
+/// Deleting the history stream through the NATS API: the gateway recreates
+/// it (a new epoch) together with its meta stream, so the channel's old
+/// position is gone, and a client at it is not recovered.
+#[tokio::test]
+async fn deleted_stream_takes_its_positions_along() {
+    let env = Env::start(Backend::Nats);
+    let ch = "short:deleted";
+    let map = SubjectMap::new("natsgate");
+    let old = env.publish_range(ch, 0..3).await;
+    let js = jetstream(&env).await;
+    eventually("the meta stream has the channel's last publication", TIMEOUT, || async {
+        (meta_top(&js, "short", ch).await == Some(old[2].offset)).then_some(())
+    })
+    .await;
+    js.delete_stream(map.stream_name("short")).await.expect("delete the history stream");
+    // Published elsewhere in the namespace: the new stream's sequences pass
+    // the old position.
+    let busy = env.publish_range("short:busy", 0..5).await;
+    assert_ne!(busy[0].epoch, old[0].epoch, "a recreated stream is a new epoch");
+    assert!(busy[4].offset >= old[2].offset, "{busy:?} vs {old:?}");
+    assert_eq!(meta_top(&js, "short", ch).await, None, "the old meta stream went with the old history");
+    let r = env.history(ch, json!({"limit": 0})).await;
+    assert_eq!(position(&r), Pos { offset: 0, epoch: busy[0].epoch.clone() }, "{r}");
+    let mut client = env.client("alice").await;
+    let r = subscribed(&mut client, ch, Some(&old[2])).await;
+    assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "{r}");
 }
 
 fn ready(gw: &Gateway) -> bool {

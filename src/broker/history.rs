@@ -43,16 +43,19 @@ pub struct Page {
 #[derive(Clone, Debug, Default)]
 pub struct HistoryConfig {
     namespaces: HashMap<String, (u32, Duration)>,
+    /// How long a channel's position outlives its last publication
+    /// (`history_meta_ttl`; config checks it is at least every history ttl).
+    pub meta_ttl: Duration,
 }
 
 impl HistoryConfig {
-    pub fn from_rules(rules: &ChannelRules) -> Self {
+    pub fn from_rules(rules: &ChannelRules, meta_ttl: Duration) -> Self {
         let namespaces = rules
             .namespaces()
             .filter(|(_, o)| o.history_enabled())
             .map(|(name, o)| (name.to_string(), (o.history_size, o.history_ttl.unwrap_or_default())))
             .collect();
-        HistoryConfig { namespaces }
+        HistoryConfig { namespaces, meta_ttl }
     }
 
     /// `(history_size, history_ttl)` of the channel's namespace, if it keeps history.

@@ -20,6 +20,10 @@ pub struct MemoryHistory {
 
 #[derive(Default)]
 struct ChannelHistory {
+    /// Kept after every publication aged out or was removed, for as long as
+    /// the process (and so the epoch) lives: longer than any
+    /// history_meta_ttl. Forgetting it earlier would need an epoch per
+    /// channel, or a recreated channel's offsets would repeat old ones.
     top: u64,
     held: VecDeque<(Instant, Message)>,
     keys: HashMap<String, (Instant, u64)>,

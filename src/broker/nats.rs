@@ -3,13 +3,19 @@
 //! On the wire a publication is a plain NATS message on the channel's subject
 //! (see [`super::subject`]): the body is the publication data, and optional
 //! metadata rides in headers, so any NATS client can publish to a channel.
+//!
+//! History namespaces keep two JetStream streams: the history stream, which
+//! stores publications (and numbers them), and its meta stream, which sources
+//! it and keeps each channel's last publication for `history_meta_ttl`, so a
+//! channel's position outlives its publications.
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::history::{select, HistoryConfig, Page, Position, Query};
@@ -35,6 +41,20 @@ pub struct NatsBroker {
     subjects: SubjectMap,
     jetstream: jetstream::Context,
     history: HistoryConfig,
+    /// Namespace -> the history epoch its meta stream was last found (or
+    /// made) to belong to, so most reads skip that check.
+    meta_checked: parking_lot::Mutex<HashMap<String, String>>,
+}
+
+/// One history read's view of a namespace's stream: a single STREAM.INFO,
+/// filtered to the channel's subject so it also counts the channel.
+struct Snapshot {
+    stream: jetstream::stream::Stream<()>,
+    epoch: String,
+    /// Messages held for the channel: at most history_size + 1.
+    held: u64,
+    first_seq: u64,
+    last_seq: u64,
 }
 
 impl NatsBroker {
@@ -69,15 +89,23 @@ impl NatsBroker {
                 }
             }
         }));
-        let broker = NatsBroker { client, echo, _echo_task: echo_task, subjects, jetstream, history };
+        let broker = NatsBroker {
+            client,
+            echo,
+            _echo_task: echo_task,
+            subjects,
+            jetstream,
+            history,
+            meta_checked: Default::default(),
+        };
         for (namespace, size, ttl) in broker.history.namespaces() {
             broker.ensure_stream(namespace, size, ttl).await?;
         }
         Ok(broker)
     }
 
-    /// Creates or updates a namespace's history stream. Every gateway does
-    /// this at startup; the same config makes it a no-op.
+    /// Creates or updates a namespace's history stream, and its meta stream.
+    /// Every gateway does this at startup; the same config makes it a no-op.
     async fn ensure_stream(
         &self,
         namespace: &str,
@@ -88,7 +116,9 @@ impl NatsBroker {
         let config = jetstream::stream::Config {
             name: self.subjects.stream_name(namespace),
             subjects: vec![source.clone()],
-            max_messages_per_subject: size as i64,
+            // One more than history_size: the oldest, never shown, anchors
+            // continuity (see `history`).
+            max_messages_per_subject: i64::from(size) + 1,
             max_age: ttl,
             duplicate_window: ttl.min(IDEMPOTENCY_WINDOW),
             allow_direct: true,
@@ -107,7 +137,156 @@ impl NatsBroker {
         if stream.cached_info().config != config {
             self.jetstream.update_stream(config).await.map_err(unavailable)?;
         }
+        self.ensure_meta(namespace, &epoch_of(stream.cached_info())).await?;
         Ok(stream)
+    }
+
+    fn meta_config(&self, namespace: &str, epoch: &str) -> jetstream::stream::Config {
+        let history = self.subjects.stream_name(namespace);
+        jetstream::stream::Config {
+            name: self.subjects.meta_stream_name(namespace),
+            description: Some(meta_description(&history, epoch)),
+            // No subjects of its own: everything comes from the history
+            // stream, unaffected by its max_age and by its subject purges.
+            sources: Some(vec![jetstream::stream::Source { name: history, ..Default::default() }]),
+            max_messages_per_subject: 1,
+            max_age: self.history.meta_ttl,
+            // Sourced messages keep their Nats-Msg-Id and this stream
+            // deduplicates too: at the server's minimum window it does not
+            // drop a key the history stream accepted again after its own.
+            duplicate_window: Duration::from_millis(100),
+            ..Default::default()
+        }
+    }
+
+    /// Makes sure a namespace's meta stream exists and belongs to the
+    /// history stream's incarnation `epoch`. One made for another epoch
+    /// holds positions of a lost history, and its source would not follow
+    /// the new stream (it resumes after the old stream's last sequence), so
+    /// it is deleted and made again; the new one sources what is still held.
+    async fn ensure_meta(&self, namespace: &str, epoch: &str) -> Result<(), BrokerError> {
+        let config = self.meta_config(namespace, epoch);
+        match self.jetstream.get_stream(&config.name).await {
+            Ok(meta) if meta.cached_info().config.description == config.description => {
+                if meta.cached_info().config.max_age != config.max_age {
+                    self.jetstream.update_stream(&config).await.map_err(unavailable)?;
+                }
+            }
+            found => {
+                if let Err(e) = &found {
+                    if !stream_not_found(e.kind()) {
+                        return Err(unavailable(e));
+                    }
+                } else {
+                    tracing::info!(stream = %config.name, "history stream recreated: recreating its meta stream");
+                    match self.jetstream.delete_stream(&config.name).await {
+                        Err(e) if !stream_not_found(e.kind()) => return Err(unavailable(e)),
+                        _ => {}
+                    }
+                }
+                if let Err(e) = self.jetstream.create_stream(&config).await {
+                    // Another gateway made it meanwhile: fine if for this epoch.
+                    let meta = self.jetstream.get_stream(&config.name).await.map_err(unavailable)?;
+                    if meta.cached_info().config.description != config.description {
+                        return Err(unavailable(e));
+                    }
+                }
+            }
+        }
+        self.meta_checked.lock().insert(namespace.to_string(), epoch.to_string());
+        Ok(())
+    }
+
+    /// The namespace's meta stream, checked to belong to history `epoch`
+    /// (made again if it does not).
+    async fn meta_stream(&self, namespace: &str, epoch: &str) -> Result<jetstream::stream::Stream<()>, BrokerError> {
+        let checked = self.meta_checked.lock().get(namespace).is_some_and(|e| e == epoch);
+        if !checked {
+            self.ensure_meta(namespace, epoch).await?;
+        }
+        self.jetstream.get_stream_no_info(self.subjects.meta_stream_name(namespace)).await.map_err(unavailable)
+    }
+
+    /// Polls the meta stream until its last message on `subject` (a channel
+    /// subject or the namespace wildcard) was sourced from history sequence
+    /// `seq` or later; false after [`META_WAIT`].
+    async fn meta_reaches(
+        &self,
+        meta: &jetstream::stream::Stream<()>,
+        namespace: &str,
+        subject: &str,
+        seq: u64,
+    ) -> Result<bool, BrokerError> {
+        let history = self.subjects.stream_name(namespace);
+        let deadline = Instant::now() + META_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match meta.get_last_raw_message_by_subject(subject).await {
+                Ok(msg) if source_sequence(&msg.headers, &history).is_some_and(|s| s >= seq) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(e) if is_stream_not_found(&e) => {
+                    self.meta_checked.lock().remove(namespace);
+                    return Ok(false);
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+            if Instant::now() + pause > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The position of a channel the history stream holds nothing of (all
+    /// aged out or removed): the history sequence of its last publication,
+    /// as the meta stream of this incarnation kept it; 0 when it kept none.
+    async fn meta_top(&self, namespace: &str, snap: &Snapshot, subject: &str) -> Result<u64, BrokerError> {
+        let meta = self.meta_stream(namespace, &snap.epoch).await?;
+        let history = self.subjects.stream_name(namespace);
+        match meta.get_last_raw_message_by_subject(subject).await {
+            // Never past the history's own last sequence (that would be
+            // another incarnation's).
+            Ok(msg) => Ok(source_sequence(&msg.headers, &history).filter(|s| *s <= snap.last_seq).unwrap_or(0)),
+            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) if is_stream_not_found(&e) => {
+                self.meta_checked.lock().remove(namespace);
+                Ok(0)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Reads a channel's history stream state (see [`Snapshot`]), making the
+    /// stream again if it was deleted (a new epoch).
+    async fn snapshot(&self, channel: &str, subject: &str) -> Result<Snapshot, BrokerError> {
+        use jetstream::response::Response;
+        let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
+        let namespace = super::subject::namespace_of(channel);
+        let name = self.subjects.stream_name(namespace);
+        let request = serde_json::json!({ "subjects_filter": subject });
+        let reply: Response<serde_json::Value> =
+            self.jetstream.request(format!("STREAM.INFO.{name}"), &request).await.map_err(unavailable)?;
+        let (info, held) = match reply {
+            Response::Ok(value) => {
+                // `state.subjects` (the per-subject counts) is not public in
+                // async-nats' Info: read it from the JSON.
+                let held = value["state"]["subjects"][subject].as_u64().unwrap_or(0);
+                (serde_json::from_value::<jetstream::stream::Info>(value).map_err(unavailable)?, held)
+            }
+            Response::Err { error } if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND => {
+                (self.ensure_stream(namespace, size, ttl).await?.cached_info().clone(), 0)
+            }
+            Response::Err { error } => return Err(unavailable(error)),
+        };
+        Ok(Snapshot {
+            stream: self.jetstream.get_stream_no_info(&name).await.map_err(unavailable)?,
+            epoch: epoch_of(&info),
+            held,
+            first_seq: info.state.first_sequence,
+            last_seq: info.state.last_sequence,
+        })
     }
 
     async fn stream_of(&self, channel: &str) -> Result<(jetstream::stream::Stream, String), BrokerError> {
@@ -118,7 +297,7 @@ impl NatsBroker {
             // Deleted under us: recreate it (a new epoch).
             Err(_) => self.ensure_stream(namespace, size, ttl).await?,
         };
-        let epoch = epoch_of(&stream);
+        let epoch = epoch_of(stream.cached_info());
         Ok((stream, epoch))
     }
 
@@ -212,8 +391,40 @@ const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
 
 /// The epoch of a stream: its creation time, which changes only when the
 /// stream (and so its history) is recreated.
-fn epoch_of(stream: &jetstream::stream::Stream) -> String {
-    format!("{:x}", stream.cached_info().created.unix_timestamp_nanos())
+fn epoch_of(info: &jetstream::stream::Info) -> String {
+    format!("{:x}", info.created.unix_timestamp_nanos())
+}
+
+/// How long a history read or removal waits for the meta stream to source
+/// a publication. Sourcing takes a fraction of a millisecond on a healthy
+/// server; past this the meta stream is taken to be stalled.
+const META_WAIT: Duration = Duration::from_millis(300);
+
+/// The meta stream's description names the history incarnation it follows.
+fn meta_description(history: &str, epoch: &str) -> String {
+    format!("natsgate: last publication of each channel of stream {history}, epoch {epoch}")
+}
+
+/// The history sequence of a message the meta stream sourced from stream
+/// `history`. nats-server 2.9 sets `Nats-Stream-Source: <stream> <sequence>`;
+/// later versions append fields, and suffix the name with `:<hash>` for
+/// external sources. Anything else is not trusted.
+fn source_sequence(headers: &HeaderMap, history: &str) -> Option<u64> {
+    let value = headers.get("Nats-Stream-Source")?;
+    let mut fields = value.as_str().split_whitespace();
+    let name = fields.next()?;
+    if name.split(':').next() != Some(history) {
+        return None;
+    }
+    fields.next()?.parse().ok()
+}
+
+fn stream_not_found(kind: jetstream::context::GetStreamErrorKind) -> bool {
+    matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+fn is_stream_not_found(e: &jetstream::stream::LastRawMessageError) -> bool {
+    matches!(e.kind(), jetstream::stream::LastRawMessageErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// Reads a stored message back into a publication.
@@ -307,29 +518,54 @@ impl Broker for NatsBroker {
     }
 
     async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
+        use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
         let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
-        let (stream, epoch) = self.stream_of(channel).await?;
+        let size = u64::from(size);
+        let namespace = super::subject::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
-        let state = &stream.cached_info().state;
-        let stream_first = state.first_sequence;
-        let top = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(msg) => msg.sequence,
-            // Nothing held for the channel: 0, as Centrifugo answers for a
-            // fresh channel. Known limit: a channel whose every publication
-            // aged out or was removed also reads 0, so a client positioned
-            // before that is told recovered:false (never a false true).
-            Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => 0,
-            Err(e) => return Err(unavailable(e)),
+        let snap = self.snapshot(channel, &subject).await?;
+        let stream = &snap.stream;
+        let last_held = match snap.held {
+            0 => None,
+            _ => match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(msg) => Some(msg.sequence),
+                // Aged out or removed since the snapshot.
+                Err(e) if e.kind() == NoMessageFound => None,
+                Err(e) => return Err(unavailable(e)),
+            },
         };
-        let position = Position { offset: top, epoch };
+        // The position is the channel's last publication: held, or when
+        // every one aged out or was removed, as the meta stream kept it
+        // (0 for a fresh channel, as Centrifugo answers).
+        let top = match last_held {
+            Some(seq) => seq,
+            None => self.meta_top(namespace, &snap, &subject).await?,
+        };
+        let position = Position { offset: top, epoch: snap.epoch.clone() };
+        // A full channel holds history_size + 1: the oldest is the anchor,
+        // never shown, only there so that a client positioned at it (which
+        // missed exactly history_size) can be told it missed nothing else.
+        let anchor = match (last_held, snap.held > size) {
+            (Some(_), true) => {
+                match stream.raw_message_builder().sequence(1).next_by_subject(subject.clone()).send().await {
+                    Ok(msg) => Some(msg.sequence),
+                    Err(e) if e.kind() == NoMessageFound => None,
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+            _ => None,
+        };
         // Read what the page can need, oldest first: at most history_size
         // messages, one request each (direct gets by subject).
         let mut held = Vec::new();
-        if query.limit > 0 {
+        if query.limit > 0 && last_held.is_some() {
             let mut seq = match (&query.since, query.reverse) {
                 (Some(since), false) => since.offset + 1,
                 _ => 1,
             };
+            if let Some(anchor) = anchor {
+                seq = seq.max(anchor + 1);
+            }
             while held.len() < size as usize && seq <= top {
                 let next = stream.raw_message_builder().sequence(seq).next_by_subject(subject.clone()).send().await;
                 match next {
@@ -345,25 +581,72 @@ impl Broker for NatsBroker {
             }
         }
         // Stream sequences are shared by the namespace's channels, so "all
-        // after `since` are held" is decided conservatively: never claimed
-        // when publications may have been lost.
+        // after `since` are held" is decided conservatively, and after the
+        // reads: never claimed when publications may have been lost.
         let since_held = match &query.since {
-            // The publication at the client's offset is held: all later ones are.
+            // The publication at the client's offset (the anchor included)
+            // is still held: all later ones are, since size and age trim the
+            // oldest first and a removal takes all up to the channel's last.
             Some(since) if since.offset > 0 => {
                 matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject)
             }
             // From the very beginning: the stream never aged anything out
-            // (its first sequence is still 1) and the channel is below its
-            // size limit, so nothing of it was trimmed.
-            Some(_) => stream_first <= 1 && query.limit > 0 && held.len() < size as usize,
+            // (its first message is still held), and the channel holds some
+            // but fewer than its size, so nothing of it was trimmed.
+            Some(_) => {
+                snap.first_seq <= 1
+                    && snap.held > 0
+                    && snap.held < size
+                    && stream.get_raw_message(1).await.is_ok_and(|m| m.sequence == 1)
+            }
             None => true,
         };
-        select(held, position, &query, since_held)
+        let mut page = select(held, position, &query, since_held)?;
+        // A position read from the meta stream proves "nothing missed" only
+        // if the meta stream had sourced everything the history stream held:
+        // a stalled source could have missed the channel's last publications
+        // before they aged out.
+        if page.continuous && last_held.is_none() && query.since.is_some() {
+            let meta = self.meta_stream(namespace, &snap.epoch).await?;
+            let wildcard = self.subjects.namespace_wildcard(namespace);
+            if snap.last_seq > 0 && !self.meta_reaches(&meta, namespace, &wildcard, snap.last_seq).await? {
+                tracing::warn!(channel, "history meta stream lags its history stream: recovery refused");
+                page.continuous = false;
+            }
+        }
+        Ok(page)
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
-        let (stream, _) = self.stream_of(channel).await?;
-        stream.purge().filter(self.subjects.channel_subject(channel)).await.map_err(unavailable)?;
+        use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+        let (stream, epoch) = self.stream_of(channel).await?;
+        let namespace = super::subject::namespace_of(channel);
+        let subject = self.subjects.channel_subject(channel);
+        let last = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(msg) => msg.sequence,
+            Err(e) if e.kind() == NoMessageFound => return Ok(()),
+            Err(e) => return Err(unavailable(e)),
+        };
+        // The position must survive the removal, in the meta stream, which
+        // sources asynchronously: wait until it has the last publication.
+        let meta = self.meta_stream(namespace, &epoch).await?;
+        let kept = self.meta_reaches(&meta, namespace, &subject, last).await?;
+        if !kept {
+            // It lags: forget the channel's position there rather than keep
+            // an older one, which would tell a client that missed `last` it
+            // missed nothing. If even that fails, remove nothing.
+            tracing::warn!(channel, "history meta stream lags: the channel's position is not kept");
+            meta.purge().filter(subject.clone()).await.map_err(unavailable)?;
+        }
+        // Up to `last` only, what the meta stream has: a publication racing
+        // this removal stays, as if it came just after.
+        stream.purge().filter(subject.clone()).sequence(last + 1).await.map_err(unavailable)?;
+        if !kept {
+            // One the lagging source delivered meanwhile would be older.
+            if let Err(e) = meta.purge().filter(subject).await {
+                tracing::warn!(channel, "cannot clear the channel's position in the meta stream: {e}");
+            }
+        }
         Ok(())
     }
 
@@ -435,5 +718,29 @@ impl Broker for NatsBroker {
 
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Stream-Source", value);
+        headers
+    }
+
+    #[test]
+    fn source_sequence_reads_the_origin_sequence() {
+        // As nats-server 2.9.10 writes it (seen in its sourced messages).
+        assert_eq!(source_sequence(&source("natsgate_chat 42"), "natsgate_chat"), Some(42));
+        // Later servers append fields, external sources a hash to the name.
+        assert_eq!(source_sequence(&source("natsgate_chat 42 > >"), "natsgate_chat"), Some(42));
+        assert_eq!(source_sequence(&source("natsgate_chat:a1b2 42"), "natsgate_chat"), Some(42));
+        for bad in ["natsgate_chat2 42", "other 42", "natsgate_chat", "natsgate_chat x", "", " 42"] {
+            assert_eq!(source_sequence(&source(bad), "natsgate_chat"), None, "{bad:?}");
+        }
+        assert_eq!(source_sequence(&HeaderMap::new(), "natsgate_chat"), None);
     }
 }

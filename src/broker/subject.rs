@@ -122,6 +122,15 @@ impl SubjectMap {
         format!("{}_{}", self.prefix.replace('.', "_"), encode_token(namespace))
     }
 
+    /// The JetStream stream keeping a history namespace's positions (the
+    /// last publication of each channel, sourced from its history stream):
+    /// `<history stream>_meta`. No history stream of the same prefix can
+    /// have this name, since an encoded namespace never contains `_m` (its
+    /// escapes are `_` and two hex digits).
+    pub fn meta_stream_name(&self, namespace: &str) -> String {
+        format!("{}_meta", self.stream_name(namespace))
+    }
+
     /// Control commands for one user's connections:
     /// `<prefix>.user.<bucket>.<user>` (see [`user_bucket`]).
     pub fn user_subject(&self, user: &str) -> String {
@@ -262,6 +271,22 @@ mod tests {
         assert_eq!(namespace_of("a:b:c"), "a");
         assert_eq!(namespace_of("$a:b"), "a");
         assert_eq!(namespace_of("ab"), "");
+    }
+
+    #[test]
+    fn meta_streams_never_collide_with_history_streams() {
+        let map = SubjectMap::new("p.q");
+        let namespaces: Vec<String> = NASTY
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["meta", "_meta", "x_meta", "a_5Fmeta"].map(String::from))
+            .collect();
+        let history: HashSet<String> = namespaces.iter().map(|ns| map.stream_name(ns)).collect();
+        let meta: HashSet<String> = namespaces.iter().map(|ns| map.meta_stream_name(ns)).collect();
+        assert_eq!(history.len(), namespaces.len());
+        assert_eq!(meta.len(), namespaces.len(), "one meta stream per namespace");
+        assert!(history.is_disjoint(&meta), "{:?}", history.intersection(&meta).collect::<Vec<_>>());
+        assert_eq!(map.meta_stream_name("chat"), "p_q_chat_meta");
     }
 
     #[test]

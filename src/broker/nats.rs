@@ -55,6 +55,9 @@ struct Snapshot {
     held: u64,
     first_seq: u64,
     last_seq: u64,
+    /// Messages removed from inside the stream (trimmed per channel or
+    /// purged); None when the server did not say.
+    deleted: Option<u64>,
 }
 
 impl NatsBroker {
@@ -286,6 +289,7 @@ impl NatsBroker {
             held,
             first_seq: info.state.first_sequence,
             last_seq: info.state.last_sequence,
+            deleted: info.state.deleted_count,
         })
     }
 
@@ -590,11 +594,15 @@ impl Broker for NatsBroker {
             Some(since) if since.offset > 0 => {
                 matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject)
             }
-            // From the very beginning: the stream never aged anything out
-            // (its first message is still held), and the channel holds some
-            // but fewer than its size, so nothing of it was trimmed.
+            // From the very beginning: the stream never lost a message
+            // (its first is still held, so nothing aged out, and none was
+            // trimmed or purged from inside it, so no channel's earlier
+            // publications were removed), and the channel holds some but
+            // fewer than its size. Conservative: any removal anywhere in the
+            // namespace turns offset-0 recovery off.
             Some(_) => {
                 snap.first_seq <= 1
+                    && snap.deleted == Some(0)
                     && snap.held > 0
                     && snap.held < size
                     && stream.get_raw_message(1).await.is_ok_and(|m| m.sequence == 1)

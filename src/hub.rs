@@ -110,15 +110,12 @@ impl Hub {
         let cell = {
             let mut users = self.users.write();
             let Users { by_name, buckets } = &mut *users;
-            let connections = by_name.entry(client.user.clone()).or_insert_with(|| {
-                buckets.entry(bucket).or_insert_with(|| (0, Arc::new(OnceCell::new()))).0 += 1;
-                HashMap::new()
-            });
-            connections.insert(client.key, client.clone());
-            match buckets.get(&bucket) {
-                Some((_, cell)) => cell.clone(),
-                None => return Err(BrokerError::Unavailable("control bucket missing".into())),
+            let (users_in_bucket, cell) = buckets.entry(bucket).or_insert_with(|| (0, Arc::new(OnceCell::new())));
+            if !by_name.contains_key(&client.user) {
+                *users_in_bucket += 1;
             }
+            by_name.entry(client.user.clone()).or_default().insert(client.key, client.clone());
+            cell.clone()
         };
         if cell.initialized() {
             return Ok(());

@@ -182,24 +182,12 @@ const LISTEN_BACKLOG: u32 = 4096;
 fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
-    // Accepted sockets inherit it on Linux (warp accepts them, so this is
-    // where we can set it): a push written while the client's ACK of the
-    // previous one is pending must not wait for that ACK (Nagle).
+    // Accepted sockets inherit it on Linux, which saves a syscall per
+    // connection: a push written while the client's ACK of the previous
+    // one is pending must not wait for that ACK (Nagle).
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn accepted_sockets_have_nodelay() {
-        let listener = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is inherited from the listener");
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -212,5 +200,17 @@ pub async fn termination_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn accepted_sockets_have_nodelay() {
+        let listener = super::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is inherited from the listener");
     }
 }

@@ -79,24 +79,22 @@ struct Admitted {
     subprotocol: Option<&'static str>,
 }
 
+/// Why an upgrade is refused: the HTTP status and a short body.
+type Refusal = (StatusCode, &'static str);
+
 /// The gateway's checks before any upgrade, on both paths: draining,
 /// connection limit, origin; then the protocol the client asked for.
-fn admit(
-    gateway: &Gateway,
-    shutdown: &Shutdown,
-    headers: &HeaderMap,
-    query: &str,
-) -> Result<Admitted, Response<String>> {
+fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &str) -> Result<Admitted, Refusal> {
     if shutdown.is_draining() {
-        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
     let limit = gateway.config.client_connection_limit;
     if limit > 0 && shutdown.tracker().len() >= limit {
         // Refused before the upgrade, as Centrifugo does: SDKs retry later.
-        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
     if !origin_allowed(&gateway.config.origins(), headers) {
-        return Err(plain(StatusCode::FORBIDDEN, "origin not allowed"));
+        return Err((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let offered: Vec<&str> = headers
         .get("sec-websocket-protocol")
@@ -131,7 +129,7 @@ pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown
                 admitted = Some(a.protocol);
                 Ok(response)
             }
-            Err(refusal) => Err(refusal.map(Some)),
+            Err((status, body)) => Err(plain(status, body).map(Some)),
         }
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config(&gateway)));
@@ -168,7 +166,7 @@ fn upgrade(
     };
     let Admitted { protocol, subprotocol } = match admit(&gateway, &shutdown, headers, query) {
         Ok(admitted) => admitted,
-        Err(refusal) => return refusal,
+        Err((status, body)) => return plain(status, body),
     };
 
     let mut response = plain(StatusCode::SWITCHING_PROTOCOLS, "");

@@ -22,7 +22,8 @@
 
 mod common;
 
-use common::{eventually, hs256_token, Gateway, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
+use common::pair::{api_call, api_result, Backend, Pair};
+use common::{eventually, hs256_token, Gateway, Protocol, WsClient, SECRET, TIMEOUT};
 use natsgate::broker::subject::SubjectMap;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -44,21 +45,23 @@ const NAMESPACES: &str = r#"[
    "allow_subscribe_for_client":true,"allow_history_for_subscriber":true}
 ]"#;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Nats,
-    Embedded,
+/// Two gateways (or one on the embedded broker) and an HTTP client for their API.
+struct Env {
+    pair: Pair,
+    http: reqwest::Client,
 }
 
-/// The gateways of one test. Field order is drop order: gateways before
-/// the nats-server they use.
-struct Env {
-    a: Gateway,
-    /// None on the embedded broker, where A plays B too.
-    b_gw: Option<Gateway>,
-    nats: Option<NatsServer>,
-    backend: Backend,
-    http: reqwest::Client,
+impl std::ops::Deref for Env {
+    type Target = Pair;
+    fn deref(&self) -> &Pair {
+        &self.pair
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Pair {
+        &mut self.pair
+    }
 }
 
 /// A position in a channel's history.
@@ -74,50 +77,29 @@ impl Env {
     }
 
     fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Env {
-        let builder = |name: &str| {
+        let pair = Pair::start(backend, |name| {
             Gateway::builder()
                 .permissive()
                 .envs(&[("NATSGATE_NAME", name), ("NATSGATE_API_KEY", API_KEY), ("NATSGATE_NAMESPACES", NAMESPACES)])
                 .envs(extra)
-        };
+        });
         // No pooled connections: a restarted gateway must not be sent a stale one.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(0)
             .build()
             .expect("reqwest client");
-        match backend {
-            Backend::Nats => {
-                let nats = NatsServer::start();
-                let a = builder("gw-a").nats(&nats).start();
-                let b = builder("gw-b").nats(&nats).start();
-                Env { a, b_gw: Some(b), nats: Some(nats), backend, http }
-            }
-            Backend::Embedded => Env { a: builder("gw").start(), b_gw: None, nats: None, backend, http },
-        }
-    }
-
-    /// The gateway holding the WebSocket clients.
-    fn b(&self) -> &Gateway {
-        self.b_gw.as_ref().unwrap_or(&self.a)
-    }
-
-    fn nats(&self) -> &NatsServer {
-        self.nats.as_ref().expect("a NATS test")
+        Env { pair, http }
     }
 
     /// `POST /api/<method>` on `gw`; the whole reply.
     async fn api_on(&self, gw: &Gateway, method: &str, params: Value) -> Value {
-        api_call(&self.http, gw, method, &params).await
+        api_call(&self.http, gw, API_KEY, method, &params).await
     }
 
     /// An API call on A that must succeed; its `result`.
     async fn api(&self, method: &str, params: Value) -> Value {
-        let reply = self.api_on(&self.a, method, params.clone()).await;
-        match reply.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {reply}"),
-        }
+        api_result(&self.http, &self.a, API_KEY, method, &params).await
     }
 
     /// Publishes `data` to `channel` through A's API; its position.
@@ -151,20 +133,6 @@ impl Env {
         client.connect_token(&hs256_token(SECRET, user, Some(3600), json!({}))).await;
         client
     }
-}
-
-async fn api_call(http: &reqwest::Client, gw: &Gateway, method: &str, params: &Value) -> Value {
-    let response = http
-        .post(format!("{}/api/{method}", gw.http_url()))
-        .header("X-API-Key", API_KEY)
-        .body(params.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST /api/{method} {params}: {e}"));
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
-    assert_eq!(status, 200, "{method} {params}: HTTP {status}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method}: reply is not JSON ({e}): {body:?}"))
 }
 
 /// `{offset, epoch}` of a publish, history or subscribe result.
@@ -563,7 +531,7 @@ async fn history_remove_on_embedded_broker() {
 /// Publishes `{"n": n}` with an idempotency key through `gw`.
 async fn publish_key(env: &Env, gw: &Gateway, channel: &str, key: &str, n: u64) -> Pos {
     let params = json!({"channel": channel, "data": {"n": n}, "idempotency_key": key});
-    let reply = api_call(&env.http, gw, "publish", &params).await;
+    let reply = env.api_on(gw, "publish", params).await;
     position(&reply["result"])
 }
 

@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::{eventually, hs256_token, Gateway, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
+use common::pair::{api_result, Backend, Pair};
+use common::{eventually, hs256_token, Gateway, Protocol, WsClient, SECRET, TIMEOUT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -24,69 +25,45 @@ const NAMESPACES: &str = r#"[
   {"name":"quiet","presence":true,"allow_subscribe_for_client":true,"allow_presence_for_subscriber":true}
 ]"#;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Nats,
-    Embedded,
+/// Two gateways (or one on the embedded broker) and an HTTP client for their API.
+struct Env {
+    pair: Pair,
+    http: reqwest::Client,
 }
 
-/// Field order is drop order: gateways before their nats-server.
-struct Env {
-    a: Gateway,
-    b_gw: Option<Gateway>,
-    #[allow(dead_code)]
-    nats: Option<NatsServer>,
-    http: reqwest::Client,
+impl std::ops::Deref for Env {
+    type Target = Pair;
+    fn deref(&self) -> &Pair {
+        &self.pair
+    }
+}
+
+impl std::ops::DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Pair {
+        &mut self.pair
+    }
 }
 
 impl Env {
     fn start(backend: Backend) -> Env {
-        let builder = |name: &str| {
+        let pair = Pair::start(backend, |name| {
             Gateway::builder().permissive().envs(&[
                 ("NATSGATE_NAME", name),
                 ("NATSGATE_API_KEY", API_KEY),
                 ("NATSGATE_NAMESPACES", NAMESPACES),
             ])
-        };
+        });
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(0)
             .build()
             .expect("reqwest client");
-        match backend {
-            Backend::Nats => {
-                let nats = NatsServer::start();
-                let a = builder("gw-a").nats(&nats).start();
-                let b = builder("gw-b").nats(&nats).start();
-                Env { a, b_gw: Some(b), nats: Some(nats), http }
-            }
-            Backend::Embedded => Env { a: builder("gw").start(), b_gw: None, nats: None, http },
-        }
-    }
-
-    /// The second gateway (A itself on the embedded broker).
-    fn b(&self) -> &Gateway {
-        self.b_gw.as_ref().unwrap_or(&self.a)
+        Env { pair, http }
     }
 
     /// An API call on `gw` that must succeed; its `result`.
     async fn api(&self, gw: &Gateway, method: &str, params: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/api/{method}", gw.http_url()))
-            .header("X-API-Key", API_KEY)
-            .body(params.to_string())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST /api/{method} {params}: {e}"));
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
-        assert_eq!(status, 200, "{method} {params}: HTTP {status}: {body}");
-        let reply: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method}: not JSON ({e}): {body:?}"));
-        match reply.get("result") {
-            Some(result) => result.clone(),
-            None => panic!("{method} {params} failed: {reply}"),
-        }
+        api_result(&self.http, gw, API_KEY, method, &params).await
     }
 
     /// API presence on `gw`: client id -> user.

@@ -8,6 +8,8 @@
 //! - `ws`: a small WebSocket client speaking Centrifugo's JSON or Protobuf
 //!   framing, with every wait bounded by a timeout.
 //! - `token`: HS256 connection and subscription tokens.
+//! - `pair`: two gateways on one nats-server or one on the embedded broker,
+//!   and calls to the server HTTP API.
 //!
 //! Every helper panics with a message that says what it waited for, so a
 //! failing test explains itself; nothing sleeps to synchronise.
@@ -16,6 +18,7 @@
 pub mod gateway;
 pub mod nats;
 pub mod node;
+pub mod pair;
 mod process;
 pub mod token;
 pub mod ws;

@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::pair::{api_call, api_result};
 use common::{hs256_token, now_secs, Gateway, GatewayBuilder, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
 use natsgate::broker::subject::SubjectMap;
 use serde_json::{json, Value};
@@ -66,18 +67,12 @@ fn http_client() -> reqwest::Client {
 /// `POST /api/<method>` with the right key; asserts HTTP 200 and returns
 /// the parsed body (`{"result":..}` or `{"error":..}`).
 async fn call(http: &reqwest::Client, gw: &Gateway, method: &str, params: Value) -> Value {
-    let (status, body) = post(http, gw, &format!("/api/{method}"), &[("X-API-Key", API_KEY)], params.to_string()).await;
-    assert_eq!(status, 200, "{method} {params}: HTTP {status}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method}: reply is not JSON ({e}): {body:?}"))
+    api_call(http, gw, API_KEY, method, &params).await
 }
 
 /// Like [`call`], asserting a `result` and returning it.
 async fn call_ok(http: &reqwest::Client, gw: &Gateway, method: &str, params: Value) -> Value {
-    let reply = call(http, gw, method, params.clone()).await;
-    match reply.get("result") {
-        Some(result) => result.clone(),
-        None => panic!("{method} {params} failed: {reply}"),
-    }
+    api_result(http, gw, API_KEY, method, &params).await
 }
 
 /// Any POST: returns (HTTP status, body text).
@@ -320,6 +315,37 @@ async fn disconnect_on_a_closes_connections_on_b_with_custom_code_sparing_the_wh
     assert_eq!(c.api("disconnect", json!({"user": "frank", "client": b2_id})).await, json!({"result": {}}));
     assert_eq!(b2.expect_close(TIMEOUT).await, (3503, "force disconnect".to_string()));
     other.subscribe("also_here").await;
+}
+
+/// Users share NATS control subscriptions by bucket: when one user of a
+/// bucket leaves a gateway, another user of the same bucket there still
+/// receives API commands, and so does a user who joins the bucket later.
+#[tokio::test]
+async fn control_reaches_users_sharing_a_bucket_after_one_leaves() {
+    use natsgate::broker::subject::user_bucket;
+    let c = Cluster::start();
+    let first = "bucket-0".to_string();
+    let mut same = (1..100_000).map(|i| format!("bucket-{i}")).filter(|u| user_bucket(u) == user_bucket(&first));
+    let (second, third) = (same.next().expect("a second user in the bucket"), same.next().expect("a third"));
+
+    let (leaver, _) = connect(&c.b, &first, Protocol::Json).await;
+    let (mut stayer, _) = connect(&c.b, &second, Protocol::Json).await;
+    leaver.close(1000, "bye").await;
+    // The leaver is gone from B once the API's info no longer counts it.
+    common::eventually("B counts one client", TIMEOUT, || async {
+        let info = c.api("info", json!({})).await;
+        let nodes = info["result"]["nodes"].as_array().cloned().unwrap_or_default();
+        let clients: u64 = nodes.iter().filter_map(|n| n["num_clients"].as_u64()).sum();
+        (clients == 1).then_some(())
+    })
+    .await;
+    let (mut later, _) = connect(&c.b, &third, Protocol::Json).await;
+
+    for (user, client) in [(&second, &mut stayer), (&third, &mut later)] {
+        let reply = c.api("disconnect", json!({"user": user, "disconnect": {"code": 4004, "reason": "bucket"}})).await;
+        assert_eq!(reply, json!({"result": {}}));
+        assert_eq!(client.expect_close(TIMEOUT).await, (4004, "bucket".to_string()), "{user}");
+    }
 }
 
 /// A WebSocket close reason holds at most 123 bytes; a longer API reason

@@ -565,6 +565,70 @@ async fn idempotent_publish_on_embedded_broker() {
     idempotent_publish(Env::start(Backend::Embedded)).await;
 }
 
+/// An idempotency key holds per channel on every publishing path
+/// (Centrifugo): a repeated `broadcast` stores and delivers nothing more on
+/// any of its channels, one key used on two channels of one namespace is
+/// two publications, and `batch` and a direct NATS publish with the
+/// channel-scoped `Nats-Msg-Id` are deduplicated with them.
+async fn idempotent_broadcast(env: Env) {
+    let (c1, c2) = ("hist:idem-b1", "hist:idem-b2");
+    let mut reader = env.client("reader").await;
+    reader.subscribe(c1).await;
+    reader.subscribe(c2).await;
+    let broadcast = json!({"channels": [c1, c2], "data": {"n": 1}, "idempotency_key": "bk"});
+    let first = env.api("broadcast", broadcast.clone()).await;
+    let again = env.api("broadcast", broadcast).await;
+    assert_eq!(again, first, "a repeated broadcast answers the first positions");
+    let firsts: Vec<Pos> = (0..2).map(|i| position(&first["responses"][i]["result"])).collect();
+    // The same key on each channel alone, through the other gateway and in a batch.
+    let via_b = publish_key(&env, env.b(), c1, "bk", 1).await;
+    assert_eq!(via_b, firsts[0], "publish with the broadcast's key on {c1}");
+    let batch = json!({"commands": [{"publish": {"channel": c2, "data": {"n": 1}, "idempotency_key": "bk"}},
+                                    {"broadcast": {"channels": [c1, c2], "data": {"n": 1}, "idempotency_key": "bk"}}]});
+    let reply = env.api_on(&env.a, "batch", batch).await;
+    assert_eq!(position(&reply["replies"][0]["publish"]), firsts[1], "batch publish: {reply}");
+    assert_eq!(reply["replies"][1]["broadcast"], first, "batch broadcast: {reply}");
+    if env.backend == Backend::Nats {
+        let nats = tokio::time::timeout(TIMEOUT, async_nats::connect(env.nats().url()))
+            .await
+            .expect("connect in time")
+            .expect("nats");
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", natsgate::broker::nats::msg_id(c2, "bk").as_str());
+        let subject = SubjectMap::new("natsgate").channel_subject(c2);
+        nats.publish_with_headers(subject, headers, "{\"n\":1}".into()).await.expect("publish");
+        nats.flush().await.expect("flush");
+    }
+    // One key, two channels: two publications, each kept.
+    let k1 = publish_key(&env, &env.a, c1, "shared", 2).await;
+    let k2 = publish_key(&env, &env.a, c2, "shared", 2).await;
+    assert!(k1.offset > firsts[0].offset && k2.offset > firsts[1].offset, "{k1:?} {k2:?}");
+    for (ch, p, k) in [(c1, &firsts[0], &k1), (c2, &firsts[1], &k2)] {
+        let r = env.history(ch, json!({"limit": -1})).await;
+        assert_eq!(pubs(&r), [(p.offset, 1), (k.offset, 2)], "{ch}: each publication stored once: {r}");
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let m = reader.recv_until(|m| m["push"].get("pub").is_some(), TIMEOUT).await;
+        let p = &m["push"];
+        got.push((p["channel"].as_str().unwrap_or("").to_string(), p["pub"]["data"]["n"].as_u64().unwrap_or(0)));
+    }
+    got.sort();
+    let want = [(c1, 1), (c1, 2), (c2, 1), (c2, 2)].map(|(c, n)| (c.to_string(), n));
+    assert_eq!(got, want, "each delivered once");
+    reader.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn idempotent_broadcast_on_nats() {
+    idempotent_broadcast(Env::start(Backend::Nats)).await;
+}
+
+#[tokio::test]
+async fn idempotent_broadcast_on_embedded_broker() {
+    idempotent_broadcast(Env::start(Backend::Embedded)).await;
+}
+
 async fn skip_history(env: Env) {
     let ch = "hist:skip";
     let mut reader = env.client("reader").await;

@@ -50,6 +50,9 @@ struct BroadcastParams {
     tags: HashMap<String, String>,
     #[serde(default)]
     skip_history: bool,
+    /// Applied to each channel on its own, as Centrifugo does.
+    #[serde(default)]
+    idempotency_key: String,
 }
 
 #[derive(Deserialize)]
@@ -166,9 +169,11 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
             if p.channels.is_empty() {
                 return Err(bad_request());
             }
+            let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in &p.channels {
-                let published = publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, None).await;
+                let published =
+                    publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await;
                 responses.push(match published {
                     Ok(position) => json!({ "result": position_json(position) }),
                     Err(e) => json!({"error": e.body()}),

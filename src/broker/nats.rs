@@ -393,6 +393,16 @@ fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &async_nats::Su
 /// at most the history ttl.
 const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
 
+/// The JetStream message id for an idempotency key: Centrifugo applies a
+/// key per channel, while JetStream deduplicates ids across the whole
+/// stream (every channel of a namespace), so the id names the channel too.
+/// Both parts are subject tokens (no `:`, no control characters), so the id
+/// is unambiguous and a valid header value. Direct NATS publishers can send
+/// the same form to be deduplicated with API publishes.
+pub fn msg_id(channel: &str, key: &str) -> String {
+    format!("{}:{}", super::subject::encode_token(channel), super::subject::encode_token(key))
+}
+
 /// The epoch of a stream: its creation time, which changes only when the
 /// stream (and so its history) is recreated.
 fn epoch_of(info: &jetstream::stream::Info) -> String {
@@ -458,7 +468,7 @@ impl NatsBroker {
         let subject = self.subjects.channel_subject(channel);
         let mut headers = encode_headers(&message).unwrap_or_default();
         if let Some(key) = &message.idempotency_key {
-            headers.insert("Nats-Msg-Id", key.as_str());
+            headers.insert("Nats-Msg-Id", msg_id(channel, key).as_str());
         }
         let mut attempt = 0;
         loop {

@@ -21,7 +21,8 @@ pub struct Position {
 /// A history request, as Centrifugo's `history` command has it.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
-    /// Only publications after this position; its epoch must match.
+    /// Only publications after this position; its epoch must match, unless
+    /// empty (matches any).
     pub since: Option<Position>,
     /// At most this many; 0 asks only for the current position.
     pub limit: usize,
@@ -80,7 +81,11 @@ pub fn select(
     since_held: bool,
 ) -> Result<Page, super::BrokerError> {
     if let Some(since) = &query.since {
-        if since.epoch != position.epoch || since.offset > position.offset {
+        // An empty epoch matches any (centrifuge compares epochs only when
+        // one was given): what an application's getState returns before it
+        // knows the epoch.
+        let other_epoch = !since.epoch.is_empty() && since.epoch != position.epoch;
+        if other_epoch || since.offset > position.offset {
             return Err(super::BrokerError::UnrecoverablePosition);
         }
     }

@@ -11,6 +11,12 @@ use crate::protocol::{
     UnsubscribeResult,
 };
 
+/// `SubscribeRequest.flag` bit asking for error 112 when recovery fails
+/// (centrifuge's `subscriptionFlagRejectUnrecovered`). Bit 0, channel
+/// compaction, is left unset in every reply: Centrifugo v6 offers no option
+/// that allows it, so it never assigns channel ids either.
+const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
+
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
         let channel = req.channel.clone();
@@ -95,6 +101,12 @@ impl Session {
             Some(page) if page.continuous && page.publications.len() <= max => {
                 result.recovered = true;
                 (page.position, page.publications)
+            }
+            // The SDK asked to be refused rather than subscribed unrecovered
+            // (centrifuge-js and -python with getState): it then loads the
+            // state from the application and subscribes again.
+            _ if req.recover && req.flag & FLAG_REJECT_UNRECOVERED != 0 => {
+                return Err(ErrorCode::UNRECOVERABLE_POSITION.into());
             }
             _ => {
                 let page = broker.history(channel, Query::default()).await?;

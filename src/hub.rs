@@ -295,6 +295,11 @@ impl Deliver for Hub {
                 }
             }
         }
+        // A position marker only moves the channel's offset (so the next
+        // publication, which names it as previous, is no gap).
+        if message.marker.is_some() {
+            return;
+        }
         let publication = Publication::from(message);
         let mut encoded = Encoded::default();
         for sub in entry.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {

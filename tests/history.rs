@@ -901,6 +901,124 @@ async fn removed_miss_from_offset_zero_is_not_recovered_on_embedded_broker() {
     removed_miss_from_offset_zero(Env::start(Backend::Embedded)).await;
 }
 
+/// A client given offset 0 for a channel without publications recovers
+/// everything published after it while history holds it, in any stream:
+/// here the namespace's stream has lost messages before (a removal, an
+/// expiry), so "the stream never lost anything" cannot be the proof. Holds
+/// for a position from a recoverable subscribe, from `history` (what an
+/// application's getState hands over), with an empty epoch, and up to
+/// exactly history_size missed (one more: not recovered).
+async fn recovery_from_offset_zero(env: Env) {
+    // Make the streams lossy first.
+    env.publish_range("hist:zero-noise", 0..2).await;
+    env.api("history_remove", json!({"channel": "hist:zero-noise"})).await;
+    env.publish("short:zero-noise", json!({"n": 0})).await;
+    eventually("the noise expired (history_ttl 2 s)", Duration::from_secs(6), || async {
+        pubs(&env.history("short:zero-noise", json!({"limit": -1})).await).is_empty().then_some(())
+    })
+    .await;
+
+    for ch in ["hist:zero-fresh", "short:zero-fresh"] {
+        let mut client = env.client("alice").await;
+        let start = position(&subscribed(&mut client, ch, None).await);
+        assert_eq!(start.offset, 0, "{ch}: a channel without publications");
+        client.close(1000, "away").await;
+        let missed = env.publish_range(ch, 0..2).await;
+        let mut back = env.client("alice").await;
+        let r = subscribed(&mut back, ch, Some(&start)).await;
+        assert!(flag(&r, "was_recovering") && flag(&r, "recovered"), "{ch}: recovery from offset 0: {r}");
+        assert_eq!(pubs(&r), expected(&missed, 0), "{ch}: both, in order: {r}");
+        assert_eq!(position(&r), missed[1], "{ch}: {r}");
+        // What an application's getState returns before it knows the epoch.
+        let mut app = env.client("alice").await;
+        let r = subscribed(&mut app, ch, Some(&Pos { offset: 0, epoch: String::new() })).await;
+        assert!(flag(&r, "recovered"), "{ch}: an empty epoch matches any: {r}");
+        assert_eq!(pubs(&r), expected(&missed, 0), "{ch}: {r}");
+        let from_first = Pos { offset: missed[0].offset, epoch: String::new() };
+        let r = subscribed(&mut env.client("alice").await, ch, Some(&from_first)).await;
+        assert!(flag(&r, "recovered") && pubs(&r) == expected(&missed[1..], 1), "{ch}: empty epoch, offset: {r}");
+    }
+
+    // Position 0 read through the API, then exactly history_size missed.
+    let ch = "hist:zero-api";
+    let start = position(&env.history(ch, json!({"limit": 0})).await);
+    assert_eq!(start.offset, 0);
+    let missed = env.publish_range(ch, 0..10).await;
+    let mut back = env.client("alice").await;
+    let r = subscribed(&mut back, ch, Some(&start)).await;
+    assert!(flag(&r, "recovered"), "missed exactly history_size from offset 0: {r}");
+    assert_eq!(pubs(&r), expected(&missed, 0), "{r}");
+    env.publish(ch, json!({"n": 10})).await;
+    let r = subscribed(&mut env.client("alice").await, ch, Some(&start)).await;
+    assert!(!flag(&r, "recovered") && pubs(&r).is_empty(), "missed history_size + 1 from offset 0: {r}");
+}
+
+// Found by issue 11: NATS answered without recovered and without the
+// publications (recovery from 0 needed a stream that never lost a message).
+#[tokio::test]
+async fn recovery_from_offset_zero_on_nats() {
+    recovery_from_offset_zero(Env::start(Backend::Nats)).await;
+}
+
+#[tokio::test]
+async fn recovery_from_offset_zero_on_embedded_broker() {
+    recovery_from_offset_zero(Env::start(Backend::Embedded)).await;
+}
+
+/// Subscribe flags (centrifuge's bits): "reject unrecovered" (2) turns a
+/// failed recovery into error 112 and leaves the client unsubscribed, so an
+/// SDK with getState reloads its state instead of going on stale; a
+/// recovery that succeeds is answered as usual. "Channel compaction" (1) is
+/// accepted and, as in Centrifugo v6 (no option allows it), no channel id
+/// is assigned: pushes keep the channel name.
+async fn subscribe_flags(env: Env) {
+    const COMPACTION: u64 = 1;
+    const REJECT_UNRECOVERED: u64 = 2;
+    let ch = "hist:flags";
+    let p = env.publish_range(ch, 0..2).await;
+    let subscribe = |since: &Pos, flags: u64| {
+        json!({"subscribe": {"channel": ch, "recoverable": true, "recover": true,
+                             "offset": since.offset, "epoch": since.epoch, "flag": flags}})
+    };
+    let mut client = env.client("alice").await;
+    let reply = client.request(subscribe(&p[0], COMPACTION | REJECT_UNRECOVERED)).await;
+    let r = &reply["subscribe"];
+    assert!(flag(r, "recovered") && pubs(r) == [(p[1].offset, 1)], "a recovery that succeeds: {reply}");
+    assert!(r.get("id").is_none(), "no channel id: {reply}");
+    let live = env.publish(ch, json!({"n": 2})).await;
+    let push = client.recv_until(|m| m["push"].get("pub").is_some(), TIMEOUT).await;
+    assert_eq!(push["push"]["channel"], json!(ch), "pushes keep the channel name: {push}");
+    assert_eq!(push["push"]["pub"]["offset"].as_u64(), Some(live.offset), "{push}");
+
+    // Trimmed away (history_size 10), and another epoch: 112, not subscribed.
+    env.publish_range(ch, 3..15).await;
+    let stale = [p[1].clone(), Pos { offset: live.offset, epoch: "not-the-epoch".into() }];
+    for since in stale {
+        let mut late = env.client("bob").await;
+        let reply = late.request(subscribe(&since, REJECT_UNRECOVERED)).await;
+        assert_eq!(reply["error"]["code"], json!(112), "from {since:?}: {reply}");
+        assert!(reply.get("subscribe").is_none(), "{reply}");
+        env.publish(ch, json!({"n": 99})).await;
+        late.expect_silence(QUIET).await;
+        let again = subscribed(&mut late, ch, None).await;
+        assert!(flag(&again, "recoverable"), "subscribing again works (it was not subscribed): {again}");
+        // Without the flag: subscribed, recovered:false.
+        let mut plain = env.client("carol").await;
+        let r = subscribed(&mut plain, ch, Some(&since)).await;
+        assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn subscribe_flags_on_nats() {
+    subscribe_flags(Env::start(Backend::Nats)).await;
+}
+
+#[tokio::test]
+async fn subscribe_flags_on_embedded_broker() {
+    subscribe_flags(Env::start(Backend::Embedded)).await;
+}
+
 /// A full channel keeps one publication more than history_size on NATS (the
 /// continuity anchor); no page ever shows it, and a client positioned at it
 /// recovers the history_size after it. The embedded broker answers the same.

@@ -41,6 +41,9 @@ pub struct Message {
     pub idempotency_key: Option<String>,
     /// Publishing: deliver without keeping it in history.
     pub skip_history: bool,
+    /// A hidden position marker (NATS history only; see `nats.rs`): the
+    /// channel position it stands for. Never delivered nor returned.
+    pub marker: Option<u64>,
 }
 
 impl From<Message> for crate::protocol::Publication {

@@ -32,6 +32,11 @@ pub const HEADER_INFO: &str = "Natsgate-Info";
 pub const HEADER_EVENT: &str = "Natsgate-Event";
 /// Header with the publish time in Unix milliseconds (for the delivery lag metric).
 pub const HEADER_TIME: &str = "Natsgate-Time";
+/// Header of a position marker: a message with an empty body that a gateway
+/// stores on a channel's subject, standing for the channel position in the
+/// header's value (see [`NatsBroker::write_marker`]). Never delivered nor
+/// returned; it only anchors recovery, like the oldest held publication.
+pub const HEADER_POSITION: &str = "Natsgate-Position";
 
 pub struct NatsBroker {
     client: async_nats::Client,
@@ -56,8 +61,8 @@ struct Snapshot {
     first_seq: u64,
     last_seq: u64,
     /// Messages removed from inside the stream (trimmed per channel or
-    /// purged); None when the server did not say.
-    deleted: Option<u64>,
+    /// purged). The server leaves the count out when it is 0.
+    deleted: u64,
 }
 
 impl NatsBroker {
@@ -244,14 +249,18 @@ impl NatsBroker {
 
     /// The position of a channel the history stream holds nothing of (all
     /// aged out or removed): the history sequence of its last publication,
-    /// as the meta stream of this incarnation kept it; 0 when it kept none.
+    /// as the meta stream of this incarnation kept it (a marker: the position
+    /// it stands for); 0 when it kept none.
     async fn meta_top(&self, namespace: &str, snap: &Snapshot, subject: &str) -> Result<u64, BrokerError> {
         let meta = self.meta_stream(namespace, &snap.epoch).await?;
         let history = self.subjects.stream_name(namespace);
         match meta.get_last_raw_message_by_subject(subject).await {
             // Never past the history's own last sequence (that would be
             // another incarnation's).
-            Ok(msg) => Ok(source_sequence(&msg.headers, &history).filter(|s| *s <= snap.last_seq).unwrap_or(0)),
+            Ok(msg) => {
+                let seq = source_sequence(&msg.headers, &history).filter(|s| *s <= snap.last_seq);
+                Ok(seq.map(|seq| marker_of(&msg.headers).unwrap_or(seq)).unwrap_or(0))
+            }
             Err(e) if e.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(0),
             Err(e) if is_stream_not_found(&e) => {
                 self.meta_checked.lock().remove(namespace);
@@ -289,7 +298,7 @@ impl NatsBroker {
             held,
             first_seq: info.state.first_sequence,
             last_seq: info.state.last_sequence,
-            deleted: info.state.deleted_count,
+            deleted: info.state.deleted_count.unwrap_or(0),
         })
     }
 
@@ -380,6 +389,7 @@ fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &async_nats::Su
         }
     }
     out.event = headers.get(HEADER_EVENT).and_then(|e| super::PresenceEvent::parse(e.as_str()));
+    out.marker = marker_of(headers);
     out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
     if let Some(info) = headers.get(HEADER_INFO) {
         match serde_json::from_str::<ClientInfo>(info.as_str()) {
@@ -387,6 +397,11 @@ fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &async_nats::Su
             Err(e) => tracing::warn!(subject = %subject, "ignoring malformed {HEADER_INFO} header: {e}"),
         }
     }
+}
+
+/// The position a stored message stands for when it is a marker.
+fn marker_of(headers: &HeaderMap) -> Option<u64> {
+    headers.get(HEADER_POSITION).and_then(|v| v.as_str().parse().ok())
 }
 
 /// How long an idempotency key is remembered (JetStream's duplicate window),
@@ -461,6 +476,244 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
+/// What [`NatsBroker::write_marker`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Marker {
+    Written,
+    /// The channel held a message (another write came first).
+    Raced,
+    /// Not written, or taken back (see the log).
+    Skipped,
+}
+
+impl NatsBroker {
+    /// One read of a channel's history (see [`Broker::history`]); with the
+    /// snapshot when it reports position 0 with no marker held to back it.
+    async fn read_history(&self, channel: &str, query: &Query) -> Result<(Page, Option<Snapshot>), BrokerError> {
+        use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+        let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
+        let size = u64::from(size);
+        let namespace = super::subject::namespace_of(channel);
+        let subject = self.subjects.channel_subject(channel);
+        let snap = self.snapshot(channel, &subject).await?;
+        let stream = &snap.stream;
+        // The channel's last stored message: its sequence, and the position
+        // it stands for (its own sequence, or a marker's position).
+        let last = match snap.held {
+            0 => None,
+            _ => match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(msg) => Some((msg.sequence, marker_of(&msg.headers).unwrap_or(msg.sequence))),
+                // Aged out or removed since the snapshot.
+                Err(e) if e.kind() == NoMessageFound => None,
+                Err(e) => return Err(unavailable(e)),
+            },
+        };
+        let last_held = last.map(|(seq, _)| seq);
+        // The position: the channel's last message, held, or when every one
+        // aged out or was removed, as the meta stream kept it (0 for a fresh
+        // channel, as Centrifugo answers).
+        let top = match last {
+            Some((_, position)) => position,
+            None => self.meta_top(namespace, &snap, &subject).await?,
+        };
+        let position = Position { offset: top, epoch: snap.epoch.clone() };
+        // The channel's oldest held message. A full channel holds
+        // history_size + 1: the oldest is the anchor, never shown, only there
+        // so that a client positioned at it (which missed exactly
+        // history_size) can be told it missed nothing else. A recovery also
+        // asks whether it is a marker.
+        let oldest = match last_held.is_some() && (snap.held > size || query.since.is_some()) {
+            true => match stream.raw_message_builder().sequence(1).next_by_subject(subject.clone()).send().await {
+                Ok(msg) => Some((msg.sequence, marker_of(&msg.headers))),
+                Err(e) if e.kind() == NoMessageFound => None,
+                Err(e) => return Err(unavailable(e)),
+            },
+            false => None,
+        };
+        let anchor = oldest.filter(|_| snap.held > size).map(|(seq, _)| seq);
+        // Read what the page can need, oldest first: at most history_size
+        // messages, one request each (direct gets by subject); markers are
+        // skipped (a marker other than the oldest shows a race, see
+        // `write_marker`).
+        let mut held = Vec::new();
+        let mut other_marker = false;
+        if let (true, Some(last_seq)) = (query.limit > 0, last_held) {
+            let mut seq = match (&query.since, query.reverse) {
+                (Some(since), false) => since.offset + 1,
+                _ => 1,
+            };
+            if let Some(anchor) = anchor {
+                seq = seq.max(anchor + 1);
+            }
+            while held.len() < size as usize && seq <= last_seq {
+                let next = stream.raw_message_builder().sequence(seq).next_by_subject(subject.clone()).send().await;
+                match next {
+                    Ok(msg) => {
+                        seq = msg.sequence + 1;
+                        if marker_of(&msg.headers).is_none() {
+                            held.push(from_stored(msg));
+                        } else if oldest.is_some_and(|(first, _)| first != msg.sequence) {
+                            other_marker = true;
+                        }
+                    }
+                    Err(_) => break,
+                }
+                if !query.reverse && held.len() >= query.limit {
+                    break;
+                }
+            }
+        }
+        // Stream sequences are shared by the namespace's channels, so "all
+        // after `since` are held" is decided conservatively, and after the
+        // reads: never claimed when publications may have been lost.
+        let since_held = match &query.since {
+            None => true,
+            Some(since) => {
+                // A held marker stands for the client's position: it is the
+                // channel's oldest message (see `write_marker`), so every
+                // later one is held. This is how a client given position 0
+                // recovers, in any stream. (The reads above saw every held
+                // message after it: at most history_size follow it, or the
+                // page is over the recovery limit anyway.)
+                (oldest.is_some_and(|(_, marker)| marker == Some(since.offset)) && !other_marker)
+                // The publication at the client's offset (the anchor
+                // included) is still held: all later ones are, since size and
+                // age trim the oldest first and a removal takes all up to the
+                // channel's last.
+                || (since.offset > 0
+                    && matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject))
+                // From the very beginning, without a marker (an application's
+                // getState that sends offset 0): the stream never lost a
+                // message (its first is still held, so nothing aged out, and
+                // none was trimmed or purged from inside it), so every
+                // publication the channel ever had is held.
+                || (since.offset == 0
+                    && snap.first_seq <= 1
+                    && snap.deleted == 0
+                    && stream.get_raw_message(1).await.is_ok_and(|m| m.sequence == 1))
+            }
+        };
+        let mut page = select(held, position, query, since_held)?;
+        // A position read from the meta stream proves "nothing missed" only
+        // if the meta stream had sourced everything the history stream held:
+        // a stalled source could have missed the channel's last publications
+        // before they aged out.
+        if page.continuous && last_held.is_none() && query.since.is_some() {
+            let meta = self.meta_stream(namespace, &snap.epoch).await?;
+            let wildcard = self.subjects.namespace_wildcard(namespace);
+            if snap.last_seq > 0 && !self.meta_reaches(&meta, namespace, &wildcard, snap.last_seq).await? {
+                tracing::warn!(channel, "history meta stream lags its history stream: recovery refused");
+                page.continuous = false;
+            }
+        }
+        let unbacked = top == 0 && last_held.is_none();
+        Ok((page, unbacked.then_some(snap)))
+    }
+
+    /// Backs position 0 of a channel that holds nothing with a marker, once
+    /// the meta stream shows the channel really has no later position.
+    async fn mark_empty_channel(
+        &self,
+        channel: &str,
+        snap: &Snapshot,
+        started: Instant,
+    ) -> Result<Marker, BrokerError> {
+        let namespace = super::subject::namespace_of(channel);
+        let meta = self.meta_stream(namespace, &snap.epoch).await?;
+        let wildcard = self.subjects.namespace_wildcard(namespace);
+        if snap.last_seq > 0 && !self.meta_reaches(&meta, namespace, &wildcard, snap.last_seq).await? {
+            tracing::warn!(channel, "history meta stream lags its history stream: position 0 not marked");
+            return Ok(Marker::Skipped);
+        }
+        // Read again now that the meta stream is known to be current.
+        if self.meta_top(namespace, snap, &self.subjects.channel_subject(channel)).await? != 0 {
+            return Ok(Marker::Raced);
+        }
+        self.write_marker(channel, 0, started).await
+    }
+
+    /// Stores a marker standing for channel position `position`, kept only
+    /// if it is then the channel's oldest message (else it is deleted and
+    /// the write lost a race). A removal's marker takes precedence over a
+    /// marker for 0 older than it, which is deleted instead. (JetStream's
+    /// `Nats-Expected-Last-Subject-Sequence` would check this atomically, but
+    /// nats-server 2.9 applies it again to the copy the meta stream sources,
+    /// which then stalls.)
+    ///
+    /// The invariant that makes recovery from a marker sound: a marker is
+    /// kept only while nothing of the channel is older, so while held it is
+    /// the channel's oldest message, and since ttl and size trim the oldest
+    /// first and a removal takes everything up to the channel's last, every
+    /// message stored after it is held too. A client at the position a held
+    /// marker stands for has lost nothing, provided no publication of the
+    /// channel lies between that position and the marker:
+    /// - a removal's marker stands for the removed last publication and is
+    ///   written right after the purge;
+    /// - a marker for 0 is written only when the channel's last message,
+    ///   held or kept by the meta stream, is a marker for 0 or there is
+    ///   none, read after the meta stream has sourced the whole history
+    ///   stream. A publication stored after that read is older than the
+    ///   marker, so the marker is deleted, unless the publication is gone by
+    ///   then: aged out, which takes history_ttl (the marker is taken back
+    ///   when the write took that long), or removed, which leaves the
+    ///   removal's marker after it. Recovery therefore also requires that
+    ///   no other marker is held (see `read_history`).
+    ///
+    /// What remains is a channel whose every trace also aged out of the
+    /// meta stream (history_meta_ttl, 720 h by default), like Centrifugo,
+    /// where such a channel starts a new epoch.
+    async fn write_marker(&self, channel: &str, position: u64, started: Instant) -> Result<Marker, BrokerError> {
+        use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
+        let Some((_, ttl)) = self.history.for_channel(channel) else { return Ok(Marker::Skipped) };
+        let subject = self.subjects.channel_subject(channel);
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_POSITION, position.to_string().as_str());
+        let sent = self.jetstream.publish_with_headers(subject.clone(), headers, Bytes::new()).await;
+        let seq = match sent {
+            Ok(ack) => ack.await.map_err(unavailable)?.sequence,
+            Err(e) => return Err(unavailable(e)),
+        };
+        let namespace = super::subject::namespace_of(channel);
+        let stream =
+            self.jetstream.get_stream_no_info(self.subjects.stream_name(namespace)).await.map_err(unavailable)?;
+        let delete = |seq: u64| {
+            let stream = &stream;
+            async move {
+                match stream.delete_message(seq).await {
+                    Ok(_) => Ok(()),
+                    // Already gone (aged out, purged): as good.
+                    Err(e) if e.to_string().contains("no message found") => Ok(()),
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+        };
+        if started.elapsed() >= ttl {
+            tracing::warn!(channel, "storing a position marker took longer than history_ttl: taken back");
+            delete(seq).await?;
+            return Ok(Marker::Skipped);
+        }
+        for _ in 0..3 {
+            let oldest = match stream.raw_message_builder().sequence(1).next_by_subject(subject.clone()).send().await {
+                Ok(msg) => msg,
+                Err(e) if e.kind() == NoMessageFound => return Ok(Marker::Skipped),
+                Err(e) => return Err(unavailable(e)),
+            };
+            if oldest.sequence == seq {
+                return Ok(Marker::Written);
+            }
+            if position == 0 || marker_of(&oldest.headers) != Some(0) {
+                delete(seq).await?;
+                return Ok(Marker::Raced);
+            }
+            // A marker for 0 slipped in between a removal's purge and its
+            // marker: it would tell clients at 0 they missed nothing.
+            delete(oldest.sequence).await?;
+        }
+        delete(seq).await?;
+        Ok(Marker::Raced)
+    }
+}
+
 impl NatsBroker {
     /// Stores a publication in the namespace's stream (JetStream acks it);
     /// the stream republishes it to subscribers with its sequence.
@@ -532,107 +785,24 @@ impl Broker for NatsBroker {
     }
 
     async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
-        use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
-        let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
-        let size = u64::from(size);
-        let namespace = super::subject::namespace_of(channel);
-        let subject = self.subjects.channel_subject(channel);
-        let snap = self.snapshot(channel, &subject).await?;
-        let stream = &snap.stream;
-        let last_held = match snap.held {
-            0 => None,
-            _ => match stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(msg) => Some(msg.sequence),
-                // Aged out or removed since the snapshot.
-                Err(e) if e.kind() == NoMessageFound => None,
-                Err(e) => return Err(unavailable(e)),
-            },
-        };
-        // The position is the channel's last publication: held, or when
-        // every one aged out or was removed, as the meta stream kept it
-        // (0 for a fresh channel, as Centrifugo answers).
-        let top = match last_held {
-            Some(seq) => seq,
-            None => self.meta_top(namespace, &snap, &subject).await?,
-        };
-        let position = Position { offset: top, epoch: snap.epoch.clone() };
-        // A full channel holds history_size + 1: the oldest is the anchor,
-        // never shown, only there so that a client positioned at it (which
-        // missed exactly history_size) can be told it missed nothing else.
-        let anchor = match (last_held, snap.held > size) {
-            (Some(_), true) => {
-                match stream.raw_message_builder().sequence(1).next_by_subject(subject.clone()).send().await {
-                    Ok(msg) => Some(msg.sequence),
-                    Err(e) if e.kind() == NoMessageFound => None,
-                    Err(e) => return Err(unavailable(e)),
-                }
-            }
-            _ => None,
-        };
-        // Read what the page can need, oldest first: at most history_size
-        // messages, one request each (direct gets by subject).
-        let mut held = Vec::new();
-        if query.limit > 0 && last_held.is_some() {
-            let mut seq = match (&query.since, query.reverse) {
-                (Some(since), false) => since.offset + 1,
-                _ => 1,
-            };
-            if let Some(anchor) = anchor {
-                seq = seq.max(anchor + 1);
-            }
-            while held.len() < size as usize && seq <= top {
-                let next = stream.raw_message_builder().sequence(seq).next_by_subject(subject.clone()).send().await;
-                match next {
-                    Ok(msg) => {
-                        seq = msg.sequence + 1;
-                        held.push(from_stored(msg));
-                    }
-                    Err(_) => break,
-                }
-                if !query.reverse && held.len() >= query.limit {
-                    break;
+        // Every position 0 handed out is backed by a marker (see
+        // `write_marker`); when another write to the channel wins the race,
+        // the page is read again, once.
+        let mut raced = false;
+        loop {
+            let started = Instant::now();
+            let (page, unbacked) = self.read_history(channel, &query).await?;
+            let Some(snap) = unbacked.filter(|_| !raced) else { return Ok(page) };
+            match self.mark_empty_channel(channel, &snap, started).await {
+                Ok(Marker::Raced) => raced = true,
+                Ok(_) => return Ok(page),
+                Err(e) => {
+                    // The page stands; only a later recovery from 0 may fail.
+                    tracing::warn!(channel, "cannot mark position 0: {e}");
+                    return Ok(page);
                 }
             }
         }
-        // Stream sequences are shared by the namespace's channels, so "all
-        // after `since` are held" is decided conservatively, and after the
-        // reads: never claimed when publications may have been lost.
-        let since_held = match &query.since {
-            // The publication at the client's offset (the anchor included)
-            // is still held: all later ones are, since size and age trim the
-            // oldest first and a removal takes all up to the channel's last.
-            Some(since) if since.offset > 0 => {
-                matches!(stream.get_raw_message(since.offset).await, Ok(m) if m.subject.as_str() == subject)
-            }
-            // From the very beginning: the stream never lost a message
-            // (its first is still held, so nothing aged out, and none was
-            // trimmed or purged from inside it, so no channel's earlier
-            // publications were removed), and the channel holds some but
-            // fewer than its size. Conservative: any removal anywhere in the
-            // namespace turns offset-0 recovery off.
-            Some(_) => {
-                snap.first_seq <= 1
-                    && snap.deleted == Some(0)
-                    && snap.held > 0
-                    && snap.held < size
-                    && stream.get_raw_message(1).await.is_ok_and(|m| m.sequence == 1)
-            }
-            None => true,
-        };
-        let mut page = select(held, position, &query, since_held)?;
-        // A position read from the meta stream proves "nothing missed" only
-        // if the meta stream had sourced everything the history stream held:
-        // a stalled source could have missed the channel's last publications
-        // before they aged out.
-        if page.continuous && last_held.is_none() && query.since.is_some() {
-            let meta = self.meta_stream(namespace, &snap.epoch).await?;
-            let wildcard = self.subjects.namespace_wildcard(namespace);
-            if snap.last_seq > 0 && !self.meta_reaches(&meta, namespace, &wildcard, snap.last_seq).await? {
-                tracing::warn!(channel, "history meta stream lags its history stream: recovery refused");
-                page.continuous = false;
-            }
-        }
-        Ok(page)
     }
 
     async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
@@ -640,8 +810,8 @@ impl Broker for NatsBroker {
         let (stream, epoch) = self.stream_of(channel).await?;
         let namespace = super::subject::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
-        let last = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(msg) => msg.sequence,
+        let (last, position) = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(msg) => (msg.sequence, marker_of(&msg.headers).unwrap_or(msg.sequence)),
             Err(e) if e.kind() == NoMessageFound => return Ok(()),
             Err(e) => return Err(unavailable(e)),
         };
@@ -658,12 +828,20 @@ impl Broker for NatsBroker {
         }
         // Up to `last` only, what the meta stream has: a publication racing
         // this removal stays, as if it came just after.
+        let started = Instant::now();
         stream.purge().filter(subject.clone()).sequence(last + 1).await.map_err(unavailable)?;
         if !kept {
             // One the lagging source delivered meanwhile would be older.
-            if let Err(e) = meta.purge().filter(subject).await {
+            if let Err(e) = meta.purge().filter(subject.clone()).await {
                 tracing::warn!(channel, "cannot clear the channel's position in the meta stream: {e}");
             }
+        }
+        // A marker for the removed position: clients at it keep recovering,
+        // and the channel never looks empty, so no marker for 0 can follow
+        // and hide the removal from clients at 0. A publication stored
+        // meanwhile moves the position on by itself (the marker is dropped).
+        if let Err(e) = self.write_marker(channel, position, started).await {
+            tracing::warn!(channel, "history removed, but its position marker could not be stored: {e}");
         }
         Ok(())
     }

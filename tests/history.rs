@@ -9,7 +9,10 @@
 //! publishes, 112 on a bad position, offsets per channel, recovery (missed
 //! publications in order; too many missed; exactly history_size missed;
 //! live publications during a recovery neither lost nor duplicated; an
-//! expired miss from offset 0), the continuity anchor never shown, the
+//! expired miss from offset 0; from offset 0 in streams that lost
+//! messages before, with an empty epoch; subscribe flags: 112 instead of an
+//! unrecovered subscription), idempotency keys per channel on every publish
+//! path, the continuity anchor never shown, the
 //! position kept after expiry or removal (also right after a publish),
 //! direct NATS publishes stored with an offset, the epoch (shared, kept
 //! across gateway restarts, new when the stream is recreated, when old
@@ -24,7 +27,7 @@ mod common;
 
 use common::pair::{api_call, api_result, Backend, Pair};
 use common::{eventually, hs256_token, Gateway, Protocol, WsClient, SECRET, TIMEOUT};
-use natsgate::broker::subject::SubjectMap;
+use natsgate::broker::subject::{encode_token, SubjectMap};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -594,7 +597,9 @@ async fn idempotent_broadcast(env: Env) {
             .expect("connect in time")
             .expect("nats");
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", natsgate::broker::nats::msg_id(c2, "bk").as_str());
+        // The documented form, `<channel token>:<key token>` (README).
+        let id = format!("{}:{}", encode_token(c2), encode_token("bk"));
+        headers.insert("Nats-Msg-Id", id.as_str());
         let subject = SubjectMap::new("natsgate").channel_subject(c2);
         nats.publish_with_headers(subject, headers, "{\"n\":1}".into()).await.expect("publish");
         nats.flush().await.expect("flush");
@@ -948,9 +953,18 @@ async fn recovery_from_offset_zero(env: Env) {
     let r = subscribed(&mut back, ch, Some(&start)).await;
     assert!(flag(&r, "recovered"), "missed exactly history_size from offset 0: {r}");
     assert_eq!(pubs(&r), expected(&missed, 0), "{r}");
-    env.publish(ch, json!({"n": 10})).await;
+    let last = env.publish(ch, json!({"n": 10})).await;
     let r = subscribed(&mut env.client("alice").await, ch, Some(&start)).await;
     assert!(!flag(&r, "recovered") && pubs(&r).is_empty(), "missed history_size + 1 from offset 0: {r}");
+    if env.backend == Backend::Nats {
+        // The markers never stall the meta stream's source (a marker written
+        // with JetStream's expected-sequence header did, on nats-server 2.9).
+        let js = jetstream(&env).await;
+        eventually("the meta stream sourced the last publication", TIMEOUT, || async {
+            (meta_top(&js, "hist", ch).await == Some(last.offset)).then_some(())
+        })
+        .await;
+    }
 }
 
 // Found by issue 11: NATS answered without recovered and without the
@@ -1271,6 +1285,10 @@ async fn history_remove_with_a_stalled_meta_forgets_the_position() {
     let mut client = env.client("alice").await;
     let r = subscribed(&mut client, ch, Some(&seen)).await;
     assert!(flag(&r, "was_recovering") && !flag(&r, "recovered"), "publication {} was missed: {r}", missed.offset);
+    // The removal's marker keeps the removed position in the history stream
+    // itself, so a client at it still recovers.
+    let r = subscribed(&mut env.client("alice").await, ch, Some(&missed)).await;
+    assert!(flag(&r, "recovered") && pubs(&r).is_empty(), "at the removed position: {r}");
 }
 
 /// A history stream recreated behind the gateways' back (say by an

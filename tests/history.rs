@@ -1007,10 +1007,10 @@ async fn subscribe_flags(env: Env) {
     // Trimmed away (history_size 10), and another epoch: 112, not subscribed.
     env.publish_range(ch, 3..15).await;
     let stale = [p[1].clone(), Pos { offset: live.offset, epoch: "not-the-epoch".into() }];
-    for since in stale {
-        let mut late = env.client("bob").await;
+    for (since, protocol) in stale.into_iter().zip([Protocol::Json, Protocol::Protobuf]) {
+        let mut late = env.client_on(env.b(), "bob", protocol).await;
         let reply = late.request(subscribe(&since, REJECT_UNRECOVERED)).await;
-        assert_eq!(reply["error"]["code"], json!(112), "from {since:?}: {reply}");
+        assert_eq!(reply["error"]["code"], json!(112), "{protocol:?} from {since:?}: {reply}");
         assert!(reply.get("subscribe").is_none(), "{reply}");
         env.publish(ch, json!({"n": 99})).await;
         late.expect_silence(QUIET).await;

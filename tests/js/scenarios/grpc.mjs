@@ -51,7 +51,7 @@ for (const protocol of PROTOCOLS) {
       const publication = nextEvent(sub, 'publication', WAIT, 'the GRPC publication on B');
       const reply = await grpcClient('publish', channel, JSON.stringify({ text: 'via grpc', n: 7 }));
       assert.equal(reply.error, undefined, JSON.stringify(reply));
-      assert.deepEqual((await publication).data, { text: 'via grpc', n: 7 });
+      assert.deepEqual(protocol.decode((await publication).data), { text: 'via grpc', n: 7 });
 
       const disconnected = nextEvent(client, 'disconnected', WAIT, 'disconnect from the GRPC API');
       await grpcClient('disconnect', user, '4501');

@@ -216,7 +216,8 @@ async fn refusals_get_their_statuses_and_nothing_else_is_affected() {
     assert_eq!(status("malformed"), "INTERNAL", "{out:#}");
     assert_eq!(status("unknown_method"), "UNIMPLEMENTED", "{out:#}");
     assert_eq!(out["unsupported_method"], json!({"ok": {"error": {"code": 104, "message": "method not found"}}}));
-    assert_eq!(out["transport_error"], json!({"status": "NOT_FOUND", "details": "unknown channel"}));
+    assert_eq!(out["transport_error"]["status"], "NOT_FOUND", "{out:#}");
+    assert_eq!(out["transport_error"]["details"], "unknown channel", "{out:#}");
     assert_eq!(out["after"], json!({"ok": {"result": {"num_clients": 1, "num_users": 1}}}), "still serving");
     assert!(!gw.log().contains(KEY), "the key never reaches the log");
 }
@@ -367,12 +368,70 @@ async fn grpc_gives_centrifugos_results() {
     // Centrifugo refreshes the node counts in `info` every few seconds, so
     // right after a connect they may be 0 there: compare the nodes' shape.
     assert_same_steps(&without_node_counts(&ours.0["grpc"]), &without_node_counts(&theirs.0["grpc"]), "Centrifugo's");
-    // Centrifugo implements `connections`; the rest must agree.
-    for case in ["wrong_key", "no_key", "oversized", "malformed", "unknown_method", "transport_error", "after"] {
+    // Centrifugo implements `connections`; the rest must agree (messages
+    // differ: tonic's and grpc-go's own words).
+    for case in ["wrong_key", "no_key", "oversized", "malformed", "unknown_method", "after"] {
         assert_eq!(
             ours.1[case]["status"], theirs.1[case]["status"],
             "{case}: ours {:#}, Centrifugo's {:#}",
             ours.1, theirs.1
         );
     }
+    // The transport-mode error, its `google.rpc.Status` detail byte for byte.
+    assert!(theirs.1["transport_error"]["status_details"].is_string(), "{:#}", theirs.1);
+    assert_eq!(ours.1["transport_error"], theirs.1["transport_error"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_error_mode_answers_with_statuses_except_in_batch() {
+    let Some(python) = Python::find() else { return };
+    let grpc_port = free_port();
+    let gw = grpc_gateway("gw", grpc_port).env("NATSGATE_GRPC_API_ERROR_MODE", "transport").start();
+    let _u1 = presence_client(&gw.ws_url()).await;
+    let out = python.run(&["errors"], &env(grpc_port, "", "-e", "65536"));
+    assert_eq!(out["publish"]["status"], "NOT_FOUND", "{out:#}");
+    assert_eq!(out["publish"]["details"], "unknown channel", "{out:#}");
+    assert!(out["publish"]["status_details"].is_string(), "the Error travels as a status detail: {out:#}");
+    assert_eq!(out["history"]["status"], "OUT_OF_RANGE", "112 maps as Centrifugo maps it: {out:#}");
+    assert_eq!(
+        out["batch"],
+        json!({"ok": {"replies": [
+            {"error": {"code": 102, "message": "unknown channel"}},
+            {"presence_stats": {"num_clients": 1, "num_users": 1}},
+        ]}}),
+        "batch replies keep their errors"
+    );
+    assert_eq!(out["info"]["ok"]["result"]["nodes"][0]["name"], "gw", "{out:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_serves_only_tls() {
+    let Some(python) = Python::find() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        let _ = missing("openssl");
+        return;
+    }
+    let grpc_port = free_port();
+    let _gw = grpc_gateway("gw-tls", grpc_port)
+        .env("NATSGATE_GRPC_API_TLS_CERT", &cert.display().to_string())
+        .env("NATSGATE_GRPC_API_TLS_KEY", &key.display().to_string())
+        .start();
+    let mut tls = env(grpc_port, "", "-tls", "65536");
+    tls.push(("GRPC_TLS_CA", cert.display().to_string()));
+    let out = python.run(&["errors"], &tls);
+    assert_eq!(out["info"]["ok"]["result"]["nodes"][0]["name"], "gw-tls", "{out:#}");
+    let plain = python.run(&["errors"], &env(grpc_port, "", "-plain", "65536"));
+    assert_eq!(plain["info"]["status"], "UNAVAILABLE", "plaintext is refused: {plain:#}");
 }

@@ -37,9 +37,17 @@ TIMEOUT = 10
 OFFSET_BASE = [1]
 
 
+def channel():
+    """A channel to TARGET; TLS trusting GRPC_TLS_CA (a PEM file) when set."""
+    ca = os.environ.get("GRPC_TLS_CA")
+    if ca:
+        with open(ca, "rb") as f:
+            return grpc.secure_channel(TARGET, grpc.ssl_channel_credentials(root_certificates=f.read()))
+    return grpc.insecure_channel(TARGET)
+
+
 def stub(key=None):
-    channel = grpc.insecure_channel(TARGET, options=[("grpc.max_send_message_length", 64 << 20)])
-    return pb_grpc.CentrifugoApiStub(channel), [("authorization", "apikey " + (KEY if key is None else key))]
+    return pb_grpc.CentrifugoApiStub(channel()), [("authorization", "apikey " + (KEY if key is None else key))]
 
 
 def strip(value):
@@ -247,6 +255,8 @@ def main():
         sys.exit(0 if "error" not in reply else 1)
     elif what == "refusals":
         print(json.dumps(refusals()))
+    elif what == "errors":
+        print(json.dumps(errors()))
     else:
         sys.exit("unknown command " + what)
 
@@ -256,25 +266,29 @@ def status_of(f):
         reply = f()
         return {"ok": strip(from_grpc(reply))}
     except grpc.RpcError as e:
-        return {"status": e.code().name, "details": e.details()}
+        out = {"status": e.code().name, "details": e.details()}
+        for key, value in e.trailing_metadata() or ():
+            if key == "grpc-status-details-bin":
+                out["status_details"] = base64.b64encode(value).decode()
+        return out
 
 
 def refusals():
     """Each refusal, then a good call on the same channel showing nothing else
     was affected."""
     api, metadata = stub()
-    channel = grpc.insecure_channel(TARGET)
+    raw = channel()
     out = {}
     info = pb.InfoRequest()
     out["wrong_key"] = status_of(lambda: stub("wrong")[0].Info(info, metadata=stub("wrong")[1], timeout=TIMEOUT))
     out["no_key"] = status_of(lambda: api.Info(info, timeout=TIMEOUT))
     big = pb.PublishRequest(channel="hist:big", data=b'"' + b"x" * int(os.environ.get("MAX_RECEIVE", "4194304")) + b'"')
     out["oversized"] = status_of(lambda: api.Publish(big, metadata=metadata, timeout=TIMEOUT))
-    raw_publish = channel.unary_unary("/centrifugal.centrifugo.api.CentrifugoApi/Publish",
+    raw_publish = raw.unary_unary("/centrifugal.centrifugo.api.CentrifugoApi/Publish",
                                       request_serializer=lambda b: b, response_deserializer=pb.PublishResponse.FromString)
     # Field 1 (channel) says 100 bytes follow, then the message ends.
     out["malformed"] = status_of(lambda: raw_publish(b"\x0a\x64abc", metadata=metadata, timeout=TIMEOUT))
-    unknown = channel.unary_unary("/centrifugal.centrifugo.api.CentrifugoApi/NoSuchMethod",
+    unknown = raw.unary_unary("/centrifugal.centrifugo.api.CentrifugoApi/NoSuchMethod",
                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
     out["unknown_method"] = status_of(lambda: unknown(b"", metadata=metadata, timeout=TIMEOUT))
     out["unsupported_method"] = status_of(
@@ -285,6 +299,24 @@ def refusals():
     out["after"] = status_of(
         lambda: api.PresenceStats(pb.PresenceStatsRequest(channel=PRESENCE), metadata=metadata, timeout=TIMEOUT))
     return out
+
+
+def errors():
+    """Error answers as the server's error mode gives them, with no error-mode
+    metadata: a method's error, a batch holding one, and a success."""
+    api, metadata = stub()
+    return {
+        "publish": status_of(
+            lambda: api.Publish(pb.PublishRequest(channel="nope:x", data=b"1"), metadata=metadata, timeout=TIMEOUT)),
+        "history": status_of(lambda: api.History(
+            pb.HistoryRequest(channel="hist:e" + SUFFIX, limit=1, since=pb.StreamPosition(offset=5, epoch="x")),
+            metadata=metadata, timeout=TIMEOUT)),
+        "batch": status_of(lambda: api.Batch(pb.BatchRequest(commands=[
+            pb.Command(publish=pb.PublishRequest(channel="nope:x", data=b"1")),
+            pb.Command(presence_stats=pb.PresenceStatsRequest(channel=PRESENCE)),
+        ]), metadata=metadata, timeout=TIMEOUT)),
+        "info": status_of(lambda: api.Info(pb.InfoRequest(), metadata=metadata, timeout=TIMEOUT)),
+    }
 
 
 if __name__ == "__main__":

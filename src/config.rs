@@ -738,6 +738,19 @@ mod tests {
     }
 
     #[test]
+    fn grpc_api_needs_a_key_and_both_tls_files() {
+        let err = |v: &[(&str, &str)]| Config::from_sources(None, vars(v)).err().map(|e| e.to_string());
+        let refused = err(&[("NATSGATE_GRPC_API", "true")]).expect("no key");
+        assert!(refused.contains("NATSGATE_GRPC_API_KEY"), "{refused}");
+        let c = Config::from_sources(None, vars(&[("NATSGATE_GRPC_API", "true"), ("NATSGATE_GRPC_API_KEY", "k")]))
+            .expect("valid");
+        assert_eq!(c.grpc_api_addr(), "127.0.0.1:10000".parse().unwrap());
+        assert!(err(&[("NATSGATE_GRPC_API_TLS_CERT", "cert.pem")]).is_some(), "a certificate needs its key");
+        assert!(err(&[("NATSGATE_GRPC_API_ERROR_MODE", "custom")]).is_some());
+        assert!(err(&[("NATSGATE_GRPC_API_ADDRESS", "localhost")]).is_some(), "an IP address");
+    }
+
+    #[test]
     fn option_names_come_from_the_struct() {
         let names = Config::option_names();
         for name in ["address", "port", "token_hmac_secret_key", "ping_interval", "log_format"] {

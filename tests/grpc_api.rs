@@ -435,3 +435,26 @@ async fn tls_serves_only_tls() {
     let plain = python.run(&["errors"], &env(grpc_port, "", "-plain", "65536"));
     assert_eq!(plain["info"]["status"], "UNAVAILABLE", "plaintext is refused: {plain:#}");
 }
+
+/// On SIGTERM the GRPC API stops accepting at once (like WebSocket upgrades)
+/// while clients are still being drained, and the process then exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_the_grpc_port_while_draining() {
+    let grpc_port = free_port();
+    let mut gw = grpc_gateway("gw-drain", grpc_port)
+        .envs(&[("NATSGATE_DRAIN_PERIOD", "3s"), ("NATSGATE_SHUTDOWN_TIMEOUT", "6s")])
+        .start();
+    // Three clients: the drain closes them 0, 1 and 2 s in.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(presence_client(&gw.ws_url()).await);
+    }
+    let grpc_open = || std::net::TcpStream::connect(("127.0.0.1", grpc_port)).is_ok();
+    assert!(grpc_open(), "the GRPC API listens before SIGTERM");
+    gw.sigterm();
+    common::eventually("the GRPC port to close", Duration::from_secs(1), || async { (!grpc_open()).then_some(()) })
+        .await;
+    assert!(gw.try_exit_status().is_none(), "still draining the WebSocket client when the GRPC port closed");
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("exits within the shutdown timeout");
+    assert!(status.success(), "clean exit: {status}");
+}

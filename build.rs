@@ -1,4 +1,6 @@
-//! Compiles `proto/client.proto` into Rust types that serve both codecs.
+//! Compiles `proto/client.proto` into Rust types that serve both codecs, and
+//! `proto/api.proto` into the GRPC server API (types, tonic service, and the
+//! encoded descriptor set that server reflection serves).
 //!
 //! protox parses the schema in pure Rust (no protoc on the build machine);
 //! prost-build generates the types. The same types carry serde attributes so
@@ -50,5 +52,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     config.compile_fds(fds)?;
+    compile_grpc_api()
+}
+
+/// The GRPC server API: plain prost types (no serde: the HTTP API has its own
+/// JSON types), the tonic server, and `api_descriptor.bin` for reflection.
+fn compile_grpc_api() -> Result<(), Box<dyn std::error::Error>> {
+    use prost::Message;
+    println!("cargo:rerun-if-changed=proto/api.proto");
+    let fds = protox::compile(["proto/api.proto"], ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("api_descriptor.bin"), fds.encode_to_vec())?;
+    let mut config = Config::new();
+    config.bytes(["."]);
+    tonic_prost_build::configure().build_client(false).build_server(true).compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -154,6 +154,28 @@ pub struct Config {
     /// Largest API request body, in bytes.
     pub api_max_body_size: u64,
 
+    /// Serve the GRPC server API (Centrifugo's `grpc_api`).
+    pub grpc_api: bool,
+    /// Interface for the GRPC API; empty: `address`.
+    pub grpc_api_address: String,
+    /// Port for the GRPC API.
+    pub grpc_api_port: u16,
+    /// Key expected as `authorization: apikey <key>` metadata; required when
+    /// the GRPC API is on.
+    pub grpc_api_key: Option<String>,
+    /// PEM certificate chain file; with `grpc_api_tls_key`, the GRPC API
+    /// serves TLS.
+    pub grpc_api_tls_cert: Option<String>,
+    /// PEM private key file for `grpc_api_tls_cert`.
+    pub grpc_api_tls_key: Option<String>,
+    /// Serve GRPC server reflection (for grpcurl and the like).
+    pub grpc_api_reflection: bool,
+    /// `transport` to answer errors with GRPC statuses instead of `error`
+    /// fields (a call can ask for it with `x-centrifugo-error-mode: transport`).
+    pub grpc_api_error_mode: String,
+    /// Largest GRPC request message, in bytes; 0: 4 MiB (GRPC's default).
+    pub grpc_api_max_receive_message_size: usize,
+
     /// On SIGTERM, clients are disconnected (3001) spread over this period,
     /// so they reconnect elsewhere without a thundering herd.
     #[serde(with = "humantime_serde")]
@@ -268,6 +290,15 @@ impl Default for Config {
             api_insecure: false,
             api_error_mode: String::new(),
             api_max_body_size: 1024 * 1024,
+            grpc_api: false,
+            grpc_api_address: String::new(),
+            grpc_api_port: 10000,
+            grpc_api_key: None,
+            grpc_api_tls_cert: None,
+            grpc_api_tls_key: None,
+            grpc_api_reflection: false,
+            grpc_api_error_mode: String::new(),
+            grpc_api_max_receive_message_size: 0,
             drain_period: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
             log_level: "info".into(),
@@ -288,6 +319,8 @@ impl std::fmt::Debug for Config {
             .field("token_hmac_secret_key", &set(&self.token_hmac_secret_key))
             .field("api_key", &set(&self.api_key))
             .field("api_insecure", &self.api_insecure)
+            .field("grpc_api", &self.grpc_api)
+            .field("grpc_api_key", &set(&self.grpc_api_key))
             .field("token_rsa_public_key", &set(&self.token_rsa_public_key))
             .field("token_ecdsa_public_key", &set(&self.token_ecdsa_public_key))
             .field("allow_subscribe_for_client", &self.allow_subscribe_for_client)
@@ -437,6 +470,7 @@ impl Config {
         if self.api_max_body_size < 1024 {
             return Err(invalid("api_max_body_size", "must be at least 1024 bytes"));
         }
+        self.validate_grpc_api()?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "must be `text` or `json`"));
         }
@@ -444,6 +478,31 @@ impl Config {
             return Err(invalid("address", "must be an IP address"));
         }
         Ok(())
+    }
+
+    fn validate_grpc_api(&self) -> Result<(), ConfigError> {
+        if !matches!(self.grpc_api_error_mode.as_str(), "" | "transport") {
+            return Err(invalid("grpc_api_error_mode", "must be empty or `transport`"));
+        }
+        if self.grpc_api_tls_cert.is_some() != self.grpc_api_tls_key.is_some() {
+            return Err(invalid("grpc_api_tls_cert", "needs NATSGATE_GRPC_API_TLS_KEY, and the other way round"));
+        }
+        if !self.grpc_api_address.is_empty() && self.grpc_api_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(invalid("grpc_api_address", "must be an IP address"));
+        }
+        // Unlike Centrifugo, which leaves a keyless GRPC API open, natsgate
+        // refuses to start one: the HTTP API without a key refuses every call.
+        if self.grpc_api && self.grpc_api_key.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid("grpc_api_key", "must be set when NATSGATE_GRPC_API is on"));
+        }
+        Ok(())
+    }
+
+    /// Where the GRPC API listens.
+    pub fn grpc_api_addr(&self) -> SocketAddr {
+        let ip = if self.grpc_api_address.is_empty() { &self.address } else { &self.grpc_api_address };
+        // validate() checked both addresses.
+        SocketAddr::new(ip.parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()), self.grpc_api_port)
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -676,6 +735,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2-secret"), "{err}");
+    }
+
+    #[test]
+    fn grpc_api_needs_a_key_and_both_tls_files() {
+        let err = |v: &[(&str, &str)]| Config::from_sources(None, vars(v)).err().map(|e| e.to_string());
+        let refused = err(&[("NATSGATE_GRPC_API", "true")]).expect("no key");
+        assert!(refused.contains("NATSGATE_GRPC_API_KEY"), "{refused}");
+        let c = Config::from_sources(None, vars(&[("NATSGATE_GRPC_API", "true"), ("NATSGATE_GRPC_API_KEY", "k")]))
+            .expect("valid");
+        assert_eq!(c.grpc_api_addr(), "127.0.0.1:10000".parse().unwrap());
+        assert!(err(&[("NATSGATE_GRPC_API_TLS_CERT", "cert.pem")]).is_some(), "a certificate needs its key");
+        assert!(err(&[("NATSGATE_GRPC_API_ERROR_MODE", "custom")]).is_some());
+        assert!(err(&[("NATSGATE_GRPC_API_ADDRESS", "localhost")]).is_some(), "an IP address");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot connect to NATS: {0}")]
     Nats(String),
+    #[error(transparent)]
+    Grpc(#[from] api::grpc::GrpcError),
 }
 
 /// A gateway bound to its port, ready to run.
@@ -35,6 +37,8 @@ pub struct Server {
     gateway: Arc<Gateway>,
     listener: TcpListener,
     internal_listener: Option<TcpListener>,
+    /// The GRPC API and its listener, when `NATSGATE_GRPC_API` is on.
+    grpc: Option<(api::grpc::GrpcApi, TcpListener)>,
     shutdown: Shutdown,
     /// Keeps this gateway answering `info` and `channels` surveys.
     _surveys: crate::broker::SubscriptionGuard,
@@ -75,11 +79,24 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { gateway, listener, internal_listener, shutdown: Shutdown::new(), _surveys: surveys })
+        let grpc = match api::grpc::enabled(&config) {
+            Some(addr) => {
+                let grpc_listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;
+                tracing::info!("serving the GRPC API on {addr}");
+                Some((api::grpc::GrpcApi::new(gateway.clone())?, grpc_listener))
+            }
+            None => None,
+        };
+        Ok(Server { gateway, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys })
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Where the GRPC API listens, when it is on.
+    pub fn grpc_addr(&self) -> Option<std::net::SocketAddr> {
+        self.grpc.as_ref().and_then(|(_, l)| l.local_addr().ok())
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {
@@ -89,9 +106,14 @@ impl Server {
     /// Serves until `stop` resolves, then drains: readiness turns false, no
     /// new connections are accepted, clients are closed with 3001 spread over
     /// the drain period, and the rest at its end; waits for them at most the
-    /// shutdown timeout.
+    /// shutdown timeout. The GRPC API stops accepting when draining begins
+    /// and lets calls in flight finish within the same timeout.
     pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { gateway, listener, internal_listener, shutdown, _surveys } = self;
+        let Server { gateway, listener, internal_listener, grpc, shutdown, _surveys } = self;
+        let grpc = grpc.map(|(grpc, grpc_listener)| {
+            let draining = shutdown.clone();
+            tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
+        });
         let ops = ops_routes(gateway.clone(), shutdown.clone());
         let clients = websocket::route(gateway.clone(), shutdown.clone()).or(api::routes(gateway.clone()));
 
@@ -109,20 +131,21 @@ impl Server {
                     let _ = done_rx.await;
                 }));
                 listener::serve(listener, clients.recover(api::recover), websocket, stop_accepting).await;
-                drain(&gateway, &shutdown).await;
+                drain(&gateway, &shutdown, grpc).await;
                 let _ = done_tx.send(());
                 let _ = ops_task.await;
             }
             None => {
                 listener::serve(listener, clients.or(ops).recover(api::recover), websocket, stop_accepting).await;
-                drain(&gateway, &shutdown).await;
+                drain(&gateway, &shutdown, grpc).await;
             }
         }
     }
 }
 
-/// Closes clients with 3001, one by one over the drain period, then the rest.
-async fn drain(gateway: &Gateway, shutdown: &Shutdown) {
+/// Closes clients with 3001, one by one over the drain period, then the rest;
+/// waits for them and for the GRPC API's calls in flight.
+async fn drain(gateway: &Gateway, shutdown: &Shutdown, grpc: Option<tokio::task::JoinHandle<()>>) {
     let config = &gateway.config;
     let started = tokio::time::Instant::now();
     let clients = gateway.hub.all_clients();
@@ -136,6 +159,12 @@ async fn drain(gateway: &Gateway, shutdown: &Shutdown) {
     let left = config.shutdown_timeout.saturating_sub(started.elapsed());
     if !shutdown.wait(left).await {
         tracing::warn!("shutdown timeout reached with connections still open");
+    }
+    if let Some(grpc) = grpc {
+        let left = config.shutdown_timeout.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, grpc).await.is_err() {
+            tracing::warn!("shutdown timeout reached with GRPC API calls still in flight");
+        }
     }
     // Give the OS a moment to flush close frames before the process exits.
     tokio::time::sleep(Duration::from_millis(10)).await;

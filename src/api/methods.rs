@@ -1,19 +1,23 @@
-//! The server API methods, independent of HTTP: params in, result out.
+//! The server API methods, one implementation for every transport: a typed
+//! [`Command`] in, a typed [`Reply`] or an [`ApiError`] out. The HTTP (JSON,
+//! `json.rs`) and GRPC (protobuf, `grpc.rs`) layers only convert.
 
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::error::ApiError;
 use super::survey::{ChannelCounts, NodeInfo, Question};
 use crate::broker::{now_ms, Message, Page, Position, Query};
 use crate::control::Control;
 use crate::gateway::Gateway;
+use crate::metrics::{method_label, metrics};
 use crate::protocol::codes::{Disconnect, ErrorCode};
+use crate::protocol::ClientInfo;
 
 /// Most commands one `batch` call may hold.
 pub const MAX_BATCH: usize = 1000;
@@ -22,149 +26,248 @@ fn bad_request() -> ApiError {
     ApiError(ErrorCode::BAD_REQUEST)
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(params: &RawValue) -> Result<T, ApiError> {
-    serde_json::from_str(params.get()).map_err(|_| bad_request())
+/// `publish`. `data` is the payload as is (JSON `data`, or GRPC `data` when
+/// not empty); `b64data` the payload base64-encoded; exactly one is needed.
+#[derive(Deserialize, Debug, Default)]
+pub struct PublishRequest {
+    pub channel: String,
+    #[serde(default, deserialize_with = "raw_json")]
+    pub data: Option<Bytes>,
+    #[serde(default)]
+    pub b64data: String,
+    #[serde(default)]
+    pub tags: HashMap<String, String>,
+    #[serde(default)]
+    pub skip_history: bool,
+    #[serde(default)]
+    pub idempotency_key: String,
 }
 
-#[derive(Deserialize)]
-struct PublishParams {
-    channel: String,
-    data: Option<Box<RawValue>>,
+/// `broadcast`: one publication to each of `channels`, answered per channel.
+#[derive(Deserialize, Debug, Default)]
+pub struct BroadcastRequest {
+    pub channels: Vec<String>,
+    #[serde(default, deserialize_with = "raw_json")]
+    pub data: Option<Bytes>,
     #[serde(default)]
-    b64data: String,
+    pub b64data: String,
     #[serde(default)]
-    tags: HashMap<String, String>,
+    pub tags: HashMap<String, String>,
     #[serde(default)]
-    skip_history: bool,
-    #[serde(default)]
-    idempotency_key: String,
-}
-
-#[derive(Deserialize)]
-struct BroadcastParams {
-    channels: Vec<String>,
-    data: Option<Box<RawValue>>,
-    #[serde(default)]
-    b64data: String,
-    #[serde(default)]
-    tags: HashMap<String, String>,
-    #[serde(default)]
-    skip_history: bool,
+    pub skip_history: bool,
     /// Applied to each channel on its own, as Centrifugo does.
     #[serde(default)]
-    idempotency_key: String,
+    pub idempotency_key: String,
 }
 
-#[derive(Deserialize)]
-struct UserChannelParams {
-    user: String,
-    channel: String,
+/// `subscribe` and `unsubscribe`: a user's connections (or one `client` of
+/// them) join or leave `channel`.
+#[derive(Deserialize, Debug, Default)]
+pub struct UserChannelRequest {
+    pub user: String,
+    pub channel: String,
     #[serde(default)]
-    client: String,
+    pub client: String,
 }
 
-#[derive(Deserialize, Default)]
-struct DisconnectParams {
-    user: String,
+/// `disconnect`: a user's connections, all or one `client`, except the
+/// `whitelist`ed ones; without `disconnect` they get 3503 "force
+/// disconnect" (no reconnect), as in Centrifugo.
+#[derive(Deserialize, Debug, Default)]
+pub struct DisconnectRequest {
+    pub user: String,
     #[serde(default)]
-    client: String,
+    pub client: String,
     #[serde(default)]
-    whitelist: Vec<String>,
-    disconnect: Option<CustomDisconnect>,
+    pub whitelist: Vec<String>,
+    pub disconnect: Option<CustomDisconnect>,
 }
 
-#[derive(Deserialize)]
-struct CustomDisconnect {
-    code: u16,
+/// A disconnect code in [3000, 5000) and its reason.
+#[derive(Deserialize, Debug, Default)]
+pub struct CustomDisconnect {
+    pub code: u32,
     #[serde(default)]
-    reason: String,
+    pub reason: String,
 }
 
-#[derive(Deserialize)]
-struct RefreshParams {
-    user: String,
+/// `refresh`: a user's connection expiry (`expire_at`, Unix seconds), or
+/// `expired` to end it now.
+#[derive(Deserialize, Debug, Default)]
+pub struct RefreshRequest {
+    pub user: String,
     #[serde(default)]
-    client: String,
+    pub client: String,
     #[serde(default)]
-    expired: bool,
+    pub expired: bool,
     #[serde(default)]
-    expire_at: i64,
+    pub expire_at: i64,
 }
 
-#[derive(Deserialize)]
-struct ChannelParams {
-    channel: String,
+/// `presence`, `presence_stats` and `history_remove`.
+#[derive(Deserialize, Debug, Default)]
+pub struct ChannelRequest {
+    pub channel: String,
 }
 
-#[derive(Deserialize)]
-struct HistoryParams {
-    channel: String,
+/// `history`: `limit` 0 asks only for the position; a negative limit or one
+/// above the maximum gets the maximum.
+#[derive(Deserialize, Debug, Default)]
+pub struct HistoryRequest {
+    pub channel: String,
     #[serde(default)]
-    limit: i64,
-    since: Option<SincePosition>,
+    pub limit: i64,
+    pub since: Option<StreamPosition>,
     #[serde(default)]
-    reverse: bool,
+    pub reverse: bool,
 }
 
-#[derive(Deserialize)]
-struct SincePosition {
+/// A position in a channel's stream.
+#[derive(Deserialize, Debug, Default)]
+pub struct StreamPosition {
     #[serde(default)]
-    offset: u64,
+    pub offset: u64,
     #[serde(default)]
-    epoch: String,
+    pub epoch: String,
 }
 
-/// Centrifugo's limits: 0 asks only for the position, a negative limit or
-/// one above the maximum gets the maximum.
-fn history_query(gateway: &Gateway, limit: i64, since: Option<SincePosition>, reverse: bool) -> Query {
-    let max = gateway.config.history_max_publication_limit as i64;
-    let limit = if limit < 0 || limit > max { max } else { limit } as usize;
-    Query { since: since.map(|s| Position { offset: s.offset, epoch: s.epoch }), limit, reverse }
+/// `channels`: active channels matching a glob `pattern` (empty: all).
+#[derive(Deserialize, Debug, Default)]
+pub struct ChannelsRequest {
+    #[serde(default)]
+    pub pattern: String,
 }
 
-fn position_json(position: Option<Position>) -> Value {
-    match position {
-        Some(p) => json!({ "offset": p.offset, "epoch": p.epoch }),
-        None => json!({}),
+/// One API call, whatever transport it came by.
+#[derive(Debug)]
+pub enum Command {
+    Publish(PublishRequest),
+    Broadcast(BroadcastRequest),
+    Subscribe(UserChannelRequest),
+    Unsubscribe(UserChannelRequest),
+    Disconnect(DisconnectRequest),
+    Refresh(RefreshRequest),
+    Channels(ChannelsRequest),
+    Info,
+    Presence(ChannelRequest),
+    PresenceStats(ChannelRequest),
+    History(HistoryRequest),
+    HistoryRemove(ChannelRequest),
+}
+
+impl Command {
+    /// Centrifugo's method name (HTTP path, batch key, metric label).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Command::Publish(_) => "publish",
+            Command::Broadcast(_) => "broadcast",
+            Command::Subscribe(_) => "subscribe",
+            Command::Unsubscribe(_) => "unsubscribe",
+            Command::Disconnect(_) => "disconnect",
+            Command::Refresh(_) => "refresh",
+            Command::Channels(_) => "channels",
+            Command::Info => "info",
+            Command::Presence(_) => "presence",
+            Command::PresenceStats(_) => "presence_stats",
+            Command::History(_) => "history",
+            Command::HistoryRemove(_) => "history_remove",
+        }
     }
 }
 
-fn history_json(page: Page) -> Result<Value, ApiError> {
-    let mut publications = Vec::with_capacity(page.publications.len());
-    for m in page.publications {
-        let publication = crate::protocol::Publication::from(m);
-        // Data that is not JSON (a binary direct publish) cannot be shown here.
-        publications.push(serde_json::to_value(&publication).map_err(|_| ApiError(ErrorCode::INTERNAL))?);
+/// The result of a [`Command`], variant for variant.
+#[derive(Debug)]
+pub enum Reply {
+    /// The publication's position when the channel keeps history.
+    Publish(Option<Position>),
+    /// One outcome per channel, in the request's order.
+    Broadcast(Vec<Result<Option<Position>, ApiError>>),
+    Subscribe,
+    Unsubscribe,
+    Disconnect,
+    Refresh,
+    /// Channel -> subscribers on all gateways.
+    Channels(HashMap<String, u64>),
+    /// One entry per live gateway, sorted by name then uid.
+    Info(Vec<NodeInfo>),
+    /// Client id -> client, on all gateways.
+    Presence(HashMap<String, ClientInfo>),
+    PresenceStats {
+        num_clients: u32,
+        num_users: u32,
+    },
+    History(Page),
+    HistoryRemove,
+}
+
+impl Reply {
+    /// The method this replies to (the key of a JSON batch reply).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Reply::Publish(_) => "publish",
+            Reply::Broadcast(_) => "broadcast",
+            Reply::Subscribe => "subscribe",
+            Reply::Unsubscribe => "unsubscribe",
+            Reply::Disconnect => "disconnect",
+            Reply::Refresh => "refresh",
+            Reply::Channels(_) => "channels",
+            Reply::Info(_) => "info",
+            Reply::Presence(_) => "presence",
+            Reply::PresenceStats { .. } => "presence_stats",
+            Reply::History(_) => "history",
+            Reply::HistoryRemove => "history_remove",
+        }
     }
-    Ok(json!({ "publications": publications, "offset": page.position.offset, "epoch": page.position.epoch }))
 }
 
-#[derive(Deserialize, Default)]
-struct ChannelsParams {
-    #[serde(default)]
-    pattern: String,
+/// Runs one command and records its latency under its method name.
+pub async fn execute(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError> {
+    let started = Instant::now();
+    let method = command.method();
+    let outcome = run(gateway, command).await;
+    metrics().api_command_duration.with_label_values(&[method_label(method)]).observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
-#[derive(Deserialize)]
-struct BatchParams {
-    commands: Vec<HashMap<String, Box<RawValue>>>,
-    #[serde(default)]
+/// `batch`: each command (or the error met while reading it) answered in
+/// order; `parallel` runs them concurrently. More than [`MAX_BATCH`] commands
+/// get error 106 for the whole call.
+pub async fn batch(
+    gateway: &Arc<Gateway>,
+    commands: Vec<Result<Command, ApiError>>,
     parallel: bool,
+) -> Result<Vec<Result<Reply, ApiError>>, ApiError> {
+    if commands.len() > MAX_BATCH {
+        return Err(ApiError(ErrorCode::LIMIT_EXCEEDED));
+    }
+    let started = Instant::now();
+    let one = |command: Result<Command, ApiError>| async move {
+        match command {
+            Ok(command) => execute(gateway, command).await,
+            Err(e) => Err(e),
+        }
+    };
+    let replies = if parallel {
+        futures_util::future::join_all(commands.into_iter().map(one)).await
+    } else {
+        let mut out = Vec::with_capacity(commands.len());
+        for command in commands {
+            out.push(one(command).await);
+        }
+        out
+    };
+    metrics().api_command_duration.with_label_values(&["batch"]).observe(started.elapsed().as_secs_f64());
+    Ok(replies)
 }
 
-/// Calls one API method. `batch` answers with its own top-level shape; see
-/// [`call_batch`].
-pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Result<Value, ApiError> {
-    match method {
-        "publish" => {
-            let p: PublishParams = parse(params)?;
+async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError> {
+    match command {
+        Command::Publish(p) => {
             let data = payload(p.data, &p.b64data)?;
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
-            let position = publish(gateway, &p.channel, data, p.tags, p.skip_history, key).await?;
-            Ok(position_json(position))
+            Ok(Reply::Publish(publish(gateway, &p.channel, data, p.tags, p.skip_history, key).await?))
         }
-        "broadcast" => {
-            let p: BroadcastParams = parse(params)?;
+        Command::Broadcast(p) => {
             let data = payload(p.data, &p.b64data)?;
             if p.channels.is_empty() {
                 return Err(bad_request());
@@ -172,128 +275,77 @@ pub async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Re
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in &p.channels {
-                let published =
-                    publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await;
-                responses.push(match published {
-                    Ok(position) => json!({ "result": position_json(position) }),
-                    Err(e) => json!({"error": e.body()}),
-                });
+                responses.push(publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
             }
-            Ok(json!({ "responses": responses }))
+            Ok(Reply::Broadcast(responses))
         }
-        "subscribe" => {
-            let p: UserChannelParams = parse(params)?;
+        Command::Subscribe(p) => {
             check_channel(gateway, &p.channel)?;
-            control(gateway, &p.user, Control::Subscribe { channel: p.channel, client: p.client }).await
+            control(gateway, &p.user, Control::Subscribe { channel: p.channel, client: p.client }).await?;
+            Ok(Reply::Subscribe)
         }
-        "unsubscribe" => {
-            let p: UserChannelParams = parse(params)?;
+        Command::Unsubscribe(p) => {
             check_channel(gateway, &p.channel)?;
-            control(
-                gateway,
-                &p.user,
-                Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false },
-            )
-            .await
+            let command = Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false };
+            control(gateway, &p.user, command).await?;
+            Ok(Reply::Unsubscribe)
         }
-        "disconnect" => {
-            let p: DisconnectParams = parse(params)?;
+        Command::Disconnect(p) => {
             let (code, reason) = match p.disconnect {
-                Some(d) if d.code >= 3000 && d.code < 5000 => (d.code, d.reason),
+                Some(d) if (3000..5000).contains(&d.code) => (d.code as u16, d.reason),
                 Some(_) => return Err(bad_request()),
                 None => {
                     let d = Disconnect::FORCE_NO_RECONNECT;
                     (d.code, d.reason.into_owned())
                 }
             };
-            control(gateway, &p.user, Control::Disconnect { client: p.client, whitelist: p.whitelist, code, reason })
-                .await
+            let command = Control::Disconnect { client: p.client, whitelist: p.whitelist, code, reason };
+            control(gateway, &p.user, command).await?;
+            Ok(Reply::Disconnect)
         }
-        "refresh" => {
-            let p: RefreshParams = parse(params)?;
-            control(gateway, &p.user, Control::Refresh { client: p.client, expired: p.expired, expire_at: p.expire_at })
-                .await
+        Command::Refresh(p) => {
+            let command = Control::Refresh { client: p.client, expired: p.expired, expire_at: p.expire_at };
+            control(gateway, &p.user, command).await?;
+            Ok(Reply::Refresh)
         }
-        "channels" => {
-            let p: ChannelsParams = if params.get().trim() == "null" { Default::default() } else { parse(params)? };
-            channels(gateway, &p.pattern).await
+        Command::Channels(p) => Ok(Reply::Channels(channels(gateway, &p.pattern).await?)),
+        Command::Info => Ok(Reply::Info(info(gateway).await?)),
+        Command::Presence(p) => Ok(Reply::Presence(presence(gateway, &p.channel).await?)),
+        Command::PresenceStats(p) => {
+            let (num_clients, num_users) = super::survey::presence_stats(&presence(gateway, &p.channel).await?);
+            Ok(Reply::PresenceStats { num_clients, num_users })
         }
-        "info" => info(gateway).await,
-        "presence" | "presence_stats" => {
-            let p: ChannelParams = parse(params)?;
-            check_channel(gateway, &p.channel)?;
-            let options = gateway.rules.resolve(&p.channel).map_err(ApiError)?.options;
-            if !options.presence {
-                return Err(ApiError(ErrorCode::NOT_AVAILABLE));
-            }
-            let presence = super::survey::presence(gateway, &p.channel).await?;
-            if method == "presence" {
-                // Binary (b64info) client info cannot be embedded in JSON.
-                let presence = serde_json::to_value(&presence).map_err(|_| ApiError(ErrorCode::INTERNAL))?;
-                Ok(json!({ "presence": presence }))
-            } else {
-                let (num_clients, num_users) = super::survey::presence_stats(&presence);
-                Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
-            }
-        }
-        "history" => {
-            let p: HistoryParams = parse(params)?;
+        Command::History(p) => {
             check_channel(gateway, &p.channel)?;
             let query = history_query(gateway, p.limit, p.since, p.reverse);
-            let page = gateway.hub.broker().history(&p.channel, query).await?;
-            history_json(page)
+            Ok(Reply::History(gateway.hub.broker().history(&p.channel, query).await?))
         }
-        "history_remove" => {
-            let p: ChannelParams = parse(params)?;
+        Command::HistoryRemove(p) => {
             check_channel(gateway, &p.channel)?;
             gateway.hub.broker().remove_history(&p.channel).await?;
-            Ok(json!({}))
+            Ok(Reply::HistoryRemove)
         }
-        _ => Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
     }
 }
 
-/// `batch`: `{"replies":[{"<method>":result} | {"error":..}, ...]}`.
-pub async fn call_batch(gateway: &Arc<Gateway>, params: &RawValue) -> Result<Value, ApiError> {
-    let p: BatchParams = parse(params)?;
-    if p.commands.len() > MAX_BATCH {
-        return Err(ApiError(ErrorCode::LIMIT_EXCEEDED));
-    }
-    let mut calls = Vec::with_capacity(p.commands.len());
-    for command in &p.commands {
-        // Each command is `{"<method>": params}`; nested batches are refused.
-        let mut entries = command.iter();
-        match (entries.next(), entries.next()) {
-            (Some((method, params)), None) if method != "batch" => calls.push(Some((method.as_str(), params.as_ref()))),
-            _ => calls.push(None),
-        }
-    }
-    let replies: Vec<Value> = if p.parallel {
-        futures_util::future::join_all(calls.into_iter().map(|c| batch_one(gateway, c))).await
-    } else {
-        let mut out = Vec::with_capacity(calls.len());
-        for call in calls {
-            out.push(batch_one(gateway, call).await);
-        }
-        out
-    };
-    Ok(json!({ "replies": replies }))
+/// Centrifugo's limits: 0 asks only for the position, a negative limit or
+/// one above the maximum gets the maximum.
+fn history_query(gateway: &Gateway, limit: i64, since: Option<StreamPosition>, reverse: bool) -> Query {
+    let max = gateway.config.history_max_publication_limit as i64;
+    let limit = if limit < 0 || limit > max { max } else { limit } as usize;
+    Query { since: since.map(|s| Position { offset: s.offset, epoch: s.epoch }), limit, reverse }
 }
 
-async fn batch_one(gateway: &Arc<Gateway>, call: Option<(&str, &RawValue)>) -> Value {
-    match call {
-        Some((method, params)) => match self::call(gateway, method, params).await {
-            Ok(result) => json!({ method: result }),
-            Err(e) => json!({"error": e.body()}),
-        },
-        None => json!({"error": bad_request().body()}),
-    }
+/// JSON `data` kept as its raw text; `null` counts as absent.
+fn raw_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Bytes>, D::Error> {
+    let raw: Option<Box<RawValue>> = Option::deserialize(deserializer)?;
+    Ok(raw.map(|raw| Bytes::copy_from_slice(raw.get().as_bytes())))
 }
 
-/// `data` (raw JSON) or `b64data` (any bytes); exactly one is needed.
-fn payload(data: Option<Box<RawValue>>, b64data: &str) -> Result<Bytes, ApiError> {
+/// `data` or `b64data` (any bytes); exactly one is needed.
+fn payload(data: Option<Bytes>, b64data: &str) -> Result<Bytes, ApiError> {
     match (data, b64data.is_empty()) {
-        (Some(raw), true) => Ok(Bytes::copy_from_slice(raw.get().as_bytes())),
+        (Some(data), true) => Ok(data),
         (None, false) => {
             base64::engine::general_purpose::STANDARD.decode(b64data).map(Bytes::from).map_err(|_| bad_request())
         }
@@ -311,7 +363,7 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Publishes; the result has `offset` and `epoch` when the channel keeps history.
+/// Publishes; the position is set when the channel keeps history.
 async fn publish(
     gateway: &Gateway,
     channel: &str,
@@ -325,23 +377,33 @@ async fn publish(
     Ok(gateway.hub.broker().publish(channel, message).await?)
 }
 
-async fn control(gateway: &Gateway, user: &str, command: Control) -> Result<Value, ApiError> {
+async fn control(gateway: &Gateway, user: &str, command: Control) -> Result<(), ApiError> {
     let payload = serde_json::to_vec(&command).map_err(|_| ApiError(ErrorCode::INTERNAL))?;
     gateway.hub.broker().publish_user(user, payload.into()).await?;
-    Ok(json!({}))
+    Ok(())
 }
 
-async fn info(gateway: &Gateway) -> Result<Value, ApiError> {
+/// Presence on every gateway; error 108 when the channel has no presence.
+async fn presence(gateway: &Gateway, channel: &str) -> Result<HashMap<String, ClientInfo>, ApiError> {
+    check_channel(gateway, channel)?;
+    let options = gateway.rules.resolve(channel).map_err(ApiError)?.options;
+    if !options.presence {
+        return Err(ApiError(ErrorCode::NOT_AVAILABLE));
+    }
+    Ok(super::survey::presence(gateway, channel).await?)
+}
+
+async fn info(gateway: &Gateway) -> Result<Vec<NodeInfo>, ApiError> {
     let mut nodes: Vec<NodeInfo> = super::survey::ask(gateway, &Question::Info)
         .await?
         .iter()
         .filter_map(|a| serde_json::from_slice(a).ok())
         .collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.uid.cmp(&b.uid)));
-    Ok(json!({ "nodes": nodes }))
+    Ok(nodes)
 }
 
-async fn channels(gateway: &Gateway, pattern: &str) -> Result<Value, ApiError> {
+async fn channels(gateway: &Gateway, pattern: &str) -> Result<HashMap<String, u64>, ApiError> {
     let pattern = if pattern.is_empty() { None } else { Some(glob::Pattern::new(pattern).map_err(|_| bad_request())?) };
     let mut totals: HashMap<String, u64> = HashMap::new();
     for answer in super::survey::ask(gateway, &Question::Channels).await? {
@@ -352,7 +414,5 @@ async fn channels(gateway: &Gateway, pattern: &str) -> Result<Value, ApiError> {
             }
         }
     }
-    let channels: serde_json::Map<String, Value> =
-        totals.into_iter().map(|(c, n)| (c, json!({ "num_clients": n }))).collect();
-    Ok(json!({ "channels": channels }))
+    Ok(totals)
 }

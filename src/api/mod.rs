@@ -1,4 +1,5 @@
-//! Centrifugo-compatible HTTP server API.
+//! Centrifugo-compatible HTTP server API (the GRPC one is in `grpc.rs`; both
+//! call the methods in `methods.rs`).
 //!
 //! `POST /api/<method>` with the params as the body (Centrifugo v5+), and
 //! the legacy `POST /api` with newline-separated `{"method","params"}`
@@ -6,6 +7,8 @@
 //! with `X-API-Key: <key>` or `Authorization: apikey <key>`.
 
 pub mod error;
+pub mod grpc;
+mod json;
 pub mod methods;
 pub mod survey;
 
@@ -19,7 +22,6 @@ use subtle::ConstantTimeEq;
 use warp::Filter;
 
 use crate::gateway::Gateway;
-use crate::metrics::{method_label, metrics};
 use crate::protocol::codes::ErrorCode;
 use error::ApiError;
 
@@ -129,15 +131,23 @@ async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Respon
     };
     if method == "batch" {
         // Centrifugo answers batch with its replies at the top level.
-        return match methods::call_batch(gateway, &params).await {
+        return match batch(gateway, &params).await {
             Ok(replies) => json_response(StatusCode::OK, &replies),
             Err(e) => reply(gateway, Err(e)),
         };
     }
-    let started = std::time::Instant::now();
-    let outcome = methods::call(gateway, method, &params).await;
-    metrics().api_command_duration.with_label_values(&[method_label(method)]).observe(started.elapsed().as_secs_f64());
-    reply(gateway, outcome)
+    reply(gateway, call(gateway, method, &params).await)
+}
+
+/// One method's JSON result.
+async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Result<Value, ApiError> {
+    json::result(methods::execute(gateway, json::command(method, params)?).await?)
+}
+
+/// `batch`'s JSON answer.
+async fn batch(gateway: &Arc<Gateway>, params: &RawValue) -> Result<Value, ApiError> {
+    let (commands, parallel) = json::batch_commands(params)?;
+    Ok(json::batch_replies(methods::batch(gateway, commands, parallel).await?))
 }
 
 #[derive(Deserialize)]
@@ -156,9 +166,9 @@ async fn legacy(gateway: &Arc<Gateway>, body: &[u8]) -> Response<String> {
                 let empty = RawValue::from_string("{}".into()).expect("valid JSON");
                 let params = cmd.params.unwrap_or(empty);
                 if cmd.method == "batch" {
-                    methods::call_batch(gateway, &params).await
+                    batch(gateway, &params).await
                 } else {
-                    methods::call(gateway, &cmd.method, &params).await
+                    call(gateway, &cmd.method, &params).await
                 }
             }
             Err(_) => Err(ApiError(ErrorCode::BAD_REQUEST)),

@@ -448,6 +448,20 @@ fn source_sequence(headers: &HeaderMap, history: &str) -> Option<u64> {
     fields.next()?.parse().ok()
 }
 
+/// A delete failed because the message is no longer there (nats-server 2.9
+/// answers 10057 "no message found"; later versions may use 10037).
+fn message_gone(e: &jetstream::stream::DeleteMessageError) -> bool {
+    use jetstream::ErrorCode;
+    match e.kind() {
+        jetstream::stream::DeleteMessageErrorKind::JetStream(j) => {
+            j.error_code() == ErrorCode::NO_MESSAGE_FOUND
+                || j.error_code() == ErrorCode::SEQUENCE_NOT_FOUND
+                || (j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED && j.to_string().contains("no message"))
+        }
+        _ => false,
+    }
+}
+
 fn stream_not_found(kind: jetstream::context::GetStreamErrorKind) -> bool {
     matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(e) if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
@@ -682,7 +696,7 @@ impl NatsBroker {
                 match stream.delete_message(seq).await {
                     Ok(_) => Ok(()),
                     // Already gone (aged out, purged): as good.
-                    Err(e) if e.to_string().contains("no message found") => Ok(()),
+                    Err(e) if message_gone(&e) => Ok(()),
                     Err(e) => Err(unavailable(e)),
                 }
             }

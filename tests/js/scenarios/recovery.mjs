@@ -4,7 +4,10 @@
 // API of gateway B while the client is away; a new client on B subscribes
 // with `since` the last position the first one saw, and gets every missed
 // publication, in order, told the recovery succeeded. With more missed
-// than the namespace's history_size, it is told the recovery failed.
+// than the namespace's history_size, it is told the recovery failed. With
+// getState, a position trimmed from history makes the SDK reload the state
+// (the server answers 112, not recovered:false), and offset 0 with an empty
+// epoch recovers everything since.
 //
 // Not picked up by `node --test tests/js/` (no test-like file name): run by
 // tests/sdk_js_recovery.rs, which starts on one nats-server a gateway B and
@@ -52,6 +55,19 @@ async function publish(channel, data) {
   assert.ok(body.result, `publish failed: ${JSON.stringify(body)}`);
   assert.equal(typeof body.result.offset, 'number', JSON.stringify(body));
   return body.result;
+}
+
+/** The channel's current `{offset, epoch}`, from B's HTTP API (`history`, limit 0). */
+async function streamTop(channel) {
+  const response = await fetch(`${API_URL}/history`, {
+    method: 'POST',
+    headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ channel, limit: 0 }),
+  });
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.ok(body.result, `history failed: ${JSON.stringify(body)}`);
+  return { offset: body.result.offset || 0, epoch: body.result.epoch };
 }
 
 /** Publishes `{n}` for n in [from, to); their results. */
@@ -176,6 +192,57 @@ for (const protocol of PROTOCOLS) {
       const live = await publish(channel, { n: 100 });
       const all = await got.waitFor(1, 'a live publication after the failed recovery');
       assert.deepEqual(all, [{ n: 100, offset: live.offset }]);
+    });
+
+    test('getState with a position trimmed from history: refused (112), the state is reloaded', TEST, async () => {
+      const channel = uniqueChannel(`${CHANNEL_NS}:getstate_${protocol.name}`);
+      const [stale] = await publishRange(channel, 0, 1);
+      await publishRange(channel, 1, 2 + HISTORY_SIZE);
+      // The app's state is at `stale` first; reloaded, at the current position.
+      const states = [];
+      const client = pool.client(URL_B, { token: connToken('alice') });
+      const sub = client.newSubscription(channel, {
+        recoverable: true,
+        getState: async () => {
+          const state = states.length === 0 ? { offset: stale.offset, epoch: stale.epoch } : await streamTop(channel);
+          states.push(state);
+          return state;
+        },
+      });
+      const subscribed = nextEvent(sub, 'subscribed', WAIT, 'subscribed');
+      const got = record(sub, protocol);
+      sub.subscribe();
+      client.connect();
+      const ctx = await subscribed;
+      assert.equal(states.length, 2, `getState asked again after the refused recovery: ${JSON.stringify(states)}`);
+      assert.equal(ctx.recovered, true, `recovered from the reloaded position: ${JSON.stringify(ctx)}`);
+      const live = await publish(channel, { n: 99 });
+      assert.deepEqual(await got.waitFor(1, 'a live publication'), [{ n: 99, offset: live.offset }]);
+    });
+
+    test('getState with offset 0 and an empty epoch: everything published since is recovered', TEST, async () => {
+      const channel = uniqueChannel(`${CHANNEL_NS}:getstate0_${protocol.name}`);
+      // The app read the position of the empty channel, but keeps no epoch.
+      assert.equal((await streamTop(channel)).offset, 0, 'a fresh channel');
+      const published = await publishRange(channel, 0, 3);
+      let calls = 0;
+      const client = pool.client(URL_B, { token: connToken('alice') });
+      const sub = client.newSubscription(channel, {
+        recoverable: true,
+        getState: async () => {
+          calls++;
+          return { offset: 0, epoch: '' };
+        },
+      });
+      const subscribed = nextEvent(sub, 'subscribed', WAIT, 'subscribed');
+      const got = record(sub, protocol);
+      sub.subscribe();
+      client.connect();
+      const ctx = await subscribed;
+      assert.equal(ctx.recovered, true, `recovered: ${JSON.stringify(ctx)}`);
+      assert.equal(calls, 1);
+      const all = await got.waitFor(3, 'the publications since offset 0');
+      assert.deepEqual(all, published.map((p, n) => ({ n, offset: p.offset })), 'in order, once');
     });
   });
 }

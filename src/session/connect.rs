@@ -132,12 +132,8 @@ impl Session {
         }
         let (expires, ttl) = ttl_of(conn.expire_at);
         Ok(Reply {
-            refresh: Some(RefreshResult {
-                client: conn.handle.client_id.clone(),
-                version: VERSION.to_string(),
-                expires,
-                ttl,
-            }),
+            // Centrifugo answers only `expires` and `ttl` (centrifuge's handleRefresh).
+            refresh: Some(RefreshResult { expires, ttl, ..Default::default() }),
             ..Default::default()
         })
     }

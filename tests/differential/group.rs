@@ -5,14 +5,18 @@
 //! allow-list does not cover, printing the transcripts side by side.
 
 use super::compare::compare;
-use super::normalize::normalize;
+use super::normalize::{align_offsets, normalize};
 use super::runner::{play, Kind, Target};
 use super::scenario::{label, Scenario};
 use crate::common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
 use crate::common::pair::{Backend, Pair};
 use crate::common::Gateway;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+
+/// Scenarios played at once.
+const PARALLEL: usize = 8;
 
 /// Options every group gets unless it sets them: pings rare enough not to
 /// land inside a scenario (natsgate's first ping comes after half the
@@ -44,12 +48,18 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
     let mut allowed_seen = 0;
     for scenario in &scenarios {
         assert!(names.insert(scenario.name.clone()), "two scenarios named {}", scenario.name);
-        let (c, e, n) =
-            tokio::join!(play(&targets[0], scenario), play(&targets[1], scenario), play(&targets[2], scenario));
-        let c = normalize(Kind::Centrifugo, &c);
-        for (kind, natsgate) in
-            [(Kind::Embedded, normalize(Kind::Embedded, &e)), (Kind::Nats, normalize(Kind::Nats, &n))]
-        {
+    }
+    // Scenarios of a group touch different channels and users, so several
+    // run at once; each is played on the three servers at the same time.
+    let transcripts: Vec<_> = futures_util::stream::iter(&scenarios)
+        .map(|s| async { tokio::join!(play(&targets[0], s), play(&targets[1], s), play(&targets[2], s)) })
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    for (scenario, (c, e, n)) in scenarios.iter().zip(transcripts) {
+        let c = normalize(&c);
+        for (kind, mut natsgate) in [(Kind::Embedded, normalize(&e)), (Kind::Nats, normalize(&n))] {
+            align_offsets(kind, &c, &mut natsgate);
             let diffs = compare(scenario, kind, &c, &natsgate);
             let unallowed: Vec<_> = diffs.iter().filter(|(_, a)| a.is_none()).collect();
             allowed_seen += diffs.len() - unallowed.len();

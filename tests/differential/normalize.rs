@@ -36,26 +36,36 @@ impl Names {
 
 /// The normalised transcript of one server.
 ///
+pub fn normalize(transcript: &[Value]) -> Vec<Value> {
+    let mut names = Names::default();
+    transcript.iter().map(|e| walk(e, None, &mut names)).collect()
+}
+
 /// Offsets: Centrifugo's memory engine and natsgate's embedded broker
 /// count per channel from 1; on NATS an offset is the JetStream sequence,
-/// shared by the channels of a namespace, so there (and only there) every
-/// positive offset becomes its rank among the transcript's offsets
-/// (listed in the README's Deviations).
-pub fn normalize(kind: Kind, transcript: &[Value]) -> Vec<Value> {
-    let mut names = Names::default();
-    let mut out: Vec<Value> = transcript.iter().map(|e| walk(e, None, &mut names)).collect();
-    if kind == Kind::Nats {
+/// shared by the channels of a namespace. So on NATS (only) offsets are
+/// compared up to an order-preserving renaming: when both transcripts hold
+/// as many distinct positive offsets, the i-th smallest of natsgate's
+/// becomes the i-th smallest of Centrifugo's (listed in the README's
+/// Deviations). Order and equality are still checked; values are not.
+pub fn align_offsets(kind: Kind, centrifugo: &[Value], natsgate: &mut [Value]) {
+    if kind != Kind::Nats {
+        return;
+    }
+    let distinct = |t: &[Value]| {
         let mut offsets = Vec::new();
-        for e in &out {
-            collect_offsets(e, &mut offsets);
-        }
+        t.iter().for_each(|e| collect_offsets(e, &mut offsets));
         offsets.sort_unstable();
         offsets.dedup();
-        for e in &mut out {
-            rank_offsets(e, &offsets);
-        }
+        offsets
+    };
+    let (theirs, ours) = (distinct(centrifugo), distinct(natsgate));
+    if theirs.len() != ours.len() {
+        return;
     }
-    out
+    for e in natsgate.iter_mut() {
+        rank_offsets(e, &ours, &theirs);
+    }
 }
 
 fn walk(value: &Value, key: Option<&str>, names: &mut Names) -> Value {
@@ -66,6 +76,15 @@ fn walk(value: &Value, key: Option<&str>, names: &mut Names) -> Value {
         (Some("ttl"), Value::Number(n)) => json!(format!("<ttl ~{}>", (n.as_u64().unwrap_or(0) + 5) / 10 * 10)),
         (Some("expire_at" | "expires_at"), Value::Number(_)) => json!("<time>"),
         (_, Value::Array(items)) => Value::Array(items.iter().map(|v| walk(v, None, names)).collect()),
+        // Presence maps are keyed by client id: key them by the placeholder.
+        (Some("presence"), Value::Object(map)) if map.values().all(|v| v.get("client").is_some()) => Value::Object(
+            map.values()
+                .map(|v| {
+                    let v = walk(v, None, names);
+                    (v["client"].as_str().unwrap_or_default().to_string(), v)
+                })
+                .collect(),
+        ),
         (_, Value::Object(map)) => {
             // A node's `name` in `info` (Centrifugo: host_port; natsgate: NATSGATE_NAME).
             let is_node = map.contains_key("uid") && map.contains_key("num_clients");
@@ -97,19 +116,19 @@ fn collect_offsets(value: &Value, out: &mut Vec<u64>) {
     }
 }
 
-fn rank_offsets(value: &mut Value, ranks: &[u64]) {
+fn rank_offsets(value: &mut Value, ours: &[u64], theirs: &[u64]) {
     match value {
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 match (k.as_str(), v.as_u64()) {
                     ("offset", Some(n)) if n > 0 => {
-                        *v = json!(ranks.binary_search(&n).expect("collected") as u64 + 1);
+                        *v = json!(theirs[ours.binary_search(&n).expect("collected")]);
                     }
-                    _ => rank_offsets(v, ranks),
+                    _ => rank_offsets(v, ours, theirs),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| rank_offsets(v, ranks)),
+        Value::Array(items) => items.iter_mut().for_each(|v| rank_offsets(v, ours, theirs)),
         _ => {}
     }
 }

@@ -28,6 +28,8 @@ mod scenario;
 mod cases_channels;
 #[path = "differential/cases_connect.rs"]
 mod cases_connect;
+#[path = "differential/cases_history.rs"]
+mod cases_history;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

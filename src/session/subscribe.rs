@@ -72,6 +72,20 @@ impl Session {
                     return Err(e);
                 }
             }
+        } else if positioned {
+            // Positioned without recovery: the stream's current position, as
+            // Centrifugo answers (streamTop), so the client can detect gaps.
+            let page = self.gateway.hub.broker().history(&channel, crate::broker::Query::default()).await;
+            match page {
+                Ok(page) => {
+                    result.epoch = page.position.epoch;
+                    result.offset = page.position.offset;
+                }
+                Err(e) => {
+                    self.leave_channel(&channel);
+                    return Err(e.into());
+                }
+            }
         }
         result.data = data;
         Ok(Reply { subscribe: Some(result), ..Default::default() })
@@ -107,7 +121,9 @@ impl Session {
         };
         let sent = publications.last().map(|p| p.offset).unwrap_or(position.offset);
         result.epoch = position.epoch;
-        result.offset = position.offset;
+        // Recovered: the client's own offset, which the publications then
+        // advance (centrifuge: "attach stream offset from request").
+        result.offset = if result.recovered { req.offset } else { position.offset };
         result.publications = publications.into_iter().map(Publication::from).collect();
         self.activations.push((channel.to_string(), sent.max(req.offset)));
         Ok(result)

@@ -81,4 +81,44 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "natsgate refuses every command on a channel longer than channel_max_length (107); Centrifugo checks \
                  the length on subscribe only, so a publish to a channel nobody can subscribe to succeeds",
     },
+    Allowed {
+        scenario: "history *",
+        at: "29 recv a: *",
+        targets: BOTH,
+        reason: "history `since` a future offset of the right epoch: natsgate answers 112 (unrecoverable position, \
+                 as its README says); Centrifugo's memory engine answers an empty list and the current position",
+    },
+    Allowed {
+        scenario: "history *",
+        at: "31 recv a: .msg.history.epoch",
+        targets: BOTH,
+        reason: "after history_remove Centrifugo's memory engine starts a new stream (new epoch); natsgate keeps \
+                 the channel's epoch and position (the meta stream), so clients are not forced to resubscribe",
+    },
+    Allowed {
+        scenario: "recovery empty epoch *",
+        at: "11 recv a: .msg.subscribe.*",
+        targets: BOTH,
+        reason: "FAULT-7: recovery with an empty epoch is refused; Centrifugo treats it as any epoch",
+    },
+    Allowed {
+        scenario: "recovery flag reject unrecovered *",
+        at: "9 recv a: .msg.*",
+        targets: BOTH,
+        reason: "FAULT-7: subscribe `flag` bit 2 (reject unrecovered -> error 112) is ignored",
+    },
+    Allowed {
+        scenario: "recovery fresh channel *",
+        at: "10 recv a: .msg.subscribe.*",
+        targets: NATS,
+        reason: "FAULT-1: recovery from offset 0 on a fresh history channel on NATS loses publications",
+    },
+    Allowed {
+        scenario: "positioning *",
+        at: "7 recv a: .msg.subscribe.*",
+        targets: BOTH,
+        reason: "positioned/recoverable asked on a namespace without history: Centrifugo answers positioned and \
+                 recoverable with its memory engine's epoch; natsgate has no stream there and ignores the flags \
+                 (it also refuses allow_recovery/allow_positioning without history_size/history_ttl at startup)",
+    },
 ];

@@ -131,10 +131,13 @@ async fn api(http: &reqwest::Client, url: &str, key: Option<&str>, body: String)
 
 fn keep(entry: &Value, base: &str, save: &[(String, String)], vars: &mut HashMap<String, Value>) {
     for (pointer, name) in save {
-        let value = entry
-            .pointer(&format!("{base}{pointer}"))
-            .unwrap_or_else(|| panic!("nothing at {pointer} to save as ${name} in {entry}"));
-        vars.insert(name.clone(), value.clone());
+        // Zero values are left out of replies: an absent offset is 0.
+        let value = match entry.pointer(&format!("{base}{pointer}")) {
+            Some(value) => value.clone(),
+            None if pointer.ends_with("offset") && entry.get("msg").is_some() => json!(0),
+            None => panic!("nothing at {pointer} to save as ${name} in {entry}"),
+        };
+        vars.insert(name.clone(), value);
     }
 }
 

@@ -24,6 +24,8 @@ mod runner;
 #[path = "differential/scenario.rs"]
 mod scenario;
 
+#[path = "differential/cases_api.rs"]
+mod cases_api;
 #[path = "differential/cases_channels.rs"]
 mod cases_channels;
 #[path = "differential/cases_connect.rs"]

@@ -25,7 +25,9 @@ pub struct Allowed {
 
 impl Allowed {
     pub fn covers(&self, scenario: &str, kind: Kind, at: &str) -> bool {
-        self.targets.contains(&kind) && glob(self.scenario, scenario) && self.at.split('|').any(|p| glob(p, at))
+        self.targets.contains(&kind)
+            && self.scenario.split('|').any(|p| glob(p, scenario))
+            && self.at.split('|').any(|p| glob(p, at))
     }
 }
 
@@ -120,5 +122,84 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "positioned/recoverable asked on a namespace without history: Centrifugo answers positioned and \
                  recoverable with its memory engine's epoch; natsgate has no stream there and ignores the flags \
                  (it also refuses allow_recovery/allow_positioning without history_size/history_ttl at startup)",
+    },
+    Allowed {
+        scenario: "api broadcast*",
+        at: "* POST /api/*: *.epoch",
+        targets: BOTH,
+        reason: "epochs: natsgate's epoch belongs to a namespace's stream (NATS) or to the process (embedded); Centrifugo's memory engine has one per channel. Clients only compare a channel's epoch with that channel's",
+    },
+    Allowed {
+        scenario: "api broadcast idempotency",
+        at: "*",
+        targets: BOTH,
+        reason: "FAULT-2: broadcast ignores idempotency_key",
+    },
+    Allowed {
+        scenario: "api broadcast no data",
+        at: "0 POST /api/broadcast: .body.*",
+        targets: BOTH,
+        reason: "broadcast without data: natsgate refuses the whole call (107); Centrifugo answers 107 per channel in `responses`",
+    },
+    Allowed {
+        scenario: "api subscribe no user",
+        at: "0 POST /api/subscribe: .body.*",
+        targets: BOTH,
+        reason: "API subscribe without `user`: natsgate refuses (107); Centrifugo accepts it (the anonymous user)",
+    },
+    Allowed {
+        scenario: "api batch empty",
+        at: "0 POST /api/batch: .body.replies",
+        targets: BOTH,
+        reason: "an empty batch: natsgate answers `replies: []`, Centrifugo leaves the empty list out (Go omitempty)",
+    },
+    Allowed {
+        scenario: "api batch unknown command",
+        at: "0 POST /api/batch: .body.replies[0].error.message",
+        targets: BOTH,
+        reason: "error 104's message: natsgate says `method not found`, Centrifugo's batch says `not found`; the code is the same",
+    },
+    Allowed {
+        scenario: "api *wrong key|api no key",
+        at: "0 POST /api*: .body",
+        targets: BOTH,
+        reason: "HTTP 401 body: natsgate writes `Unauthorized`, Centrifugo an empty body; the status is the same",
+    },
+    Allowed {
+        scenario: "api JSON *|api non-JSON|api empty body*|api publish channel not a string",
+        at: "0 POST /api/*: *",
+        targets: BOTH,
+        reason: "FAULT-3: the HTTP API answers bodies that are not a JSON object (or not JSON, or empty) with HTTP 200 and error 107 (or runs `info`), also a body that does not decode into the method request; Centrifugo answers HTTP 400 `Bad Request`",
+    },
+    Allowed {
+        scenario: "api unknown method",
+        at: "0 POST /api/frobnicate: *",
+        targets: BOTH,
+        reason: "an unknown API method: natsgate answers HTTP 200 with error 104; Centrifugo has no such route (HTTP 404)",
+    },
+    Allowed {
+        scenario: "api legacy unknown method|api legacy non-JSON",
+        at: "0 POST /api: *",
+        targets: BOTH,
+        reason: "legacy /api with an unknown method or a body that is not JSON: natsgate answers HTTP 200 with error 104/107; Centrifugo HTTP 400",
+    },
+    Allowed {
+        scenario: "api refresh user",
+        at: "6 recv u: .msg.push.refresh.ttl",
+        targets: BOTH,
+        reason: "API refresh with a far expire_at: Centrifugo caps the ttl it pushes at one year (centrifuge maxTTLSeconds); natsgate does not",
+    },
+    Allowed {
+        scenario: "api info|api presence of subscriber",
+        at: "* POST /api/info: .body*|* POST /api/channels: .body*",
+        targets: BOTH,
+        reason: "info: natsgate lists each gateway (two on NATS) without Centrifugo's `metrics`; counts include clients of scenarios running at the same time",
+    },
+    Allowed {
+        scenario: "api broadcast",
+        at: "0 POST /api/broadcast: *.offset",
+        targets: NATS,
+        reason: "offsets on NATS are JetStream sequences shared by a namespace: two channels of one namespace never \
+                 both have offset 1 (order is compared, values are not)",
     },
 ];

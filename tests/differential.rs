@@ -32,6 +32,8 @@ mod cases_channels;
 mod cases_connect;
 #[path = "differential/cases_history.rs"]
 mod cases_history;
+#[path = "differential/cases_input.rs"]
+mod cases_input;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

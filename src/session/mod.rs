@@ -260,7 +260,12 @@ impl Session {
     /// Commands without an id: a pong (empty) or `send`; nothing else.
     fn handle_async(&mut self, command: Command) -> Result<(), Disconnect> {
         if command == Command::default() {
-            self.liveness.pong_received.store(true, Ordering::Relaxed);
+            // A pong answers the outstanding ping; one before connect, before
+            // any ping or a second one for the same ping is a bad request
+            // (centrifuge's dispatchCommand: "unnecessary pong").
+            if self.conn.is_none() || self.liveness.pong_received.swap(true, Ordering::Relaxed) {
+                return Err(Disconnect::BAD_REQUEST);
+            }
             return Ok(());
         }
         if command.send.is_some() && self.conn.is_some() {

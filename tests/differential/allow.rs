@@ -202,4 +202,22 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "offsets on NATS are JetStream sequences shared by a namespace: two channels of one namespace never \
                  both have offset 1 (order is compared, values are not)",
     },
+    Allowed {
+        scenario: "bad json 5 * connect",
+        at: "* recv a: *",
+        targets: BOTH,
+        reason: "an empty text frame: natsgate ignores it (it is lenient with blank lines, see src/protocol/json.rs); Centrifugo closes with 3501",
+    },
+    Allowed {
+        scenario: "oversized frame *",
+        at: "* recv a: .close.reason",
+        targets: BOTH,
+        reason: "a frame over websocket_message_size_limit: both close with 1009; natsgate gives the reason `message too big`, Centrifugo none",
+    },
+    Allowed {
+        scenario: "binary frame on json after connect",
+        at: "4 recv a: *",
+        targets: BOTH,
+        reason: "a binary frame on a JSON connection: natsgate closes with 3501; Centrifugo decodes it as JSON. No SDK sends one",
+    },
 ];

@@ -48,7 +48,7 @@ pub static ALLOWED: &[Allowed] = &[
                  No SDK sends it (protocol v2 pings are server-sent `{}`)",
     },
     Allowed {
-        scenario: "token expire*",
+        scenario: "token expire*|token channels unknown namespace*",
         at: "4 recv a: *|5 quiet a: *",
         targets: BOTH,
         reason: "after a refused connect (error 109) natsgate closes with 3501 at the next command; Centrifugo \

@@ -79,6 +79,11 @@ fn token_cases() -> Vec<(&'static str, String)> {
                 json!({"subs": {"srv-c": {"data": {"hello": 1}, "info": {"ci": 2}}, "srv-d": {}}}),
             ),
         ),
+        (
+            "channels and subs",
+            hs256_token(SECRET, "tom", Some(3600), json!({"channels": ["srv-e"], "subs": {"srv-f": {}}})),
+        ),
+        ("channels unknown namespace", hs256_token(SECRET, "tom", Some(3600), json!({"channels": ["nope:x"]}))),
         ("expire_at", hs256_token(SECRET, "tom", None, json!({"expire_at": now_secs() + 1800}))),
         ("expire_at zero", hs256_token(SECRET, "tom", Some(3600), json!({"expire_at": 0}))),
         ("expire_at past", hs256_token(SECRET, "tom", Some(3600), json!({"expire_at": now_secs() - 10}))),

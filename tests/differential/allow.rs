@@ -220,4 +220,10 @@ pub static ALLOWED: &[Allowed] = &[
         targets: BOTH,
         reason: "a binary frame on a JSON connection: natsgate closes with 3501; Centrifugo decodes it as JSON. No SDK sends one",
     },
+    Allowed {
+        scenario: "subs claim info *",
+        at: "4 recv a: .msg.presence.presence.*.chan_info",
+        targets: BOTH,
+        reason: "FAULT-6: the `subs` claim's `info` is not used as chan_info in presence",
+    },
 ];

@@ -154,6 +154,16 @@ fn presence_and_join_leave(ns: &str, p: Protocol) -> Scenario {
         .quiet("a")
 }
 
+/// A `subs` claim's `info` is the subscription's channel info (presence, publications).
+fn subs_info(p: Protocol) -> Scenario {
+    let ch = format!("jl:srvinfo-{p:?}");
+    let t = hs256_token(SECRET, "tom", Some(3600), json!({"subs": {ch.clone(): {"info": {"seat": 3}}}}));
+    Scenario::new(format!("subs claim info {p:?}"))
+        .open("a", p)
+        .call("a", json!({"id": 1, "connect": {"token": t}}))
+        .call("a", json!({"id": 2, "presence": {"channel": ch}}))
+}
+
 fn rpc_and_send(p: Protocol) -> Scenario {
     Scenario::new(format!("rpc and send without proxy {p:?}"))
         .open("a", p)
@@ -205,6 +215,7 @@ async fn channels_and_permissions() {
         scenarios.push(presence_and_join_leave("jl", p));
         scenarios.push(presence_and_join_leave("open", p));
         scenarios.push(rpc_and_send(p));
+        scenarios.push(subs_info(p));
     }
     run_group("channels", config(), scenarios).await;
 }

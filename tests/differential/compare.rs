@@ -94,3 +94,15 @@ fn glob_matches_like_a_shell() {
     assert!(glob("*", ""));
     assert!(!glob("ab*ba", "aba"));
 }
+
+#[test]
+fn an_unlisted_difference_is_reported_and_a_listed_one_is_allowed() {
+    use super::scenario::Scenario;
+    use serde_json::json;
+    let scenario = Scenario::new("basics Json").recv("a");
+    let centrifugo = [json!({"msg": {"connect": {"client": "<client 1>"}}})];
+    let natsgate = [json!({"msg": {"connect": {"client": "<client 1>", "node": "gw", "extra": 1}}})];
+    let diffs = compare(&scenario, Kind::Embedded, &centrifugo, &natsgate);
+    let found: Vec<(&str, bool)> = diffs.iter().map(|(d, a)| (d.at.as_str(), a.is_some())).collect();
+    assert_eq!(found, [("0 recv a: .msg.connect.extra", false), ("0 recv a: .msg.connect.node", true)]);
+}

@@ -495,16 +495,19 @@ async fn sub_refresh_errors() {
 async fn channels_and_subs_claims_subscribe_at_connect() {
     // Top level: clients may publish but not subscribe on their own.
     let gw = builder().env("NATSGATE_ALLOW_PUBLISH_FOR_CLIENT", "true").start();
-    let token = conn_token(
-        "alice",
-        json!({"channels": ["news"], "subs": {"alerts": {"data": {"welcome": true}}, "chat:lobby": {}}}),
-    );
+    let token =
+        conn_token("alice", json!({"subs": {"news": {}, "alerts": {"data": {"welcome": true}}, "chat:lobby": {}}}));
     let (mut alice, connected) = connect_with(&gw, Protocol::Json, &token).await;
     let subs = connected["subs"].as_object().unwrap_or_else(|| panic!("connect reply lists no subs: {connected}"));
     let mut names: Vec<&str> = subs.keys().map(String::as_str).collect();
     names.sort();
     assert_eq!(names, ["alerts", "chat:lobby", "news"], "{connected}");
     assert_eq!(subs["alerts"]["data"], json!({"welcome": true}), "{connected}");
+    // With both claims, `subs` wins and `channels` is ignored, as in Centrifugo.
+    let both = conn_token("carol", json!({"channels": ["news"], "subs": {"alerts": {}}}));
+    let (_carol, carol_connected) = connect_with(&gw, Protocol::Json, &both).await;
+    let carol_subs: Vec<&String> = carol_connected["subs"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    assert_eq!(carol_subs, ["alerts"], "{carol_connected}");
 
     // Already subscribed by the server.
     expect_error(&mut alice, json!({"subscribe": {"channel": "news"}}), 105).await;
@@ -546,7 +549,7 @@ async fn protobuf_connect_reply_writes_empty_server_side_subscription_results() 
     use tokio_tungstenite::tungstenite::Message;
 
     let gw = gateway();
-    let token = conn_token("alice", json!({"channels": ["news"], "subs": {"alerts": {"data": {"x": 1}}}}));
+    let token = conn_token("alice", json!({"subs": {"news": {}, "alerts": {"data": {"x": 1}}}}));
     let mut request = gw.ws_url().into_client_request().expect("request");
     request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
     let (mut ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
@@ -647,8 +650,8 @@ async fn too_many_claimed_channels_close_3505() {
     let token = conn_token("alice", json!({"channels": ["a1", "a2"]}));
     let (_ok, connected) = connect_with(&gw, Protocol::Json, &token).await;
     assert_eq!(connected["subs"].as_object().map(|m| m.len()), Some(2), "{connected}");
-    // One over, across both claims: 3505.
-    let token = conn_token("alice", json!({"channels": ["b1", "b2"], "subs": {"b3": {}}}));
+    // One over in `subs`: 3505.
+    let token = conn_token("alice", json!({"subs": {"b1": {}, "b2": {}, "b3": {}}}));
     let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
     expect_close_on(&mut client, json!({"connect": {"token": token}}), 3505).await;
     let token = conn_token("alice", json!({"channels": ["c1", "c2", "c3"]}));

@@ -546,7 +546,6 @@ async fn bad_and_expired_tokens() {
     let not_yet = hs256_token(SECRET, "tom", Some(7200), json!({"nbf": now_secs() + 3600}));
     let channel_claim = hs256_token(SECRET, "tom", None, json!({"channel": "news"}));
     let invalid = [
-        ("nbf in the future", not_yet.as_str()),
         ("channel claim in a connection token", channel_claim.as_str()),
         ("bad signature", bad_signature.as_str()),
         ("alg none", alg_none.as_str()),
@@ -571,6 +570,10 @@ async fn bad_and_expired_tokens() {
         expect_error(&mut c, json!({"connect": {"token": expired}}), 109).await;
         let text = json!({"id": 6, "connect": {"token": good}}).to_string();
         expect_close_after(&mut c, &text, 3501).await;
+
+        // nbf in the future: 109 like an expired token, as Centrifugo answers.
+        let mut c = WsClient::connect(&gw.ws_url(), p).await;
+        expect_error(&mut c, json!({"connect": {"token": not_yet}}), 109).await;
 
         for (what, bad) in invalid {
             let mut c = WsClient::connect(&gw.ws_url(), p).await;

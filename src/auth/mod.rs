@@ -183,7 +183,9 @@ impl TokenVerifier {
             Err(e) => Err(match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::InvalidSignature => invalid("bad signature"),
-                ErrorKind::ImmatureSignature => invalid("not valid yet (nbf)"),
+                // Centrifugo treats a future `nbf` like a past `exp` (error 109,
+                // the SDK asks for a new token): jwtverify's `IsValidNotBefore`.
+                ErrorKind::ImmatureSignature => TokenError::Expired,
                 ErrorKind::InvalidAudience => invalid("wrong audience"),
                 ErrorKind::InvalidIssuer => invalid("wrong issuer"),
                 ErrorKind::MissingRequiredClaim(c) => TokenError::Invalid(format!("missing {c} claim")),

@@ -80,15 +80,18 @@ impl Session {
         })
     }
 
-    /// Subscribes the `channels` and `subs` claims without permission checks:
+    /// Subscribes the `subs` claim, or without one the `channels` claim,
+    /// without permission checks:
     /// the application granted them by signing the token.
     async fn server_side_subscribe(
         &mut self,
         credentials: &Credentials,
     ) -> Result<HashMap<String, SubscribeResult>, CommandError> {
         let mut results = HashMap::new();
-        let wanted = credentials
-            .channels
+        // `subs` wins: Centrifugo reads `channels` only when a token has no
+        // `subs` (jwtverify's VerifyConnectToken), never both.
+        let channels = if credentials.subs.is_empty() { &credentials.channels[..] } else { &[] };
+        let wanted = channels
             .iter()
             .map(|c| (c.clone(), bytes::Bytes::new()))
             .chain(credentials.subs.iter().map(|(c, o)| (c.clone(), o.data.clone())));
@@ -132,12 +135,8 @@ impl Session {
         }
         let (expires, ttl) = ttl_of(conn.expire_at);
         Ok(Reply {
-            refresh: Some(RefreshResult {
-                client: conn.handle.client_id.clone(),
-                version: VERSION.to_string(),
-                expires,
-                ttl,
-            }),
+            // Centrifugo answers only `expires` and `ttl` (centrifuge's handleRefresh).
+            refresh: Some(RefreshResult { expires, ttl, ..Default::default() }),
             ..Default::default()
         })
     }

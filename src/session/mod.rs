@@ -212,14 +212,13 @@ impl Session {
 
     /// Publishes a join or leave event for namespaces with `join_leave`, in
     /// the background: leaving must not wait for the broker.
-    fn announce(&self, channel: &str, conn: &Connected, event: crate::broker::PresenceEvent) {
+    fn announce(&self, channel: &str, info: crate::protocol::ClientInfo, event: crate::broker::PresenceEvent) {
         let join_leave =
             self.gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_some_and(|o| o.join_leave);
         if !join_leave {
             return;
         }
-        let message =
-            crate::broker::Message { info: Some(conn.client_info(channel)), event: Some(event), ..Default::default() };
+        let message = crate::broker::Message { info: Some(info), event: Some(event), ..Default::default() };
         let broker = self.gateway.hub.broker().clone();
         let channel = channel.to_string();
         tokio::spawn(async move {
@@ -261,7 +260,12 @@ impl Session {
     /// Commands without an id: a pong (empty) or `send`; nothing else.
     fn handle_async(&mut self, command: Command) -> Result<(), Disconnect> {
         if command == Command::default() {
-            self.liveness.pong_received.store(true, Ordering::Relaxed);
+            // A pong answers the outstanding ping; one before connect, before
+            // any ping or a second one for the same ping is a bad request
+            // (centrifuge's dispatchCommand: "unnecessary pong").
+            if self.conn.is_none() || self.liveness.pong_received.swap(true, Ordering::Relaxed) {
+                return Err(Disconnect::BAD_REQUEST);
+            }
             return Ok(());
         }
         if command.send.is_some() && self.conn.is_some() {
@@ -336,7 +340,7 @@ impl Session {
     pub fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             for channel in conn.channels.keys() {
-                self.announce(channel, &conn, crate::broker::PresenceEvent::Leave);
+                self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Leave);
             }
             self.gateway.hub.remove_client(&conn.handle, conn.channels.into_keys());
         }

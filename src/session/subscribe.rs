@@ -40,6 +40,7 @@ impl Session {
 
         let mut expire_at = None;
         let mut info = bytes::Bytes::new();
+        let mut data = bytes::Bytes::new();
         if !req.token.is_empty() {
             let claims = gateway.verifier.verify_subscription(&req.token).map_err(|e| match e {
                 TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
@@ -54,6 +55,8 @@ impl Session {
             }
             expire_at = claims.expire_at;
             info = claims.info;
+            // Centrifugo returns the token's `data` in the subscribe reply.
+            data = claims.data;
         }
         resolved.can_subscribe(actor, !req.token.is_empty())?;
 
@@ -75,7 +78,22 @@ impl Session {
                     return Err(e);
                 }
             }
+        } else if positioned {
+            // Positioned without recovery: the stream's current position, as
+            // Centrifugo answers (streamTop), so the client can detect gaps.
+            let page = self.gateway.hub.broker().history(&channel, crate::broker::Query::default()).await;
+            match page {
+                Ok(page) => {
+                    result.epoch = page.position.epoch;
+                    result.offset = page.position.offset;
+                }
+                Err(e) => {
+                    self.leave_channel(&channel);
+                    return Err(e.into());
+                }
+            }
         }
+        result.data = data;
         Ok(Reply { subscribe: Some(result), ..Default::default() })
     }
 
@@ -115,7 +133,9 @@ impl Session {
         };
         let sent = publications.last().map(|p| p.offset).unwrap_or(position.offset);
         result.epoch = position.epoch;
-        result.offset = position.offset;
+        // Recovered: the client's own offset, which the publications then
+        // advance (centrifuge: "attach stream offset from request").
+        result.offset = if result.recovered { req.offset } else { position.offset };
         result.publications = publications.into_iter().map(Publication::from).collect();
         self.activations.push((channel.to_string(), sent.max(req.offset)));
         Ok(result)
@@ -165,22 +185,23 @@ impl Session {
             .await?;
         conn.channels.insert(channel.to_string(), state);
         if let Some(conn) = self.conn.as_ref() {
-            self.announce(channel, conn, crate::broker::PresenceEvent::Join);
+            self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Join);
         }
         Ok(())
     }
 
     /// Unsubscribes the connection from a channel, if it was subscribed.
     pub(crate) fn leave_channel(&mut self, channel: &str) -> bool {
-        let Some(conn) = self.conn.as_ref() else { return false };
+        let Some(conn) = self.conn.as_mut() else { return false };
         if !conn.channels.contains_key(channel) {
             return false;
         }
-        self.announce(channel, conn, crate::broker::PresenceEvent::Leave);
-        if let Some(conn) = self.conn.as_mut() {
-            conn.channels.remove(channel);
-            self.gateway.hub.unsubscribe(channel, conn.handle.key);
-        }
+        // Out of the hub before the leave is announced, so the client never
+        // gets its own leave (Centrifugo removes the subscription first).
+        let info = conn.client_info(channel);
+        conn.channels.remove(channel);
+        self.gateway.hub.unsubscribe(channel, conn.handle.key);
+        self.announce(channel, info, crate::broker::PresenceEvent::Leave);
         true
     }
 

@@ -8,6 +8,8 @@
 //! - `ws`: a small WebSocket client speaking Centrifugo's JSON or Protobuf
 //!   framing, with every wait bounded by a timeout.
 //! - `token`: HS256 connection and subscription tokens.
+//! - `centrifugo`: the real Centrifugo and one config rendered for both
+//!   servers (differential tests).
 //! - `pair`: two gateways on one nats-server or one on the embedded broker,
 //!   and calls to the server HTTP API.
 //!
@@ -15,6 +17,7 @@
 //! failing test explains itself; nothing sleeps to synchronise.
 #![allow(dead_code, unused_imports)]
 
+pub mod centrifugo;
 pub mod gateway;
 pub mod nats;
 pub mod node;

@@ -156,10 +156,42 @@ impl WsClient {
     }
 
     async fn send(&mut self, message: Message) {
+        self.try_send(message).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Sends one frame; a failure (e.g. the server already closed) is
+    /// returned instead of panicking, for tests where a close may race the
+    /// next frame. JSON text goes as is; in Protobuf mode, see `send_json`.
+    pub async fn try_send_json(&mut self, text: &str) -> Result<(), String> {
+        match self.protocol {
+            Protocol::Json => self.try_send(Message::text(text)).await,
+            Protocol::Protobuf => {
+                let mut frame = Vec::new();
+                for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                    let command: Command =
+                        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a Command: {line}: {e}"));
+                    command.encode_length_delimited(&mut frame).expect("encode Command");
+                }
+                self.try_send(Message::binary(frame)).await
+            }
+        }
+    }
+
+    /// A text (`binary: false`) or binary frame exactly as given, failures returned.
+    pub async fn try_send_raw(&mut self, bytes: Vec<u8>, binary: bool) -> Result<(), String> {
+        let message = if binary {
+            Message::binary(bytes)
+        } else {
+            Message::text(String::from_utf8(bytes).map_err(|e| e.to_string())?)
+        };
+        self.try_send(message).await
+    }
+
+    async fn try_send(&mut self, message: Message) -> Result<(), String> {
         tokio::time::timeout(TIMEOUT, self.ws.send(message))
             .await
-            .unwrap_or_else(|_| panic!("send blocked for {TIMEOUT:?}"))
-            .unwrap_or_else(|e| panic!("send failed: {e}"));
+            .map_err(|_| format!("send blocked for {TIMEOUT:?}"))?
+            .map_err(|e| format!("send failed: {e}"))
     }
 
     /// Sends one command object (without `id`) with the next id, waits for

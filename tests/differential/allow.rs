@@ -1,0 +1,229 @@
+//! The allow-list: every known difference between natsgate and Centrifugo
+//! v6.9.1, with its reason. It mirrors the README's "Deviations" section;
+//! a difference not covered here fails the differential tests. Entries
+//! tagged `FAULT-<n>` are natsgate faults being fixed elsewhere: remove the
+//! entry when the fix lands.
+
+use super::compare::glob;
+use super::runner::Kind;
+
+/// Which natsgate targets an entry applies to.
+pub const EMBEDDED: &[Kind] = &[Kind::Embedded];
+pub const NATS: &[Kind] = &[Kind::Nats];
+pub const BOTH: &[Kind] = &[Kind::Embedded, Kind::Nats];
+
+/// One allowed difference: in scenarios matching `scenario`, at places
+/// (`<step label>: <json path>`) matching `at` (`|` separates
+/// alternatives), on `targets`.
+#[derive(Debug)]
+pub struct Allowed {
+    pub scenario: &'static str,
+    pub at: &'static str,
+    pub targets: &'static [Kind],
+    pub reason: &'static str,
+}
+
+impl Allowed {
+    pub fn covers(&self, scenario: &str, kind: Kind, at: &str) -> bool {
+        self.targets.contains(&kind)
+            && self.scenario.split('|').any(|p| glob(p, scenario))
+            && self.at.split('|').any(|p| glob(p, at))
+    }
+}
+
+pub static ALLOWED: &[Allowed] = &[
+    Allowed {
+        scenario: "*",
+        at: "* recv *: .msg.connect.node",
+        targets: BOTH,
+        reason: "natsgate names the gateway in the connect reply's `node`; Centrifugo fills it only for \
+                 emulation transports. SDKs ignore it on WebSocket; it tells which gateway a client reached",
+    },
+    Allowed {
+        scenario: "ping command *",
+        at: "*",
+        targets: BOTH,
+        reason: "a `ping` command with an id: natsgate answers `{\"ping\":{}}`; Centrifugo v6.9.1 closes with \
+                 3501 (its command dispatch has no frame type for ping, so handlePing is unreachable). \
+                 No SDK sends it (protocol v2 pings are server-sent `{}`)",
+    },
+    Allowed {
+        scenario: "token expire*|token channels unknown namespace*",
+        at: "4 recv a: *|5 quiet a: *",
+        targets: BOTH,
+        reason: "after a refused connect (error 109) natsgate closes with 3501 at the next command; Centrifugo \
+                 marks the connection unusable, stops reading it and closes it on the stale timer \
+                 (client.stale_close_delay). Either way the connection is dead; SDKs open a new one",
+    },
+    Allowed {
+        scenario: "token nbf in the future*",
+        at: "4 recv a: *|5 quiet a: *",
+        targets: BOTH,
+        reason: "as for `token expire*`: what follows a refused connect",
+    },
+    Allowed {
+        scenario: "token b64info not standard base64*",
+        at: "*",
+        targets: BOTH,
+        reason: "a `b64info` claim that is not standard base64: Centrifugo answers error 100 (internal, temporary, \
+                 so SDKs retry forever); natsgate closes with 3500 (invalid token), as for any malformed claim",
+    },
+    Allowed {
+        scenario: "*",
+        at: "*pub.epoch|*publications[*].epoch",
+        targets: BOTH,
+        reason: "Centrifugo v6.9 also puts the stream epoch in each publication of a history channel \
+                 (Publication.epoch, field 14 of protocol v0.19, for map subscriptions); natsgate gives the epoch \
+                 in subscribe and history replies only, where centrifuge-js 5.8 reads it",
+    },
+    Allowed {
+        scenario: "channel too long *",
+        at: "6 recv a: .msg.*",
+        targets: BOTH,
+        reason: "natsgate refuses every command on a channel longer than channel_max_length (107); Centrifugo checks \
+                 the length on subscribe only, so a publish to a channel nobody can subscribe to succeeds",
+    },
+    Allowed {
+        scenario: "history *",
+        at: "29 recv a: *",
+        targets: BOTH,
+        reason: "history `since` a future offset of the right epoch: natsgate answers 112 (unrecoverable position, \
+                 as its README says); Centrifugo's memory engine answers an empty list and the current position",
+    },
+    Allowed {
+        scenario: "history *",
+        at: "31 recv a: .msg.history.epoch",
+        targets: BOTH,
+        reason: "after history_remove Centrifugo's memory engine starts a new stream (new epoch); natsgate keeps \
+                 the channel's epoch and position (the meta stream), so clients are not forced to resubscribe",
+    },
+    Allowed {
+        scenario: "recovery empty epoch *",
+        at: "11 recv a: .msg.subscribe.*",
+        targets: BOTH,
+        reason: "FAULT-7: recovery with an empty epoch is refused; Centrifugo treats it as any epoch",
+    },
+    Allowed {
+        scenario: "recovery flag reject unrecovered *",
+        at: "9 recv a: .msg.*",
+        targets: BOTH,
+        reason: "FAULT-7: subscribe `flag` bit 2 (reject unrecovered -> error 112) is ignored",
+    },
+    Allowed {
+        scenario: "recovery fresh channel *",
+        at: "10 recv a: .msg.subscribe.*",
+        targets: NATS,
+        reason: "FAULT-1: recovery from offset 0 on a fresh history channel on NATS loses publications",
+    },
+    Allowed {
+        scenario: "positioning *",
+        at: "7 recv a: .msg.subscribe.*",
+        targets: BOTH,
+        reason: "positioned/recoverable asked on a namespace without history: Centrifugo answers positioned and \
+                 recoverable with its memory engine's epoch; natsgate has no stream there and ignores the flags \
+                 (it also refuses allow_recovery/allow_positioning without history_size/history_ttl at startup)",
+    },
+    Allowed {
+        scenario: "api broadcast*",
+        at: "* POST /api/*: *.epoch",
+        targets: BOTH,
+        reason: "epochs: natsgate's epoch belongs to a namespace's stream (NATS) or to the process (embedded); Centrifugo's memory engine has one per channel. Clients only compare a channel's epoch with that channel's",
+    },
+    Allowed {
+        scenario: "api broadcast idempotency",
+        at: "*",
+        targets: BOTH,
+        reason: "FAULT-2: broadcast ignores idempotency_key",
+    },
+    Allowed {
+        scenario: "api broadcast no data",
+        at: "0 POST /api/broadcast: .body.*",
+        targets: BOTH,
+        reason: "broadcast without data: natsgate refuses the whole call (107); Centrifugo answers 107 per channel in `responses`",
+    },
+    Allowed {
+        scenario: "api subscribe no user",
+        at: "0 POST /api/subscribe: .body.*",
+        targets: BOTH,
+        reason: "API subscribe without `user`: natsgate refuses (107); Centrifugo accepts it (the anonymous user)",
+    },
+    Allowed {
+        scenario: "api batch empty",
+        at: "0 POST /api/batch: .body.replies",
+        targets: BOTH,
+        reason: "an empty batch: natsgate answers `replies: []`, Centrifugo leaves the empty list out (Go omitempty)",
+    },
+    Allowed {
+        scenario: "api batch unknown command",
+        at: "0 POST /api/batch: .body.replies[0].error.message",
+        targets: BOTH,
+        reason: "error 104's message: natsgate says `method not found`, Centrifugo's batch says `not found`; the code is the same",
+    },
+    Allowed {
+        scenario: "api *wrong key|api no key",
+        at: "0 POST /api*: .body",
+        targets: BOTH,
+        reason: "HTTP 401 body: natsgate writes `Unauthorized`, Centrifugo an empty body; the status is the same",
+    },
+    Allowed {
+        scenario: "api JSON *|api non-JSON|api empty body*|api publish channel not a string",
+        at: "0 POST /api/*: *",
+        targets: BOTH,
+        reason: "FAULT-3: the HTTP API answers bodies that are not a JSON object (or not JSON, or empty) with HTTP 200 and error 107 (or runs `info`), also a body that does not decode into the method request; Centrifugo answers HTTP 400 `Bad Request`",
+    },
+    Allowed {
+        scenario: "api unknown method",
+        at: "0 POST /api/frobnicate: *",
+        targets: BOTH,
+        reason: "an unknown API method: natsgate answers HTTP 200 with error 104; Centrifugo has no such route (HTTP 404)",
+    },
+    Allowed {
+        scenario: "api legacy unknown method|api legacy non-JSON",
+        at: "0 POST /api: *",
+        targets: BOTH,
+        reason: "legacy /api with an unknown method or a body that is not JSON: natsgate answers HTTP 200 with error 104/107; Centrifugo HTTP 400",
+    },
+    Allowed {
+        scenario: "api refresh user",
+        at: "6 recv u: .msg.push.refresh.ttl",
+        targets: BOTH,
+        reason: "API refresh with a far expire_at: Centrifugo caps the ttl it pushes at one year (centrifuge maxTTLSeconds); natsgate does not",
+    },
+    Allowed {
+        scenario: "api info|api presence of subscriber",
+        at: "* POST /api/info: .body*|* POST /api/channels: .body*",
+        targets: BOTH,
+        reason: "info: natsgate lists each gateway (two on NATS) without Centrifugo's `metrics`; counts include clients of scenarios running at the same time",
+    },
+    Allowed {
+        scenario: "api broadcast",
+        at: "0 POST /api/broadcast: *.offset",
+        targets: NATS,
+        reason: "offsets on NATS are JetStream sequences shared by a namespace: two channels of one namespace never \
+                 both have offset 1 (order is compared, values are not)",
+    },
+    Allowed {
+        scenario: "bad json 5 * connect",
+        at: "* recv a: *",
+        targets: BOTH,
+        reason: "an empty text frame: natsgate ignores it (it is lenient with blank lines, see src/protocol/json.rs); Centrifugo closes with 3501",
+    },
+    Allowed {
+        scenario: "oversized frame *",
+        at: "* recv a: .close.reason",
+        targets: BOTH,
+        reason: "a frame over websocket_message_size_limit: both close with 1009; natsgate gives the reason `message too big`, Centrifugo none",
+    },
+    Allowed {
+        scenario: "binary frame on json after connect",
+        at: "4 recv a: *",
+        targets: BOTH,
+        reason: "a binary frame on a JSON connection: natsgate closes with 3501; Centrifugo decodes it as JSON. No SDK sends one",
+    },
+    Allowed {
+        scenario: "subs claim info *",
+        at: "4 recv a: .msg.presence.presence.*.chan_info",
+        targets: BOTH,
+        reason: "FAULT-6: the `subs` claim's `info` is not used as chan_info in presence",
+    },
+];

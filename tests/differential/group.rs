@@ -1,0 +1,104 @@
+//! A group of scenarios sharing one configuration: starts Centrifugo, one
+//! gateway on the embedded broker and two gateways on a nats-server once,
+//! plays every scenario on the three (at the same time), compares
+//! natsgate's transcripts with Centrifugo's and fails on any difference the
+//! allow-list does not cover, printing the transcripts side by side.
+
+use super::compare::compare;
+use super::normalize::{align_offsets, normalize};
+use super::runner::{play, Kind, Target};
+use super::scenario::{label, Scenario};
+use crate::common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
+use crate::common::pair::{Backend, Pair};
+use crate::common::Gateway;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+/// Scenarios played at once.
+const PARALLEL: usize = 8;
+
+/// Options every group gets unless it sets them: pings rare enough not to
+/// land inside a scenario (natsgate's first ping comes after half the
+/// interval, Centrifugo's after the whole).
+fn defaults() -> Value {
+    json!({"ping_interval": "60s", "pong_timeout": "8s", "api_key": super::API_KEY})
+}
+
+/// Plays `scenarios` with `config` on all servers; panics listing every
+/// unallowed difference.
+pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
+    let Some(bin) = centrifugo_or_skip(group) else { return };
+    let mut options = defaults();
+    options.as_object_mut().expect("object").extend(config.as_object().expect("config is an object").clone());
+    let config = ServerConfig(options);
+
+    let centrifugo = Centrifugo::start(&bin, &config.centrifugo_json());
+    let builder = |name: &str| config.apply_to(Gateway::builder().env("NATSGATE_NAME", name));
+    let embedded = Pair::start(Backend::Embedded, builder);
+    let nats = Pair::start(Backend::Nats, builder);
+    let targets = [
+        Target { kind: Kind::Centrifugo, http: [centrifugo.http_url(), centrifugo.http_url()] },
+        Target { kind: Kind::Embedded, http: [embedded.a.http_url(), embedded.b().http_url()] },
+        Target { kind: Kind::Nats, http: [nats.a.http_url(), nats.b().http_url()] },
+    ];
+
+    let mut names = HashSet::new();
+    let mut failures = Vec::new();
+    let mut allowed_seen = 0;
+    for scenario in &scenarios {
+        assert!(names.insert(scenario.name.clone()), "two scenarios named {}", scenario.name);
+    }
+    // Scenarios of a group touch different channels and users, so several
+    // run at once; each is played on the three servers at the same time.
+    let transcripts: Vec<_> = futures_util::stream::iter(&scenarios)
+        .map(|s| async { tokio::join!(play(&targets[0], s), play(&targets[1], s), play(&targets[2], s)) })
+        .buffered(PARALLEL)
+        .collect()
+        .await;
+    for (scenario, (c, e, n)) in scenarios.iter().zip(transcripts) {
+        let c = normalize(&c);
+        for (kind, mut natsgate) in [(Kind::Embedded, normalize(&e)), (Kind::Nats, normalize(&n))] {
+            align_offsets(kind, &c, &mut natsgate);
+            let diffs = compare(scenario, kind, &c, &natsgate);
+            let unallowed: Vec<_> = diffs.iter().filter(|(_, a)| a.is_none()).collect();
+            allowed_seen += diffs.len() - unallowed.len();
+            for (d, a) in &diffs {
+                if let Some(a) = a {
+                    println!(
+                        "allowed [{}] {kind:?} {}: {} (centrifugo {}, natsgate {})",
+                        scenario.name, d.at, a.reason, d.centrifugo, d.natsgate
+                    );
+                }
+            }
+            if !unallowed.is_empty() {
+                let mut report = format!("scenario `{}` on natsgate {kind:?}:\n", scenario.name);
+                for (d, _) in &unallowed {
+                    report.push_str(&format!(
+                        "  at {}\n    centrifugo: {}\n    natsgate:   {}\n",
+                        d.at, d.centrifugo, d.natsgate
+                    ));
+                }
+                report.push_str("  transcripts (centrifugo | natsgate):\n");
+                for (i, step) in scenario.steps.iter().enumerate() {
+                    if c[i].is_null() && natsgate[i].is_null() {
+                        continue;
+                    }
+                    report.push_str(&format!("    {}\n      C {}\n      N {}\n", label(i, step), c[i], natsgate[i]));
+                }
+                failures.push(report);
+            }
+        }
+    }
+    println!("group {group}: {} scenarios, {allowed_seen} allowed differences", scenarios.len());
+    if !failures.is_empty() {
+        panic!(
+            "group {group}: {} of {} scenario runs differ from Centrifugo beyond the allow-list \
+             (tests/differential/allow.rs, README Deviations):\n\n{}",
+            failures.len(),
+            scenarios.len() * 2,
+            failures.join("\n")
+        );
+    }
+    drop(centrifugo);
+}

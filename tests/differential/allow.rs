@@ -98,24 +98,6 @@ pub static ALLOWED: &[Allowed] = &[
                  the channel's epoch and position (the meta stream), so clients are not forced to resubscribe",
     },
     Allowed {
-        scenario: "recovery empty epoch *",
-        at: "11 recv a: .msg.subscribe.*",
-        targets: BOTH,
-        reason: "FAULT-7: recovery with an empty epoch is refused; Centrifugo treats it as any epoch",
-    },
-    Allowed {
-        scenario: "recovery flag reject unrecovered *",
-        at: "9 recv a: .msg.*",
-        targets: BOTH,
-        reason: "FAULT-7: subscribe `flag` bit 2 (reject unrecovered -> error 112) is ignored",
-    },
-    Allowed {
-        scenario: "recovery fresh channel *",
-        at: "10 recv a: .msg.subscribe.*",
-        targets: NATS,
-        reason: "FAULT-1: recovery from offset 0 on a fresh history channel on NATS loses publications",
-    },
-    Allowed {
         scenario: "positioning *",
         at: "7 recv a: .msg.subscribe.*",
         targets: BOTH,
@@ -128,12 +110,6 @@ pub static ALLOWED: &[Allowed] = &[
         at: "* POST /api/*: *.epoch",
         targets: BOTH,
         reason: "epochs: natsgate's epoch belongs to a namespace's stream (NATS) or to the process (embedded); Centrifugo's memory engine has one per channel. Clients only compare a channel's epoch with that channel's",
-    },
-    Allowed {
-        scenario: "api broadcast idempotency",
-        at: "*",
-        targets: BOTH,
-        reason: "FAULT-2: broadcast ignores idempotency_key",
     },
     Allowed {
         scenario: "api broadcast no data",
@@ -196,8 +172,8 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "info: natsgate lists each gateway (two on NATS) without Centrifugo's `metrics`; counts include clients of scenarios running at the same time",
     },
     Allowed {
-        scenario: "api broadcast",
-        at: "0 POST /api/broadcast: *.offset",
+        scenario: "api broadcast|api broadcast idempotency",
+        at: "* POST /api/broadcast: *.offset|* POST /api/history: *.offset",
         targets: NATS,
         reason: "offsets on NATS are JetStream sequences shared by a namespace: two channels of one namespace never \
                  both have offset 1 (order is compared, values are not)",

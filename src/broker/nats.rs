@@ -77,7 +77,10 @@ impl NatsBroker {
                     other => tracing::info!("NATS: {other}"),
                 }
             })
-            .retry_on_initial_connect()
+            // No retry_on_initial_connect: an unreachable NATS fails this
+            // call at once, and `crate::startup` retries it while the ports
+            // answer /health and /ready. Later disconnects are retried by
+            // the client itself (unlimited reconnects).
             .connect(url)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;

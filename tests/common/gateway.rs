@@ -16,8 +16,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// Always set: `NATSGATE_ADDRESS=127.0.0.1`, `NATSGATE_PORT` (a free port
 /// unless `port()` is given); `NATSGATE_LOG_LEVEL=debug` unless given. Any
-/// `NATSGATE_*` variable of the test process itself is removed, so the
-/// developer's shell cannot change a test.
+/// `NATSGATE_*` variable of the test process itself is removed, and the
+/// gateway runs in a temporary directory (no `.env`), so the developer's
+/// shell cannot change a test.
 #[derive(Clone)]
 pub struct GatewayBuilder {
     env: Vec<(String, String)>,
@@ -181,6 +182,9 @@ impl Gateway {
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsgate"));
+        // In its own directory: natsgate reads `.env` from the working
+        // directory, and a developer's must not change a test.
+        cmd.current_dir(self.dir.path());
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("NATSGATE_") {
                 cmd.env_remove(key);

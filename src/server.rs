@@ -28,6 +28,9 @@ pub enum StartError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("cannot connect to NATS: {0}")]
     Nats(String),
+    /// The NATS URL does not parse (a configuration error).
+    #[error("{0}")]
+    NatsUrl(String),
 }
 
 /// A gateway bound to its port, ready to run.
@@ -65,8 +68,9 @@ impl Server {
                     std::iter::once(&listener).chain(internal_listener.as_ref()).collect();
                 let subjects = SubjectMap::new(&config.nats_prefix);
                 match crate::startup::connect_nats(url, &subjects, &history, &listeners, stop).await {
-                    Some(broker) => Arc::new(broker),
-                    None => return Ok(None),
+                    Ok(Some(broker)) => Arc::new(broker),
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(StartError::NatsUrl(e)),
                 }
             }
             None => Arc::new(MemoryBroker::new(history)),

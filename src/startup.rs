@@ -26,15 +26,21 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Connects to NATS (and sets up the JetStream streams), retrying until it
 /// succeeds, while `listeners` answer `/health` 200, `/ready` 503 and every
-/// other request 503. Returns `None` if `stop` is cancelled first; the
-/// listeners are left open for the gateway either way.
+/// other request 503. `Ok(None)` if `stop` is cancelled first; the listeners
+/// are left open for the gateway either way. A URL that does not parse is
+/// an error at once (retrying cannot fix it).
 pub async fn connect_nats(
     url: &str,
     subjects: &SubjectMap,
     history: &HistoryConfig,
     listeners: &[&TcpListener],
     stop: &CancellationToken,
-) -> Option<NatsBroker> {
+) -> Result<Option<NatsBroker>, String> {
+    match crate::broker::nats::server_addrs(url) {
+        Ok(addrs) if !addrs.is_empty() => {}
+        Ok(_) => return Err("NATSGATE_NATS_URL names no server".into()),
+        Err(e) => return Err(format!("NATSGATE_NATS_URL: {e}")),
+    }
     let connected = CancellationToken::new();
     let serving = futures_util::future::join_all(
         listeners.iter().map(|l| listener::serve(*l, routes(), None, connected.cancelled())),
@@ -70,7 +76,7 @@ pub async fn connect_nats(
         outcome
     };
     let (outcome, _) = tokio::join!(outcome, serving);
-    outcome
+    Ok(outcome)
 }
 
 /// What the ports answer before NATS is reached.

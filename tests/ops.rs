@@ -181,7 +181,8 @@ async fn gateway_started_before_nats_waits_unready_then_serves() {
     let internal = free_port();
     let mut gw = Gateway::builder()
         .permissive()
-        .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{nats_port}"))
+        // Comma-separated servers, the first one never up.
+        .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{},nats://127.0.0.1:{nats_port}", free_port()))
         .env("NATSGATE_INTERNAL_PORT", &internal.to_string())
         .env(
             "NATSGATE_NAMESPACES",
@@ -228,4 +229,13 @@ async fn gateway_started_before_nats_waits_unready_then_serves() {
     assert!(exit.success(), "{exit}");
     assert!(signalled.elapsed() < Duration::from_secs(2), "took {:?}", signalled.elapsed());
     gw.sigterm();
+
+    // A URL that cannot parse is not retried: configuration error, at once,
+    // without echoing the URL (it may hold a password).
+    let err = Gateway::builder().env("NATSGATE_NATS_URL", "nats://user:pa55@[bad").try_start().err();
+    let err = err.expect("an unparsable NATS URL stops startup");
+    assert!(err.contains("exit status: 78"), "{err}");
+    let log = err.split("----- natsgate log").nth(1).expect("the gateway's log");
+    assert!(log.contains("NATSGATE_NATS_URL: NATS URL #1"), "{log}");
+    assert!(!log.contains("pa55"), "password echoed in the log: {log}");
 }

@@ -93,7 +93,7 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 return match e {
-                    StartError::Config(_) => ExitCode::from(super::EXIT_CONFIG),
+                    StartError::Config(_) | StartError::NatsUrl(_) => ExitCode::from(super::EXIT_CONFIG),
                     _ => ExitCode::FAILURE,
                 };
             }
@@ -142,6 +142,6 @@ fn announce_dev_mode(url: &str, token: &str) {
     tracing::warn!(
         "try it: node -e 'const {{Centrifuge}}=require(\"centrifuge\");const c=new Centrifuge(\"{url}\",\
          {{token:\"{token}\",websocket:WebSocket}});c.on(\"connected\",x=>{{console.log(\"connected\",x.client);\
-         process.exit(0)}});c.connect()'   (needs node >= 22 and `npm i centrifuge`)"
+         process.exit(0)}});c.connect()'   (after `npm i centrifuge`; node 20-21 also need --experimental-websocket)"
     );
 }

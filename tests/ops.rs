@@ -188,6 +188,7 @@ async fn gateway_started_before_nats_waits_unready_then_serves() {
             "NATSGATE_NAMESPACES",
             r#"[{"name":"hist","history_size":10,"history_ttl":"60s","allow_subscribe_for_client":true}]"#,
         )
+        .until_live()
         .start();
     let (status, body) = common::gateway::http_get(internal, "/health").expect("GET /health");
     assert_eq!(status, 200, "{body}");
@@ -219,6 +220,7 @@ async fn gateway_started_before_nats_waits_unready_then_serves() {
         .permissive()
         .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{}", free_port()))
         .env("NATSGATE_INTERNAL_PORT", &free_port().to_string())
+        .until_live()
         .start();
     let (status, _) = waiting.http_get("/ready").expect("GET /ready on the client port");
     assert_eq!(status, 503);

@@ -145,3 +145,17 @@ fn announce_dev_mode(url: &str, token: &str) {
          process.exit(0)}});c.connect()'   (after `npm i centrifuge`; node 20-21 also need --experimental-websocket)"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_url;
+
+    #[test]
+    fn client_url_never_names_an_unspecified_address() {
+        let url = |a: &str| client_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8000"), "ws://127.0.0.1:8000/connection/websocket");
+        assert_eq!(url("[::]:8000"), "ws://[::1]:8000/connection/websocket");
+        assert_eq!(url("10.1.2.3:80"), "ws://10.1.2.3:80/connection/websocket");
+        assert_eq!(url("[fe80::1]:8000"), "ws://[fe80::1]:8000/connection/websocket");
+    }
+}

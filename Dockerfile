@@ -1,11 +1,16 @@
-# syntax=docker/dockerfile:1
-#
-# natsgate container image.
+# natsgate container image. (No `# syntax=` line: it would make BuildKit pull
+# a frontend image first; the cache mounts below work without it on Docker 23+.)
 #
 #   docker build -t natsgate:dev .
-#   docker run --rm -p 8000:8000 -p 9000:9000 \
+#   docker run --rm --stop-timeout 35 -p 8000:8000 -p 9000:9000 \
 #     -e NATSGATE_NATS_URL=nats://nats:4222 \
 #     -e NATSGATE_TOKEN_HMAC_SECRET_KEY=change-me natsgate:dev
+#
+# --stop-timeout: `docker stop` sends SIGTERM and, by default, SIGKILL 10 s
+# later. natsgate drains its clients over NATSGATE_DRAIN_PERIOD (5 s by
+# default, 20 s in the Helm chart) and exits at the latest
+# NATSGATE_SHUTDOWN_TIMEOUT (30 s) after SIGTERM, so give Docker that timeout
+# plus a margin (35 s; `stop_grace_period: 35s` in Compose).
 #
 # Stage 1 builds the release binary from the locked dependency set; stage 2 is
 # a slim Debian runtime running as an unprivileged numeric user (so Kubernetes'
@@ -55,7 +60,9 @@ USER 10001:10001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${NATSGATE_INTERNAL_PORT:-${NATSGATE_PORT:-8000}} && printf 'GET /health HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 
-# SIGTERM starts the drain (clients get 3001 spread over NATSGATE_DRAIN_PERIOD).
+# SIGTERM starts the drain (clients get 3001 spread over NATSGATE_DRAIN_PERIOD);
+# the process exits within NATSGATE_SHUTDOWN_TIMEOUT: run with --stop-timeout
+# longer than that (see the top of this file), as the chart's grace period is.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/natsgate"]
 CMD ["serve"]

@@ -10,7 +10,7 @@
 //! - [`hub`]: this gateway's channels and users, fan-out into each client's [`outbox`].
 //! - [`broker`]: the small `Broker` trait (NATS and in-memory) and the channel -> subject mapping.
 //! - [`api`]: the HTTP server API; [`control`]: API commands sent between gateways.
-//! - [`config`], [`gateway`], [`server`], [`shutdown`], [`metrics`]: wiring and operations.
+//! - [`config`], [`gateway`], [`server`], [`startup`], [`shutdown`], [`metrics`]: wiring and operations.
 //! - [`cli`]: the `natsgate` subcommands.
 
 pub mod api;
@@ -28,4 +28,5 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod startup;
 pub mod transport;

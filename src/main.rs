@@ -1,5 +1,6 @@
 //! The `natsgate` command: serve (the default), and small helper commands.
-//! The commands live in `natsgate::cli`; this file only parses arguments.
+//! The commands live in `natsgate::cli`; this file only reads `.env` and
+//! parses arguments.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -8,8 +9,28 @@ use std::process::ExitCode;
 use natsgate::broker::subject::SubjectMap;
 use natsgate::cli::{self, token, CliError};
 
+/// The sequence `--help` shows a newcomer, each step ending somewhere useful.
+const FIRST_RUN: &str = "\
+First run:
+  natsgate                          serve ws://127.0.0.1:8000/connection/websocket on the embedded
+                                    broker; with no token key configured it makes a throw-away key
+                                    and logs a development token and a client one-liner to connect
+  natsgate genconfig                write config.json with a fresh HMAC secret and API key
+  natsgate -c config.json           serve with it
+  natsgate -c config.json gentoken -u alice
+                                    a connection token for user alice (signed with that secret)
+
+Settings come from NATSGATE_* variables, then a .env file in the working directory (variables
+already set win), then --config FILE. Health: GET /health, /ready; metrics: GET /metrics (on
+NATSGATE_INTERNAL_PORT when set, else on the main port).";
+
 #[derive(Parser)]
-#[command(name = "natsgate", version, about = "Centrifugo-compatible real-time gateway on NATS")]
+#[command(
+    name = "natsgate",
+    version,
+    about = "Centrifugo-compatible real-time gateway on NATS",
+    after_help = FIRST_RUN
+)]
 struct Cli {
     /// JSON config file (option names in lower case, without NATSGATE_);
     /// NATSGATE_* environment variables override it.
@@ -64,11 +85,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before clap, which reads NATSGATE_CONFIG from the environment.
+    let dotenv = match cli::load_dotenv() {
+        Ok(found) => found,
+        Err(e) => return cli::finish(Err(e)),
+    };
     let cli = Cli::parse();
     let file = cli.config.as_deref();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match cli::load_config(file) {
-            Ok(config) => cli::serve::run(config),
+            Ok(config) => cli::serve::run(config, dotenv.as_deref()),
             Err(e) => cli::finish(Err(e)),
         },
         Command::Genconfig { output } => cli::finish(cli::genconfig::run(&output)),

@@ -4,13 +4,13 @@ use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use crate::api;
 use crate::api::survey::Answerer;
 use crate::auth::TokenVerifier;
 use crate::broker::memory::MemoryBroker;
-use crate::broker::nats::NatsBroker;
 use crate::broker::subject::SubjectMap;
 use crate::broker::{Broker, HistoryConfig};
 use crate::config::Config;
@@ -30,6 +30,9 @@ pub enum StartError {
     Nats(String),
     #[error(transparent)]
     Grpc(#[from] api::grpc::GrpcError),
+    /// The NATS URL does not parse (a configuration error).
+    #[error("{0}")]
+    NatsUrl(String),
 }
 
 /// A gateway bound to its port, ready to run.
@@ -45,17 +48,35 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(config: Config) -> Result<Server, StartError> {
+    /// Validates the configuration, opens the ports, then reaches the
+    /// broker. With NATS it retries until NATS answers, the ports meanwhile
+    /// answering `/health` 200 and `/ready` 503 ([`crate::startup`]);
+    /// `Ok(None)` when `stop` is cancelled before that.
+    pub async fn bind(config: Config, stop: &CancellationToken) -> Result<Option<Server>, StartError> {
         let config = Arc::new(config);
         let verifier = TokenVerifier::from_config(&config)?;
         let rules = config.channel_rules()?;
         let history = HistoryConfig::from_rules(&rules, config.history_meta_ttl);
+        let addr = config.listen_addr();
+        let listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;
+        let internal_listener = match config.internal_port {
+            Some(port) => {
+                let addr = std::net::SocketAddr::new(addr.ip(), port);
+                Some(listen(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
         let broker: Arc<dyn Broker> = match &config.nats_url {
-            Some(url) => Arc::new(
-                NatsBroker::connect(url, SubjectMap::new(&config.nats_prefix), history)
-                    .await
-                    .map_err(|e| StartError::Nats(e.to_string()))?,
-            ),
+            Some(url) => {
+                let listeners: Vec<&TcpListener> =
+                    std::iter::once(&listener).chain(internal_listener.as_ref()).collect();
+                let subjects = SubjectMap::new(&config.nats_prefix);
+                match crate::startup::connect_nats(url, &subjects, &history, &listeners, stop).await {
+                    Ok(Some(broker)) => Arc::new(broker),
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(StartError::NatsUrl(e)),
+                }
+            }
             None => Arc::new(MemoryBroker::new(history)),
         };
         let hub = Hub::new(broker);
@@ -70,15 +91,6 @@ impl Server {
         } else if config.api_key.as_deref().is_none_or(str::is_empty) {
             tracing::warn!("NATSGATE_API_KEY is not set: the HTTP API refuses every request");
         }
-        let addr = config.listen_addr();
-        let listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;
-        let internal_listener = match config.internal_port {
-            Some(port) => {
-                let addr = std::net::SocketAddr::new(addr.ip(), port);
-                Some(listen(addr).map_err(|source| StartError::Listen { addr, source })?)
-            }
-            None => None,
-        };
         let grpc = match api::grpc::enabled(&config) {
             Some(addr) => {
                 let grpc_listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;
@@ -87,7 +99,7 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { gateway, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys })
+        Ok(Some(Server { gateway, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys }))
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -196,7 +208,7 @@ fn ops_routes(
     health.or(ready).unify().or(metrics).unify()
 }
 
-fn text(status: StatusCode, body: &str, content_type: &'static str) -> http::Response<String> {
+pub(crate) fn text(status: StatusCode, body: &str, content_type: &'static str) -> http::Response<String> {
     let mut response = http::Response::new(body.to_string());
     *response.status_mut() = status;
     response.headers_mut().insert("content-type", http::HeaderValue::from_static(content_type));

@@ -1,6 +1,11 @@
 //! The `natsgate` helper commands run as a real binary in a temporary
-//! directory: exit codes, messages, and that secrets stay out of stderr.
+//! directory: exit codes, messages, and that secrets stay out of stderr;
+//! the first run (development token), `.env`, and what git ignores.
 
+mod common;
+
+use common::{hs256_token, Gateway, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
+use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -237,4 +242,105 @@ fn usage_errors_exit_2() {
 
 fn natsgate_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The first run: no configuration at all. The gateway logs a development
+/// token, and a client connects with it; the secret behind it is never logged.
+#[tokio::test]
+async fn first_run_logs_a_token_a_client_connects_with() {
+    let gw = Gateway::builder().env("NATSGATE_LOG_FORMAT", "json").env("NATSGATE_LOG_LEVEL", "info").start();
+    let log = gw.log();
+    assert!(log.contains("DEVELOPMENT MODE"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("development connection token"))
+        .unwrap_or_else(|| panic!("no token line:\n{log}"));
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["level"], "WARN", "said loudly: {line}");
+    let token = line["fields"]["token"].as_str().expect("token field").to_string();
+    assert_eq!(line["fields"]["user"], "dev");
+    let example = log.lines().find(|l| l.contains("try it: node -e")).unwrap_or_else(|| panic!("{log}"));
+    assert!(example.contains(&token) && example.contains(&gw.ws_url()), "{example}");
+
+    let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    let connected = client.connect_token(&token).await;
+    assert!(connected["client"].as_str().is_some_and(|c| !c.is_empty()), "{connected}");
+    // Only that ephemeral key: a token signed with another secret is refused.
+    let mut other = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    other
+        .send_json(&format!(r#"{{"id":1,"connect":{{"token":"{}"}}}}"#, hs256_token(SECRET, "u", None, json!(null))))
+        .await;
+    assert_eq!(other.expect_close(TIMEOUT).await.0, 3500);
+}
+
+/// With NATS (a deployment) nothing is made up: the server warns that
+/// every client will be refused, and refuses them.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nats_a_missing_key_is_warned_about_and_refused() {
+    let nats = tokio::task::block_in_place(NatsServer::start);
+    let gw = Gateway::builder().nats(&nats).start();
+    let log = gw.log();
+    assert!(log.contains("no token key is configured") && log.contains("refused"), "{log}");
+    assert!(!log.contains("DEVELOPMENT MODE"), "{log}");
+    let mut c = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    c.send_json(&format!(r#"{{"id":1,"connect":{{"token":"{}"}}}}"#, hs256_token(SECRET, "u", None, json!(null))))
+        .await;
+    let (code, _) = c.expect_close(TIMEOUT).await;
+    assert!(code == 3500 || code == 3501, "refused, got {code}");
+}
+
+/// `.env` in the working directory is read (as `.env.example` says);
+/// variables set in the environment win; a broken line names its number,
+/// not its content.
+#[test]
+fn dotenv_in_the_working_directory_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "# comment\nNATSGATE_TOKEN_HMAC_SECRET_KEY=from-dotenv\nNATSGATE_PORT=8123\n",
+    )
+    .unwrap();
+    let verify = |secret: &str, token: &str| {
+        let config = Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), secret.to_string())]).unwrap();
+        TokenVerifier::from_config(&config).unwrap().verify_connect(token).is_ok()
+    };
+    let out = natsgate(dir.path(), &["gentoken", "-u", "alice"], &[]);
+    assert_exit(&out, 0);
+    assert!(verify("from-dotenv", stdout(&out).trim()), "signed with the .env secret");
+    let out = natsgate(dir.path(), &["gentoken", "-u", "alice"], &[("NATSGATE_TOKEN_HMAC_SECRET_KEY", "from-env")]);
+    assert_exit(&out, 0);
+    assert!(verify("from-env", stdout(&out).trim()), "the environment wins over .env");
+    // `.env.example` copied to `.env`, as it says, is a valid configuration.
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env.example"), dir.path().join(".env")).unwrap();
+    assert_exit(&natsgate(dir.path(), &["checkconfig"], &[]), 0);
+    // .env values are checked like any other: a bad one is named.
+    std::fs::write(dir.path().join(".env"), "NATSGATE_PORT=not-a-port\n").unwrap();
+    let out = natsgate(dir.path(), &["checkconfig"], &[]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("NATSGATE_PORT"), "{}", stderr(&out));
+    // A line that is not NAME=value: its number, never its content.
+    std::fs::write(dir.path().join(".env"), "NATSGATE_PORT=8000\nhunter2 secret line\n").unwrap();
+    let out = natsgate(dir.path(), &["checkconfig"], &[]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains(".env: line 2"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}
+
+/// What `genconfig` writes by default and the `.env` natsgate reads hold
+/// secrets: git ignores both, wherever they are in the tree.
+#[test]
+fn files_with_secrets_are_git_ignored() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ignore = std::fs::read_to_string(root.join(".gitignore")).unwrap();
+    let lines: Vec<&str> = ignore.lines().map(str::trim).collect();
+    for name in ["config.json", ".env"] {
+        assert!(lines.contains(&name), ".gitignore lacks {name} (unanchored, so any directory)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert_exit(&natsgate(dir.path(), &["genconfig"], &[]), 0);
+    assert!(dir.path().join("config.json").is_file(), "genconfig's default output is config.json");
+    // `--help` shows the first-run sequence.
+    let out = natsgate(dir.path(), &["--help"], &[]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("First run:") && stdout(&out).contains("genconfig"), "{}", stdout(&out));
 }

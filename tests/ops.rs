@@ -170,3 +170,74 @@ fn drain_moves_centrifuge_js_to_another_gateway() {
     let out = std::fs::read_to_string(output.path()).unwrap_or_default();
     assert!(status.success(), "centrifuge-js drain scenario failed:\n{out}");
 }
+
+/// A gateway started before NATS opens its ports at once: `/health` 200,
+/// `/ready` 503, clients refused, NATS retried; once a nats-server appears
+/// on the configured port it becomes ready and serves clients. A second one
+/// still waiting for NATS exits at once on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_started_before_nats_waits_unready_then_serves() {
+    let nats_port = free_port();
+    let internal = free_port();
+    let mut gw = Gateway::builder()
+        .permissive()
+        // Comma-separated servers, the first one never up.
+        .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{},nats://127.0.0.1:{nats_port}", free_port()))
+        .env("NATSGATE_INTERNAL_PORT", &internal.to_string())
+        .env(
+            "NATSGATE_NAMESPACES",
+            r#"[{"name":"hist","history_size":10,"history_ttl":"60s","allow_subscribe_for_client":true}]"#,
+        )
+        .until_live()
+        .start();
+    let (status, body) = common::gateway::http_get(internal, "/health").expect("GET /health");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = common::gateway::http_get(internal, "/ready").expect("GET /ready");
+    assert_eq!((status, body.as_str()), (503, r#"{"ready":false,"reason":"connecting to NATS"}"#));
+    let (status, _) = gw.http_get("/connection/websocket").expect("GET on the client port");
+    assert_eq!(status, 503, "no clients before NATS");
+    eventually("a logged retry", Duration::from_secs(5), || async {
+        gw.log().contains("NATS not reachable").then_some(())
+    })
+    .await;
+
+    // NATS appears on the port the gateway was given.
+    let _nats = tokio::task::block_in_place(|| NatsServer::start_on(nats_port));
+    let started = Instant::now();
+    eventually("/ready 200 once NATS is up", Duration::from_secs(10), || async {
+        let (status, _) = common::gateway::http_get(internal, "/ready").ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    eprintln!("ready {:?} after NATS started", started.elapsed());
+    let mut c = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    c.connect_token(&hs256_token(SECRET, "alice", None, json!(null))).await;
+    c.subscribe("hist:news").await;
+    assert!(gw.try_exit_status().is_none(), "still running");
+
+    // Another gateway, NATS never coming: SIGTERM ends it at once.
+    let mut waiting = Gateway::builder()
+        .permissive()
+        .env("NATSGATE_NATS_URL", &format!("nats://127.0.0.1:{}", free_port()))
+        .env("NATSGATE_INTERNAL_PORT", &free_port().to_string())
+        .until_live()
+        .start();
+    let (status, _) = waiting.http_get("/ready").expect("GET /ready on the client port");
+    assert_eq!(status, 503);
+    let signalled = Instant::now();
+    waiting.sigterm();
+    let exit = tokio::task::block_in_place(|| waiting.wait_exit(Duration::from_secs(3)));
+    let exit = exit.unwrap_or_else(|| panic!("no exit within 3 s of SIGTERM:\n{}", waiting.log()));
+    assert!(exit.success(), "{exit}");
+    assert!(signalled.elapsed() < Duration::from_secs(2), "took {:?}", signalled.elapsed());
+    gw.sigterm();
+
+    // A URL that cannot parse is not retried: configuration error, at once,
+    // without echoing the URL (it may hold a password).
+    let err = Gateway::builder().env("NATSGATE_NATS_URL", "nats://user:pa55@[bad").try_start().err();
+    let err = err.expect("an unparsable NATS URL stops startup");
+    assert!(err.contains("exit status: 78"), "{err}");
+    let log = err.split("----- natsgate log").nth(1).expect("the gateway's log");
+    assert!(log.contains("NATSGATE_NATS_URL: NATS URL #1"), "{log}");
+    assert!(!log.contains("pa55"), "password echoed in the log: {log}");
+}

@@ -82,8 +82,11 @@ impl NatsBroker {
                     other => tracing::info!("NATS: {other}"),
                 }
             })
-            .retry_on_initial_connect()
-            .connect(url)
+            // No retry_on_initial_connect: an unreachable NATS fails this
+            // call at once, and `crate::startup` retries it while the ports
+            // answer /health and /ready. Later disconnects are retried by
+            // the client itself (unlimited reconnects).
+            .connect(server_addrs(url).map_err(BrokerError::Unavailable)?)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
@@ -485,6 +488,18 @@ const SURVEY_FIRST_ANSWER: Duration = Duration::from_millis(1000);
 const SURVEY_QUIET: Duration = Duration::from_millis(100);
 /// A survey never gathers more answers than this (bounded memory).
 const SURVEY_MAX_ANSWERS: usize = 10_000;
+
+/// The servers of a `nats_url`: comma-separated URLs (`nats://a:4222,nats://b:4222`).
+/// An unparsable one is a configuration error, named by position only (a
+/// URL may hold a password).
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .enumerate()
+        .map(|(i, u)| u.parse().map_err(|e| format!("NATS URL #{}: {e}", i + 1)))
+        .collect()
+}
 
 fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())

@@ -22,7 +22,7 @@ struct Starter {
 }
 
 /// 32 random bytes from the OS-seeded thread RNG, hex-encoded.
-fn random_secret() -> String {
+pub(crate) fn random_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

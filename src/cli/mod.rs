@@ -10,7 +10,7 @@ pub mod genconfig;
 pub mod serve;
 pub mod token;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::config::{Config, ConfigError};
@@ -49,6 +49,31 @@ pub fn finish(result: Result<(), CliError>) -> ExitCode {
             eprintln!("natsgate: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// The file [`load_dotenv`] reads: `.env` in the working directory (not
+/// its parents, so a `.env` elsewhere never changes a run by surprise).
+pub const DOTENV: &str = ".env";
+
+/// Reads `.env` from the working directory into the environment, as
+/// `.env.example` suggests; variables already set win over the file. Must run
+/// before anything else reads the environment (and before threads start).
+/// `Ok(None)` when there is no such file. A line that does not parse is a
+/// configuration error naming the line number, never its content (it may
+/// hold a secret).
+pub fn load_dotenv() -> Result<Option<PathBuf>, CliError> {
+    let path = PathBuf::from(DOTENV);
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(Some(path)),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(dotenvy::Error::LineParse(line, _)) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let number = text.lines().position(|l| l == line).map(|i| format!(" {}", i + 1)).unwrap_or_default();
+            Err(CliError::Missing(format!("{DOTENV}: line{number} is not NAME=value")))
+        }
+        Err(dotenvy::Error::Io(e)) => Err(CliError::Missing(format!("cannot read {DOTENV}: {e}"))),
+        Err(_) => Err(CliError::Missing(format!("cannot read {DOTENV}"))),
     }
 }
 

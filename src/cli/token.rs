@@ -14,12 +14,18 @@ pub const DEFAULT_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// Prints a connection token for `user`; `ttl_secs` 0 means no `exp`.
 pub fn gentoken(config: &Config, user: &str, ttl_secs: u64, info: Option<Value>) -> Result<(), CliError> {
+    println!("{}", connection_token(config, user, ttl_secs, info)?);
+    Ok(())
+}
+
+/// An HS256 connection token for `user` signed with the configured HMAC
+/// secret (`CliError::Missing` without one); `ttl_secs` 0 means no `exp`.
+pub fn connection_token(config: &Config, user: &str, ttl_secs: u64, info: Option<Value>) -> Result<String, CliError> {
     let mut claims = base_claims(config, user, ttl_secs);
     if let Some(info) = info {
         claims.insert("info".into(), info);
     }
-    println!("{}", sign(config, claims)?);
-    Ok(())
+    sign(config, claims)
 }
 
 /// Prints a subscription token for `user` and `channel`.
@@ -85,7 +91,8 @@ fn base_claims(config: &Config, user: &str, ttl_secs: u64) -> Map<String, Value>
 fn sign(config: &Config, claims: Map<String, Value>) -> Result<String, CliError> {
     let secret = config.token_hmac_secret_key.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
         CliError::Missing(
-            "no HMAC secret configured: set token_hmac_secret_key in the config file or NATSGATE_TOKEN_HMAC_SECRET_KEY"
+            "no HMAC secret configured: set token_hmac_secret_key in the config file or NATSGATE_TOKEN_HMAC_SECRET_KEY \
+             (`natsgate genconfig` writes a config file with one; `natsgate` without a key logs a development token)"
                 .into(),
         )
     })?;

@@ -9,6 +9,7 @@
 //! over several packets, too many headers) takes the hyper path, whose
 //! WebSocket route handles upgrades too.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +41,10 @@ enum Kind {
 /// Serves `listener` until `stop` resolves, then waits for in-flight HTTP
 /// requests (upgraded WebSocket connections are tracked by `Shutdown`).
 /// With `websocket`, upgrades to `/connection/websocket` take the fast path.
+/// `listener` is a `TcpListener` or a reference to one: the startup phase
+/// (`crate::startup`) serves a borrowed listener and keeps it for the gateway.
 pub async fn serve<F>(
-    listener: TcpListener,
+    listener: impl Borrow<TcpListener>,
     filter: F,
     websocket: Option<(Arc<Gateway>, Shutdown)>,
     stop: impl Future<Output = ()>,
@@ -54,7 +57,7 @@ pub async fn serve<F>(
     loop {
         let stream = tokio::select! {
             _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.borrow().accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather

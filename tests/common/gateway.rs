@@ -9,20 +9,24 @@ use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// How long a gateway may take to answer `GET /health` after spawning.
+/// How long a gateway may take to answer its probe (`GET /ready`) after spawning.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sets up a gateway's environment, then `start()`s it.
 ///
 /// Always set: `NATSGATE_ADDRESS=127.0.0.1`, `NATSGATE_PORT` (a free port
 /// unless `port()` is given); `NATSGATE_LOG_LEVEL=debug` unless given. Any
-/// `NATSGATE_*` variable of the test process itself is removed, so the
-/// developer's shell cannot change a test.
+/// `NATSGATE_*` variable of the test process itself is removed, and the
+/// gateway runs in a temporary directory (no `.env`), so the developer's
+/// shell cannot change a test.
 #[derive(Clone)]
 pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     port: Option<u16>,
     ready_timeout: Duration,
+    /// What `start()` waits for: `/ready` (serving clients) or `/health`
+    /// (the process is up, e.g. while NATS is still unreachable).
+    probe: &'static str,
 }
 
 impl GatewayBuilder {
@@ -60,6 +64,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// `start()` returns once `GET /health` answers, without waiting for
+    /// `/ready` (for a gateway that cannot reach NATS yet).
+    pub fn until_live(mut self) -> Self {
+        self.probe = "/health";
+        self
+    }
+
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
         self
@@ -93,7 +104,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder { env: Vec::new(), port: None, ready_timeout: READY_TIMEOUT }
+        GatewayBuilder { env: Vec::new(), port: None, ready_timeout: READY_TIMEOUT, probe: "/ready" }
     }
 
     /// `Gateway::builder().envs(env).start()`.
@@ -181,6 +192,9 @@ impl Gateway {
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsgate"));
+        // In its own directory: natsgate reads `.env` from the working
+        // directory, and a developer's must not change a test.
+        cmd.current_dir(self.dir.path());
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("NATSGATE_") {
                 cmd.env_remove(key);
@@ -197,7 +211,9 @@ impl Gateway {
         self.wait_ready()
     }
 
-    /// Ready when `GET /health` answers 2xx. If the port answers 4xx or
+    /// Ready when `GET /ready` (or `/health` with `until_live`) answers 2xx:
+    /// `/health` answers while NATS is still being reached, `/ready` once
+    /// clients are served. If the port answers 4xx or
     /// something that is not HTTP, there is no health route yet: the open
     /// port counts as ready. 5xx and refused connections mean "not yet".
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -213,15 +229,16 @@ impl Gateway {
                     process.log_report()
                 ));
             }
-            let last = match http_get(health_port, "/health") {
+            let probe = self.builder.probe;
+            let last = match http_get(health_port, probe) {
                 Ok((code, _)) if (200..300).contains(&code) || (400..500).contains(&code) => return Ok(()),
-                Ok((code, body)) => format!("GET /health answered {code}: {body}"),
+                Ok((code, body)) => format!("GET {probe} answered {code}: {body}"),
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(()),
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "natsgate not ready (GET /health on port {health_port}) within {timeout:?} (last: {last}); env: {:?}\n{}",
+                    "natsgate not ready (GET {probe} on port {health_port}) within {timeout:?} (last: {last}); env: {:?}\n{}",
                     self.builder.env,
                     process.log_report()
                 ));

@@ -29,8 +29,13 @@ impl NatsServer {
     /// Starts a server and waits until it greets a client. Panics (with the
     /// server's log) if it does not within 10 s.
     pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Like `start`, on a port chosen beforehand (e.g. one a gateway was
+    /// told to connect to before the server existed).
+    pub fn start_on(port: u16) -> Self {
         let dir = tempfile::Builder::new().prefix("natsgate-nats-").tempdir().expect("tempdir");
-        let port = free_port();
         let process = spawn(port, dir.path());
         let server = Self { process, dir, port };
         server.wait_ready();

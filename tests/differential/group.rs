@@ -4,6 +4,7 @@
 //! natsgate's transcripts with Centrifugo's and fails on any difference the
 //! allow-list does not cover, printing the transcripts side by side.
 
+use super::allow::ALLOWED;
 use super::compare::compare;
 use super::normalize::{align_offsets, normalize};
 use super::runner::{play, Kind, Target};
@@ -14,6 +15,16 @@ use crate::common::Gateway;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Every group. When all of them have run in one test process, an
+/// allow-list entry that covered no difference is stale and fails the
+/// last group: a fixed difference must leave the list (and the README).
+const GROUPS: [&str; 8] = ["api", "channels", "connect", "aud_iss", "anonymous", "history", "bad_input", "ping_pong"];
+
+/// The groups that passed so far and the allow-list entries (indexes into
+/// `ALLOWED`) they used.
+static SEEN: Mutex<(Vec<String>, Vec<usize>)> = Mutex::new((Vec::new(), Vec::new()));
 
 /// Scenarios played at once.
 const PARALLEL: usize = 8;
@@ -46,6 +57,7 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
     let mut names = HashSet::new();
     let mut failures = Vec::new();
     let mut allowed_seen = 0;
+    let mut used = HashSet::new();
     for scenario in &scenarios {
         assert!(names.insert(scenario.name.clone()), "two scenarios named {}", scenario.name);
     }
@@ -65,6 +77,7 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
             allowed_seen += diffs.len() - unallowed.len();
             for (d, a) in &diffs {
                 if let Some(a) = a {
+                    used.insert(ALLOWED.iter().position(|x| std::ptr::eq(x, *a)).expect("entry of ALLOWED"));
                     println!(
                         "allowed [{}] {kind:?} {}: {} (centrifugo {}, natsgate {})",
                         scenario.name, d.at, a.reason, d.centrifugo, d.natsgate
@@ -101,4 +114,28 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
         );
     }
     drop(centrifugo);
+    check_stale(group, used);
+}
+
+/// Records `group`'s used entries; once every group has passed, panics
+/// naming the entries no group used.
+fn check_stale(group: &str, used: HashSet<usize>) {
+    assert!(GROUPS.contains(&group), "group {group} missing from GROUPS");
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    seen.0.push(group.to_string());
+    seen.1.extend(used);
+    if !GROUPS.iter().all(|g| seen.0.iter().any(|s| s == g)) {
+        return;
+    }
+    let stale: Vec<String> = ALLOWED
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !seen.1.contains(i))
+        .map(|(_, a)| format!("  [{}] at {}: {}", a.scenario, a.at, a.reason))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "allow-list entries that no scenario needs any more (remove them here and from the README's Deviations):\n{}",
+        stale.join("\n")
+    );
 }

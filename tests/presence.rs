@@ -325,7 +325,7 @@ async fn killed_gateway_disappears_from_presence() {
 /// A connection token's `subs` entry subscribes the client, and its `info`
 /// (raw JSON) or `b64info` is the client's channel info (`chan_info`) there,
 /// as Centrifugo's connect-token `subs` options set it: presence shows it
-/// from either gateway, and the client's own publications carry it.
+/// from either gateway.
 #[tokio::test]
 async fn subs_claim_info_is_the_channel_info() {
     let env = Env::start(Backend::Nats);

@@ -379,7 +379,7 @@ impl Config {
             }
         }
         let known = Self::option_names();
-        let (env, unknown_vars): (Vec<(String, String)>, Vec<(String, String)>) = env
+        let (env, unknown_vars): (Vars, Vars) = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
             .partition(|(k, _)| known.contains(&k[ENV_PREFIX.len()..].to_lowercase().as_str()));
@@ -545,6 +545,9 @@ fn read_json_file(path: &Path) -> Result<serde_json::Value, ConfigError> {
     serde_json::from_str(&text).map_err(|e| ConfigError::File { file: name, problem: format!("not valid JSON: {e}") })
 }
 
+/// `(name, value)` pairs.
+type Vars = Vec<(String, String)>;
+
 /// Turns a config file object into `(NATSGATE_KEY, value, key)` triples:
 /// strings raw, numbers and booleans as text, arrays and objects as compact
 /// JSON; `null` means unset. Keys that are no option come back apart,
@@ -560,7 +563,7 @@ fn file_entries(file: serde_json::Value) -> Result<(Vec<(String, String, String)
     let mut unknown = Vec::new();
     for (key, value) in entries {
         if !known.contains(&key.as_str()) {
-            let hint = suggest(&key.to_lowercase().trim_start_matches("natsgate_").to_string(), known)
+            let hint = suggest(key.to_lowercase().trim_start_matches("natsgate_"), known)
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
             unknown.push(format!("config file key `{key}`{hint}"));

@@ -90,8 +90,7 @@ impl Session {
         // A `subs` entry's `info` becomes the channel info (`chan_info`) of
         // this client in the channel, as Centrifugo's `ChannelInfo` option.
         let no_options = SubOptions::default();
-        let wanted =
-            credentials.channels.iter().map(|c| (c, &no_options)).chain(credentials.subs.iter().map(|(c, o)| (c, o)));
+        let wanted = credentials.channels.iter().map(|c| (c, &no_options)).chain(credentials.subs.iter());
         for (channel, options) in wanted {
             if results.contains_key(channel) {
                 continue;

@@ -19,7 +19,8 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 
 use super::error::ApiError;
-use super::methods::{self, Command, Reply};
+use super::methods::{self, Reply};
+use super::request::{self, Command};
 use crate::broker::{Message, Position};
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -346,14 +347,15 @@ fn command(c: proto::Command) -> Result<Command, ApiError> {
     command.ok_or(ApiError(ErrorCode::METHOD_NOT_FOUND))
 }
 
-/// Empty `data` is no `data` (protobuf cannot tell them apart).
+/// Empty `data` is no `data` (protobuf cannot tell them apart); JSON's raw
+/// `data` text and GRPC's bytes share `request::Publish::data`.
 fn data(data: Bytes) -> Option<Bytes> {
     (!data.is_empty()).then_some(data)
 }
 
 impl From<proto::PublishRequest> for Command {
     fn from(r: proto::PublishRequest) -> Command {
-        Command::Publish(methods::PublishRequest {
+        Command::Publish(request::Publish {
             channel: r.channel,
             data: data(r.data),
             b64data: r.b64data,
@@ -366,7 +368,7 @@ impl From<proto::PublishRequest> for Command {
 
 impl From<proto::BroadcastRequest> for Command {
     fn from(r: proto::BroadcastRequest) -> Command {
-        Command::Broadcast(methods::BroadcastRequest {
+        Command::Broadcast(request::Broadcast {
             channels: r.channels,
             data: data(r.data),
             b64data: r.b64data,
@@ -379,41 +381,53 @@ impl From<proto::BroadcastRequest> for Command {
 
 impl From<proto::SubscribeRequest> for Command {
     fn from(r: proto::SubscribeRequest) -> Command {
-        Command::Subscribe(methods::UserChannelRequest { user: r.user, channel: r.channel, client: r.client })
+        Command::Subscribe(request::UserChannel {
+            user: r.user,
+            channel: r.channel,
+            client: r.client,
+            ..Default::default()
+        })
     }
 }
 
 impl From<proto::UnsubscribeRequest> for Command {
     fn from(r: proto::UnsubscribeRequest) -> Command {
-        Command::Unsubscribe(methods::UserChannelRequest { user: r.user, channel: r.channel, client: r.client })
+        Command::Unsubscribe(request::UserChannel {
+            user: r.user,
+            channel: r.channel,
+            client: r.client,
+            ..Default::default()
+        })
     }
 }
 
 impl From<proto::DisconnectRequest> for Command {
     fn from(r: proto::DisconnectRequest) -> Command {
-        Command::Disconnect(methods::DisconnectRequest {
+        Command::Disconnect(request::Disconnect {
             user: r.user,
             client: r.client,
             whitelist: r.whitelist,
-            disconnect: r.disconnect.map(|d| methods::CustomDisconnect { code: d.code, reason: d.reason }),
+            disconnect: r.disconnect.map(|d| request::DisconnectCode { code: d.code, reason: d.reason }),
+            ..Default::default()
         })
     }
 }
 
 impl From<proto::RefreshRequest> for Command {
     fn from(r: proto::RefreshRequest) -> Command {
-        Command::Refresh(methods::RefreshRequest {
+        Command::Refresh(request::Refresh {
             user: r.user,
             client: r.client,
             expired: r.expired,
             expire_at: r.expire_at,
+            ..Default::default()
         })
     }
 }
 
 impl From<proto::ChannelsRequest> for Command {
     fn from(r: proto::ChannelsRequest) -> Command {
-        Command::Channels(methods::ChannelsRequest { pattern: r.pattern })
+        Command::Channels(request::Channels { pattern: r.pattern })
     }
 }
 
@@ -425,22 +439,22 @@ impl From<proto::InfoRequest> for Command {
 
 impl From<proto::PresenceRequest> for Command {
     fn from(r: proto::PresenceRequest) -> Command {
-        Command::Presence(methods::ChannelRequest { channel: r.channel })
+        Command::Presence(request::ChannelOnly { channel: r.channel })
     }
 }
 
 impl From<proto::PresenceStatsRequest> for Command {
     fn from(r: proto::PresenceStatsRequest) -> Command {
-        Command::PresenceStats(methods::ChannelRequest { channel: r.channel })
+        Command::PresenceStats(request::ChannelOnly { channel: r.channel })
     }
 }
 
 impl From<proto::HistoryRequest> for Command {
     fn from(r: proto::HistoryRequest) -> Command {
-        Command::History(methods::HistoryRequest {
+        Command::History(request::History {
             channel: r.channel,
-            limit: r.limit.into(),
-            since: r.since.map(|s| methods::StreamPosition { offset: s.offset, epoch: s.epoch }),
+            limit: r.limit,
+            since: r.since.map(|s| request::StreamPosition { offset: s.offset, epoch: s.epoch }),
             reverse: r.reverse,
         })
     }
@@ -448,7 +462,7 @@ impl From<proto::HistoryRequest> for Command {
 
 impl From<proto::HistoryRemoveRequest> for Command {
     fn from(r: proto::HistoryRemoveRequest) -> Command {
-        Command::HistoryRemove(methods::ChannelRequest { channel: r.channel })
+        Command::HistoryRemove(request::ChannelOnly { channel: r.channel })
     }
 }
 

@@ -20,6 +20,10 @@ fn init_logging(config: &Config) {
 /// Runs the gateway; exit 78 for bad keys, 1 if it cannot start otherwise.
 pub fn run(config: Config) -> ExitCode {
     init_logging(&config);
+    if let Some(message) = config.unknown_names_message() {
+        // As Centrifugo: warn and go on (`natsgate checkconfig` refuses them).
+        tracing::warn!("{message}; they are ignored");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,6 +1,6 @@
 //! The server API methods, one implementation for every transport: a typed
 //! [`Command`] in, a typed [`Reply`] or an [`ApiError`] out. The HTTP (JSON,
-//! `json.rs`) and GRPC (protobuf, `grpc.rs`) layers only convert.
+//! `json.rs`) and GRPC (protobuf, `grpc/convert.rs`) layers only convert.
 
 use base64::Engine;
 use bytes::Bytes;

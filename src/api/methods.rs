@@ -1,7 +1,7 @@
 //! The server API methods, one implementation for every transport: a typed
 //! [`Command`] (the request shapes of `request.rs`) in, a typed [`Reply`] or
 //! an [`ApiError`] out. The HTTP (JSON, `json.rs`) and GRPC (protobuf,
-//! `grpc.rs`) layers only convert.
+//! `grpc/convert.rs`) layers only convert.
 
 use base64::Engine;
 use bytes::Bytes;

@@ -1,4 +1,4 @@
-//! Centrifugo-compatible HTTP server API (the GRPC one is in `grpc.rs`; both
+//! Centrifugo-compatible HTTP server API (the GRPC one is in `grpc/`; both
 //! feed the [`request::Command`]s that `methods.rs` runs).
 //!
 //! `POST /api/<method>` with the params as the body (Centrifugo v5+), and

@@ -1,5 +1,5 @@
 //! Every API method's request shape, decided once ([`Command`], fed by the
-//! HTTP API here and by the GRPC API from protobuf in `grpc.rs`), and its
+//! HTTP API here and by the GRPC API from protobuf in `grpc/convert.rs`), and its
 //! decoding from JSON with the rules of Centrifugo's Go decoder (`encoding/json` into the
 //! `internal/apiproto` request structs), so a body is accepted or refused
 //! exactly where Centrifugo's is:

@@ -1,8 +1,8 @@
 //! Every API method's request shape, decided once ([`Command`], fed by the
-//! HTTP API here and by the GRPC API from protobuf in `grpc/convert.rs`), and its
-//! decoding from JSON with the rules of Centrifugo's Go decoder (`encoding/json` into the
-//! `internal/apiproto` request structs), so a body is accepted or refused
-//! exactly where Centrifugo's is:
+//! HTTP API here and by the GRPC API from protobuf in `grpc/convert.rs`),
+//! and its decoding from JSON with the rules of Centrifugo's Go decoder
+//! (`encoding/json` into the `internal/apiproto` request structs), so a body
+//! is accepted or refused exactly where Centrifugo's is:
 //!
 //! - the body must be one JSON object, or `null` (every field unset); an
 //!   array, a number, a string, an empty body or trailing data is malformed;

@@ -8,13 +8,17 @@
 //! A JSON config file (`--config`, `NATSGATE_CONFIG`) may set the same
 //! options under their lower-case names without the prefix; its entries
 //! become `NATSGATE_*` values and the environment overrides them. Unknown
-//! file keys and unknown `NATSGATE_*` variables are errors, so a typo never
-//! silently leaves a default in place.
+//! file keys and unknown `NATSGATE_*` variables are collected in
+//! [`Config::unknown`]: the gateway warns about them, as Centrifugo does
+//! (Kubernetes injects `NATSGATE_SERVICE_HOST`, `NATSGATE_PORT_8000_TCP`, ...
+//! into every pod of a namespace with a Service named `natsgate`), and
+//! `natsgate checkconfig` refuses them, so a typo is caught before deploy.
 
 use serde::Deserialize;
 
 use crate::channels::{parse_namespaces, ChannelOptions, ChannelRules};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::transport::origin::OriginCheck;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -142,8 +146,17 @@ pub struct Config {
     pub channel_max_length: usize,
     /// Largest WebSocket message accepted from a client, in bytes.
     pub websocket_message_size_limit: usize,
-    /// Space-separated allowed `Origin` values; `*` allows any.
+    /// Space-separated `Origin` glob patterns (`https://*.example.com`);
+    /// `*` allows any; empty: only requests without `Origin`.
     pub allowed_origins: String,
+    /// `allowed_origins` compiled by validation; not an option.
+    #[serde(skip)]
+    pub origin_check: OriginCheck,
+    /// Names that are no option, each described for the operator
+    /// (`NATSGATE_PROT (did you mean NATSGATE_PORT?)`, `config file key
+    /// `prot``); values are never shown. Not an option.
+    #[serde(skip)]
+    pub unknown: Vec<String>,
 
     /// Key for the HTTP server API (`X-API-Key` or `Authorization: apikey`).
     pub api_key: Option<String>,
@@ -286,6 +299,8 @@ impl Default for Config {
             channel_max_length: 255,
             websocket_message_size_limit: 65536,
             allowed_origins: String::new(),
+            origin_check: OriginCheck::default(),
+            unknown: Vec::new(),
             api_key: None,
             api_insecure: false,
             api_error_mode: String::new(),
@@ -387,20 +402,48 @@ impl Config {
         let mut merged = BTreeMap::new();
         // Variable name -> file key, for values that came from the file.
         let mut from_file = BTreeMap::new();
+        let mut unknown = Vec::new();
         if let Some(file) = file {
-            for (var, value, key) in file_entries(file)? {
+            let (entries, unknown_keys) = file_entries(file)?;
+            unknown.extend(unknown_keys);
+            for (var, value, key) in entries {
                 from_file.insert(var.clone(), key);
                 merged.insert(var, value);
             }
         }
-        let env: Vec<(String, String)> =
-            env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV).collect();
-        check_env_names(env.iter().map(|(k, _)| k.as_str()))?;
+        let known = Self::option_names();
+        let (env, unknown_vars): (Vars, Vars) = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+            .partition(|(k, _)| known.contains(&k[ENV_PREFIX.len()..].to_lowercase().as_str()));
+        unknown.extend(unknown_vars.iter().map(|(name, _)| describe_unknown_variable(name)));
         for (var, value) in env.into_iter().filter(|(_, v)| !v.is_empty()) {
             from_file.remove(&var);
             merged.insert(var, value);
         }
-        Self::parse(merged.into_iter().collect()).map_err(|e| blame_file(e, &from_file))
+        let vars: Vec<(String, String)> = merged.into_iter().collect();
+        check_service_links(&vars)?;
+        let mut config = Self::parse(vars).map_err(|e| blame_file(e, &from_file))?;
+        config.unknown = unknown;
+        Ok(config)
+    }
+
+    /// The warning (or, for checkconfig, the error) about [`Config::unknown`];
+    /// `None` when every name is an option.
+    pub fn unknown_names_message(&self) -> Option<String> {
+        if self.unknown.is_empty() {
+            return None;
+        }
+        let noun = if self.unknown.len() == 1 { "name" } else { "names" };
+        let mut message = format!("unknown configuration {noun}: {}", self.unknown.join(", "));
+        if self.unknown.iter().any(|n| looks_like_service_link(n.split(' ').next().unwrap_or(""))) {
+            message.push_str(
+                "; names like NATSGATE_SERVICE_HOST or NATSGATE_PORT_8000_TCP are Kubernetes service links, set in \
+                 every pod of a namespace with a Service named `natsgate`: set `enableServiceLinks: false` in the \
+                 pod spec",
+            );
+        }
+        Some(message)
     }
 
     /// The option names (lower case, no prefix), read from `Config`'s own
@@ -411,11 +454,12 @@ impl Config {
 
     fn parse(vars: Vec<(String, String)>) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-        let config: Config = match envy::prefixed(ENV_PREFIX).from_iter(vars.clone()) {
+        let mut config: Config = match envy::prefixed(ENV_PREFIX).from_iter(vars.clone()) {
             Ok(config) => config,
             Err(e) => return Err(ConfigError::Parse(describe_envy_error(e, &vars))),
         };
         config.validate()?;
+        config.origin_check = OriginCheck::new(&config.allowed_origins).map_err(|e| invalid("allowed_origins", e))?;
         Ok(config)
     }
 
@@ -509,11 +553,6 @@ impl Config {
         // validate() checked the address.
         SocketAddr::new(self.address.parse().expect("validated address"), self.port)
     }
-
-    /// Allowed origins as a list; empty means only same-host or no Origin.
-    pub fn origins(&self) -> Vec<String> {
-        self.allowed_origins.split_whitespace().map(str::to_lowercase).collect()
-    }
 }
 
 /// envy names the field in lower case; turn it back into the variable name
@@ -565,22 +604,29 @@ fn read_json_file(path: &Path) -> Result<serde_json::Value, ConfigError> {
     serde_json::from_str(&text).map_err(|e| ConfigError::File { file: name, problem: format!("not valid JSON: {e}") })
 }
 
+/// `(name, value)` pairs.
+type Vars = Vec<(String, String)>;
+
 /// Turns a config file object into `(NATSGATE_KEY, value, key)` triples:
 /// strings raw, numbers and booleans as text, arrays and objects as compact
-/// JSON; `null` means unset.
-fn file_entries(file: serde_json::Value) -> Result<Vec<(String, String, String)>, ConfigError> {
+/// JSON; `null` means unset. Keys that are no option come back apart,
+/// described with the nearest known key.
+#[allow(clippy::type_complexity)]
+fn file_entries(file: serde_json::Value) -> Result<(Vec<(String, String, String)>, Vec<String>), ConfigError> {
     use serde_json::Value;
     let Value::Object(entries) = file else {
         return Err(file_problem("must be a JSON object of option names"));
     };
     let known = Config::option_names();
     let mut out = Vec::new();
+    let mut unknown = Vec::new();
     for (key, value) in entries {
         if !known.contains(&key.as_str()) {
-            let hint = suggest(&key.to_lowercase().trim_start_matches("natsgate_").to_string(), known)
+            let hint = suggest(key.to_lowercase().trim_start_matches("natsgate_"), known)
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
-            return Err(file_problem(format!("unknown key `{key}`{hint}; known keys: {}", known.join(", "))));
+            unknown.push(format!("config file key `{key}`{hint}"));
+            continue;
         }
         let text = match value {
             Value::Null => continue,
@@ -589,29 +635,53 @@ fn file_entries(file: serde_json::Value) -> Result<Vec<(String, String, String)>
         };
         out.push((format!("{ENV_PREFIX}{}", key.to_uppercase()), text, key));
     }
-    Ok(out)
+    Ok((out, unknown))
 }
 
-/// Fails on `NATSGATE_*` names that are no option, all of them at once.
-fn check_env_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ConfigError> {
-    let known = Config::option_names();
-    let unknown: BTreeSet<String> = names
-        .filter(|n| !known.contains(&n[ENV_PREFIX.len()..].to_lowercase().as_str()))
-        .map(|n| match suggest(&n[ENV_PREFIX.len()..].to_lowercase(), known) {
-            Some(k) => format!("{n} (did you mean {ENV_PREFIX}{}?)", k.to_uppercase()),
-            None => n.to_string(),
-        })
-        .collect();
-    if unknown.is_empty() {
-        return Ok(());
+/// `NATSGATE_PROT (did you mean NATSGATE_PORT?)`.
+fn describe_unknown_variable(name: &str) -> String {
+    match suggest(&name[ENV_PREFIX.len()..].to_lowercase(), Config::option_names()) {
+        Some(k) if !looks_like_service_link(name) => format!("{name} (did you mean {ENV_PREFIX}{}?)", k.to_uppercase()),
+        _ => name.to_string(),
     }
-    let known: Vec<String> = known.iter().map(|k| format!("{ENV_PREFIX}{}", k.to_uppercase())).collect();
-    let noun = if unknown.len() == 1 { "variable" } else { "variables" };
-    Err(ConfigError::Parse(format!(
-        "unknown {noun} {}; known: {}, {CONFIG_ENV}",
-        unknown.into_iter().collect::<Vec<_>>().join(", "),
-        known.join(", ")
-    )))
+}
+
+/// Names the kubelet derives from a Service named `natsgate` (or
+/// `natsgate-*`): `NATSGATE_SERVICE_HOST`, `NATSGATE_SERVICE_PORT_HTTP`,
+/// `NATSGATE_PORT`, `NATSGATE_PORT_8000_TCP_ADDR`, ... (Centrifugo skips the
+/// same shapes in its unknown-variable warning).
+fn looks_like_service_link(name: &str) -> bool {
+    // Centrifugo's shape: `^CENTRIFUGO(?:_[A-Z0-9_]+)?_(PORT|SERVICE_)`.
+    let Some(rest) = name.strip_prefix("NATSGATE") else { return false };
+    rest.char_indices().any(|(i, _)| {
+        let (middle, tail) = rest.split_at(i);
+        let middle_ok = middle.is_empty()
+            || (middle.len() > 1
+                && middle.starts_with('_')
+                && middle[1..].chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+        middle_ok && (tail.starts_with("_PORT") || tail.starts_with("_SERVICE_"))
+    })
+}
+
+/// A `*_PORT` option holding `tcp://host:port` is a Kubernetes service link,
+/// not a port: say so and how to avoid it, instead of "invalid digit".
+fn check_service_links(vars: &[(String, String)]) -> Result<(), ConfigError> {
+    let link = vars.iter().find(|(name, value)| {
+        name.ends_with("_PORT") && ["tcp://", "udp://", "sctp://"].iter().any(|scheme| value.starts_with(scheme))
+    });
+    match link {
+        Some((name, _)) => Err(ConfigError::Invalid {
+            var: name.clone(),
+            problem: format!(
+                "holds a `tcp://host:port` address, not a port number: this looks like a Kubernetes service link \
+                 (a Service named `{}` makes the kubelet set {name}=tcp://<service ip>:<port> in every pod of its \
+                 namespace). Set `enableServiceLinks: false` in the pod spec (the natsgate chart does), rename the \
+                 Service, or set {name} explicitly to a port number",
+                name.trim_end_matches("_PORT").to_lowercase().replace('_', "-"),
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Adds the config file key to an error about a value that came from the file.
@@ -783,27 +853,71 @@ mod tests {
     }
 
     #[test]
-    fn unknown_file_key_is_named_with_the_known_ones() {
-        let err = Config::from_sources(Some(serde_json::json!({"prot": 1})), vars(&[])).unwrap_err().to_string();
-        assert!(err.contains("unknown key `prot`"), "{err}");
-        assert!(err.contains("did you mean `port`"), "{err}");
-        assert!(err.contains("token_hmac_secret_key"), "{err}");
-        let err = Config::from_sources(Some(serde_json::json!({"token_hmac_secret": "hunter2-secret"})), vars(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("did you mean `token_hmac_secret_key`"), "{err}");
-        assert!(!err.contains("hunter2-secret"), "{err}");
+    fn unknown_file_key_is_named_with_a_suggestion() {
+        let c = Config::from_sources(Some(serde_json::json!({"prot": 1, "port": 9100})), vars(&[])).unwrap();
+        assert_eq!(c.port, 9100, "the known keys still apply");
+        assert_eq!(c.unknown, ["config file key `prot` (did you mean `port`?)"]);
+        let file = serde_json::json!({"token_hmac_secret": "hunter2-secret"});
+        let message = Config::from_sources(Some(file), vars(&[])).unwrap().unknown_names_message().unwrap();
+        assert!(message.contains("did you mean `token_hmac_secret_key`"), "{message}");
+        assert!(!message.contains("hunter2-secret"), "{message}");
         let err = Config::from_sources(Some(serde_json::json!(["port"])), vars(&[])).unwrap_err().to_string();
         assert!(err.contains("JSON object"), "{err}");
     }
 
     #[test]
-    fn unknown_variables_are_named() {
-        let err =
-            Config::from_iter(vars(&[("NATSGATE_PROT", "1"), ("NATSGATE_WHATEVER", "")])).unwrap_err().to_string();
-        assert!(err.contains("NATSGATE_PROT (did you mean NATSGATE_PORT?)"), "{err}");
-        assert!(err.contains("NATSGATE_WHATEVER"), "{err}");
-        Config::from_iter(vars(&[("NATSGATE_CONFIG", "/etc/natsgate.json")])).unwrap();
+    fn unknown_variables_are_named_not_fatal() {
+        let c =
+            Config::from_iter(vars(&[("NATSGATE_PROT", "1"), ("NATSGATE_WHATEVER", ""), ("NATSGATE_PORT", "9001")]))
+                .unwrap();
+        assert_eq!(c.port, 9001);
+        let message = c.unknown_names_message().unwrap();
+        assert!(message.contains("NATSGATE_PROT (did you mean NATSGATE_PORT?)"), "{message}");
+        assert!(message.contains("NATSGATE_WHATEVER"), "{message}");
+        assert!(!message.contains("Kubernetes"), "{message}");
+        let c = Config::from_iter(vars(&[("NATSGATE_CONFIG", "/etc/natsgate.json")])).unwrap();
+        assert!(c.unknown_names_message().is_none());
+    }
+
+    /// What the kubelet injects for a Service named `natsgate`.
+    #[test]
+    fn kubernetes_service_links_are_a_warning() {
+        let links = [
+            ("NATSGATE_SERVICE_HOST", "10.0.0.7"),
+            ("NATSGATE_SERVICE_PORT", "8000"),
+            ("NATSGATE_SERVICE_PORT_HTTP", "8000"),
+            ("NATSGATE_PORT_8000_TCP", "tcp://10.0.0.7:8000"),
+            ("NATSGATE_PORT_8000_TCP_PROTO", "tcp"),
+            ("NATSGATE_PORT_8000_TCP_PORT", "8000"),
+            ("NATSGATE_PORT_8000_TCP_ADDR", "10.0.0.7"),
+            ("NATSGATE_NATS_SERVICE_HOST", "10.0.0.8"),
+        ];
+        let c = Config::from_iter(vars(&links)).unwrap();
+        assert_eq!(c.unknown.len(), links.len(), "{:?}", c.unknown);
+        let message = c.unknown_names_message().unwrap();
+        for (name, _) in links {
+            assert!(message.contains(name), "{message}");
+            assert!(!message.contains(&format!("{name} (did")), "no spelling hint for {name}: {message}");
+        }
+        assert!(!message.contains("10.0.0."), "values are not shown: {message}");
+        assert!(message.contains("enableServiceLinks: false"), "{message}");
+        for name in ["NATSGATE_PORT_8000_TCP", "NATSGATE_SERVICE_HOST", "NATSGATE_X_Y_SERVICE_PORT", "NATSGATE_X_PORT"]
+        {
+            assert!(looks_like_service_link(name), "{name}");
+        }
+        for name in ["NATSGATE_PROT", "NATSGATE_SERVICE", "NATSGATE_x_PORT", "OTHER_PORT"] {
+            assert!(!looks_like_service_link(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_port_holding_a_service_link_says_so() {
+        for (var, service) in [("NATSGATE_PORT", "`natsgate`"), ("NATSGATE_INTERNAL_PORT", "`natsgate-internal`")] {
+            let err = Config::from_iter(vars(&[(var, "tcp://10.0.0.7:8000")])).unwrap_err().to_string();
+            assert!(err.contains(var) && err.contains("Kubernetes service link"), "{err}");
+            assert!(err.contains("enableServiceLinks: false") && err.contains(service), "{err}");
+            assert!(!err.contains("10.0.0.7"), "the value is not echoed: {err}");
+        }
     }
 
     #[test]

@@ -106,11 +106,6 @@ impl Server {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// Where the GRPC API listens, when it is on.
-    pub fn grpc_addr(&self) -> Option<std::net::SocketAddr> {
-        self.grpc.as_ref().and_then(|(_, l)| l.local_addr().ok())
-    }
-
     pub fn shutdown_handle(&self) -> Shutdown {
         self.shutdown.clone()
     }

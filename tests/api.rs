@@ -2,7 +2,7 @@
 //! processes (A and B) share one nats-server; the API is called on A and
 //! its effect is checked on WebSocket clients held by B, so every command
 //! must cross NATS. Also: every error path (and that it publishes nothing),
-//! the legacy newline-separated `/api`, transport error mode, and direct
+//! malformed bodies on every path, the legacy `/api`, transport error mode, and direct
 //! publishing to a channel's NATS subject by a plain NATS client.
 //!
 //! Every wait is bounded; the only fixed waits are `expect_silence`, whose
@@ -461,8 +461,9 @@ async fn channels_and_info_aggregate_both_gateways() {
         json!({"result": {"channels": {"agg_shared": {"num_clients": 3}}}}),
         "channels with pattern on A"
     );
-    // An empty body is an empty params object.
-    let (status, body) = post(&c.http, &c.a, "/api/channels", &[("X-API-Key", API_KEY)], String::new()).await;
+    // A `null` body is an empty request (Centrifugo's Go decoder); an empty
+    // body is no JSON at all: 400 (see malformed_bodies_are_http_400_on_every_path).
+    let (status, body) = post(&c.http, &c.a, "/api/channels", &[("X-API-Key", API_KEY)], "null".into()).await;
     assert_eq!(status, 200, "{body}");
     let result: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(result["result"]["channels"].as_object().map(|m| m.len()), Some(2), "{body}");
@@ -527,7 +528,7 @@ async fn batch_answers_top_level_replies_in_order() {
         assert_eq!(error_code(&replies[1]), 107, "{reply}");
         assert_eq!(replies[2], json!({"broadcast": {"responses": [{"result": {}}]}}), "{reply}");
         assert_eq!(error_code(&replies[3]), 104, "{reply}");
-        assert_eq!(error_code(&replies[4]), 107, "nested batch: {reply}");
+        assert_eq!(error_code(&replies[4]), 104, "batch is no command a batch can hold: {reply}");
         assert_eq!(error_code(&replies[5]), 108, "{reply}");
 
         let mut got = vec![
@@ -540,8 +541,8 @@ async fn batch_answers_top_level_replies_in_order() {
         assert_eq!(got, vec![json!(1), json!(2)], "parallel: {parallel}");
         sub.expect_silence(QUIET).await;
     }
-    // Not even the commands list: 107.
-    assert_eq!(error_code(&c.api("batch", json!({"parallel": true})).await), 107);
+    // No commands: no replies, and Centrifugo leaves out the empty list.
+    assert_eq!(c.api("batch", json!({"parallel": true})).await, json!({}));
 }
 
 // ------------------------------------------------------------ error paths
@@ -603,17 +604,22 @@ async fn rejected_requests_publish_nothing() {
         post(&c.http, &c.a, "/api", &key, format!(r#"{{"method":"publish","params":{oversized}}}"#)).await;
     assert_eq!(status, 413, "oversized legacy");
 
-    // Malformed or invalid params: 107, HTTP 200.
-    let long = "c".repeat(MAX_CHANNEL + 1);
-    let bad_params = [
+    // Bodies that are not a publish request: HTTP 400, as Centrifugo.
+    for (what, body) in [
         ("malformed JSON", format!(r#"{{"channel":"{channel}","data":{{"x":1}}"#)),
         ("not an object", "[1,2,3]".to_string()),
+        ("tags not strings", json!({"channel": channel, "data": {}, "tags": {"n": 1}}).to_string()),
+    ] {
+        let (status, text) = post(&c.http, &c.a, "/api/publish", &key, body).await;
+        assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "{what}");
+    }
+    // Invalid params: 107, HTTP 200.
+    let long = "c".repeat(MAX_CHANNEL + 1);
+    let bad_params = [
         ("empty channel", json!({"channel": "", "data": {"x": 1}}).to_string()),
         ("channel too long", json!({"channel": long, "data": {"x": 1}}).to_string()),
         ("no data", json!({"channel": channel}).to_string()),
-        ("data and b64data", json!({"channel": channel, "data": {"x": 1}, "b64data": "e30="}).to_string()),
         ("bad base64", json!({"channel": channel, "b64data": "%%%"}).to_string()),
-        ("tags not strings", json!({"channel": channel, "data": {}, "tags": {"n": 1}}).to_string()),
     ];
     for (what, body) in bad_params {
         let (status, text) = post(&c.http, &c.a, "/api/publish", &key, body).await;
@@ -689,40 +695,142 @@ async fn post_chunked(gw: &Gateway, path: &str, body: &[u8]) -> (u16, String) {
 // ------------------------------------------------------------- legacy /api
 
 #[tokio::test]
-async fn legacy_api_answers_each_line() {
+async fn legacy_api_answers_each_command() {
     let c = Cluster::start();
     let mut sub = subscriber(&c.b, "bob", "legacy").await;
+    // Commands one after another, on lines or not; a method by name (any
+    // case) or number; `id` echoed. Answers as Centrifugo v6.9.1 gives them.
     let body = [
         json!({"method": "publish", "params": {"channel": "legacy", "data": {"line": 1}}}).to_string(),
-        json!({"method": "nope", "params": {}}).to_string(),
-        "{not json".to_string(),
+        json!({"method": "PUBLISH", "params": {"channel": "legacy", "data": {"line": 2}}, "id": 7}).to_string(),
         String::new(),
-        json!({"method": "broadcast", "params": {"channels": ["legacy"], "data": {"line": 4}}}).to_string(),
-        json!({"method": "publish", "params": {"channel": "", "data": {}}}).to_string(),
-        json!({"method": "batch", "params": {"commands": [{"publish": {"channel": "legacy", "data": {"line": 6}}}]}})
-            .to_string(),
+        json!({"method": 1, "params": {"channels": ["legacy"], "data": {"line": 3}}}).to_string()
+            + &json!({"method": "publish", "params": {"channel": "", "data": {}}}).to_string(),
+        json!({"method": "publish", "params": [1]}).to_string(),
+        json!({"method": "publish", "params": {"channel": 5}}).to_string(),
+        json!({"method": 13, "params": {}}).to_string(),
+        json!({"method": "rpc", "params": {}}).to_string(),
+        json!({"method": "info", "params": []}).to_string(),
     ]
     .join("\n");
     let (status, text) = post(&c.http, &c.a, "/api", &[("Authorization", &format!("apikey {API_KEY}"))], body).await;
     assert_eq!(status, 200, "{text}");
     let lines: Vec<Value> =
         text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("reply line {l:?}: {e}"))).collect();
-    assert_eq!(lines.len(), 6, "one reply per non-blank line: {text}");
+    assert_eq!(lines.len(), 9, "one reply per command: {text}");
     assert_eq!(lines[0], json!({"result": {}}));
-    assert_eq!(error_code(&lines[1]), 104);
-    assert_eq!(error_code(&lines[2]), 107);
-    assert_eq!(lines[3], json!({"result": {"responses": [{"result": {}}]}}));
-    assert_eq!(error_code(&lines[4]), 107);
-    assert_eq!(lines[5], json!({"result": {"replies": [{"publish": {}}]}}));
-    for line in [1, 4, 6] {
+    assert_eq!(lines[1], json!({"id": 7, "result": {}}));
+    assert_eq!(lines[2], json!({"result": {"responses": [{"result": {}}]}}));
+    assert_eq!(error_code(&lines[3]), 107, "empty channel");
+    assert_eq!(error_code(&lines[4]), 107, "params not an object");
+    assert_eq!(error_code(&lines[5]), 107, "params of the wrong type");
+    assert_eq!(error_code(&lines[6]), 104, "a method number Centrifugo does not use");
+    assert_eq!(error_code(&lines[7]), 104, "a method natsgate does not serve");
+    assert!(lines[8]["result"]["nodes"].is_array(), "info ignores its params: {}", lines[8]);
+    for line in [1, 2, 3] {
         assert_eq!(sub.recv_publication("legacy", TIMEOUT).await["data"], json!({"line": line}));
     }
     sub.expect_silence(QUIET).await;
 
-    // An empty legacy body is a bad request.
+    // White space only: no commands, no replies.
     let (status, text) = post(&c.http, &c.a, "/api", &[("X-API-Key", API_KEY)], "\n\n".into()).await;
-    assert_eq!(status, 200);
-    assert_eq!(error_code(&serde_json::from_str(&text).expect("JSON")), 107, "{text}");
+    assert_eq!((status, text.as_str()), (200, ""));
+}
+
+// ------------------------------------------------------ malformed bodies
+
+/// What Centrifugo v6.9.1 answers (checked against the real server) to
+/// bodies that do not decode into the method's request: HTTP 400 with Go's
+/// `Bad Request` text on `/api/<method>`, for a whole `batch` when one
+/// command's method field is malformed, and for a whole legacy `/api` body
+/// when one command is; nothing of a refused request is run.
+#[tokio::test]
+async fn malformed_bodies_are_http_400_on_every_path() {
+    let c = Cluster::start();
+    let channel = "shapes";
+    let mut sub = subscriber(&c.b, "bob", channel).await;
+    let key = [("X-API-Key", API_KEY)];
+    let publish = json!({"channel": channel, "data": {"ok": true}});
+
+    let not_objects = ["[]", "1", "\"x\"", "true", "", "  ", "nonjson", "{\"channel\":\"a\"} x", "{}{}"];
+    let methods = [
+        "publish",
+        "broadcast",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+        "refresh",
+        "presence",
+        "presence_stats",
+        "history",
+        "history_remove",
+        "channels",
+        "info",
+        "batch",
+    ];
+    for method in methods {
+        for body in not_objects {
+            let (status, text) = post(&c.http, &c.a, &format!("/api/{method}"), &key, body.into()).await;
+            assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "{method} with body {body:?}");
+        }
+    }
+    // A field of the wrong type; a nested object that is not one.
+    for (method, body) in [
+        ("publish", json!({"channel": 5, "data": {}})),
+        ("publish", json!({"channel": channel, "data": {}, "skip_history": 1})),
+        ("broadcast", json!({"channels": channel, "data": {}})),
+        ("history", json!({"channel": channel, "limit": 3_000_000_000_u64})),
+        ("history", json!({"channel": channel, "since": [1, "epoch"]})),
+        ("disconnect", json!({"user": "bob", "disconnect": "bye"})),
+        ("subscribe", json!({"user": "bob", "channel": ["x"]})),
+    ] {
+        let (status, text) = post(&c.http, &c.a, &format!("/api/{method}"), &key, body.to_string()).await;
+        assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "{method} {body}");
+    }
+    // `null` is an empty request; unknown fields are ignored.
+    assert!(c.api("info", Value::Null).await["result"]["nodes"].is_array());
+    assert!(c.api("info", json!({"channel": 5})).await["result"]["nodes"].is_array());
+    assert_eq!(error_code(&c.api("publish", Value::Null).await), 107);
+    assert_eq!(c.api("publish", json!({"channel": channel, "data": 1, "zzz": [1]})).await, json!({"result": {}}));
+    assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!(1));
+    // `b64data` wins over `data`, as in Centrifugo.
+    let both = json!({"channel": channel, "data": {"x": 1}, "b64data": "eyJiNjQiOjF9"});
+    assert_eq!(c.api("publish", both).await, json!({"result": {}}));
+    assert_eq!(sub.recv_publication(channel, TIMEOUT).await["data"], json!({"b64": 1}));
+
+    // Batch: one malformed method field refuses the whole batch ...
+    for commands in [
+        json!([{"publish": []}]),
+        json!([{"publish": publish}, {"publish": {"channel": 5}}]),
+        json!([{"publish": publish}, {"info": 1}]),
+        json!([{"publish": publish}, 1]),
+        json!([[]]),
+        json!({}),
+    ] {
+        let body = json!({ "commands": commands }).to_string();
+        let (status, text) = post(&c.http, &c.a, "/api/batch", &key, body).await;
+        assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "batch {commands}");
+    }
+    // ... while a `null` command is 107 and one naming no method 104.
+    let body = json!({"commands": [null, {}, {"nope": {}}, {"publish": null}]}).to_string();
+    let (status, text) = post(&c.http, &c.a, "/api/batch", &key, body).await;
+    assert_eq!(status, 200, "{text}");
+    let codes: Vec<u64> =
+        serde_json::from_str::<Value>(&text).unwrap()["replies"].as_array().unwrap().iter().map(error_code).collect();
+    assert_eq!(codes, [107, 104, 104, 104], "{text}");
+
+    // Legacy /api: an empty body, a command that is not an object, a method
+    // Centrifugo does not know or an `id` that is no uint32 refuse the whole
+    // request, even after a good command.
+    let good = json!({"method": "publish", "params": publish}).to_string();
+    for bad in ["[]", "nonjson", r#"{"method":"nosuch"}"#, r#"{"method":"batch","params":{}}"#, r#"{"id":-1}"#] {
+        let (status, text) = post(&c.http, &c.a, "/api", &key, format!("{good}\n{bad}")).await;
+        assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "legacy {bad:?}");
+    }
+    let (status, text) = post(&c.http, &c.a, "/api", &key, String::new()).await;
+    assert_eq!((status, text.as_str()), (400, "Bad Request\n"), "legacy empty body");
+
+    sub.expect_silence(QUIET).await;
 }
 
 // ------------------------------------------------- error mode and access
@@ -734,7 +842,6 @@ async fn transport_error_mode_uses_http_statuses() {
     let key = [("X-API-Key", API_KEY)];
     let cases = [
         ("publish", r#"{"channel":"ok","data":{}}"#.to_string(), 200, None),
-        ("publish", "{broken".to_string(), 400, Some(107)),
         ("publish", json!({"channel": "", "data": {}}).to_string(), 400, Some(107)),
         ("nope", "{}".to_string(), 404, Some(104)),
         ("presence", json!({"channel": "ok"}).to_string(), 501, Some(108)),
@@ -750,6 +857,9 @@ async fn transport_error_mode_uses_http_statuses() {
             None => assert!(reply.get("error").is_none(), "{method}: {reply}"),
         }
     }
+    // A malformed body is the same plain 400 in either mode.
+    let (status, text) = post(&http, &gw, "/api/publish", &key, "{broken".into()).await;
+    assert_eq!((status, text.as_str()), (400, "Bad Request\n"));
     let (status, _) = post(&http, &gw, "/api/publish", &[], r#"{"channel":"ok","data":{}}"#.into()).await;
     assert_eq!(status, 401);
     let (status, _) =

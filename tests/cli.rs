@@ -344,3 +344,94 @@ fn files_with_secrets_are_git_ignored() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("First run:") && stdout(&out).contains("genconfig"), "{}", stdout(&out));
 }
+
+/// The variables the kubelet injects into every pod of a namespace that has
+/// a Service named `natsgate` (all but `NATSGATE_PORT`, see below).
+const SERVICE_LINKS: [(&str, &str); 6] = [
+    ("NATSGATE_SERVICE_HOST", "10.96.0.7"),
+    ("NATSGATE_SERVICE_PORT", "8000"),
+    ("NATSGATE_PORT_8000_TCP", "tcp://10.96.0.7:8000"),
+    ("NATSGATE_PORT_8000_TCP_PROTO", "tcp"),
+    ("NATSGATE_PORT_8000_TCP_PORT", "8000"),
+    ("NATSGATE_PORT_8000_TCP_ADDR", "10.96.0.7"),
+];
+
+/// Unknown variables (here Kubernetes service links) do not stop the
+/// gateway: it warns, naming them, and serves, as Centrifugo does.
+#[test]
+fn unknown_variables_are_a_warning_when_serving() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsgate"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("NATSGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir.path())
+        .env("NATSGATE_PORT", &port)
+        .env("NATSGATE_TOKEN_HMAC_SECRET_KEY", "cli-test-secret")
+        .env("NATSGATE_PROT", "1")
+        .envs(SERVICE_LINKS)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn natsgate");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.contains("listening on") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push_str(&(line + "\n")),
+            Err(_) => break,
+        }
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(exited.is_none() && log.contains("listening on"), "the gateway serves: {log}");
+    assert!(log.contains("WARN") && log.contains("unknown configuration names"), "{log}");
+    for (name, _) in SERVICE_LINKS {
+        assert!(log.contains(name), "the warning names {name}: {log}");
+    }
+    assert!(log.contains("NATSGATE_PROT (did you mean NATSGATE_PORT?)"), "{log}");
+    assert!(log.contains("enableServiceLinks: false"), "{log}");
+    assert!(!log.contains("10.96.0.7"), "values are not shown: {log}");
+}
+
+/// `checkconfig` still refuses them: before deploy they are most likely typos.
+#[test]
+fn checkconfig_refuses_unknown_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = natsgate(dir.path(), &["checkconfig"], &SERVICE_LINKS);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    for (name, _) in SERVICE_LINKS {
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    assert!(err.contains("enableServiceLinks: false"), "{err}");
+}
+
+/// `NATSGATE_PORT=tcp://10.96.0.7:8000` is the kubelet's link to a Service
+/// named `natsgate`, not a port: the error says so and how to avoid it.
+#[test]
+fn port_holding_a_service_link_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&[][..], &["checkconfig"][..]] {
+        let out = natsgate(dir.path(), args, &[("NATSGATE_PORT", "tcp://10.96.0.7:8000")]);
+        assert_exit(&out, 78);
+        let err = stderr(&out);
+        assert!(err.contains("NATSGATE_PORT") && err.contains("Kubernetes service link"), "{err}");
+        assert!(err.contains("enableServiceLinks: false"), "{err}");
+    }
+}

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "grpc-test-key";
 const PYTHON_TIMEOUT: Duration = Duration::from_secs(60);
-const WAIT: Duration = Duration::from_secs(5);
 /// A presence channel the scenario reads; `u1` has a connection in it.
 const PRESENCE_CHANNEL: &str = "pres:room";
 const NAMESPACES: &str = r#"[{"name":"hist","history_size":10,"history_ttl":"300s"},
@@ -152,7 +151,7 @@ fn env(grpc_port: u16, http_api: &str, suffix: &str, max_receive: &str) -> Vec<(
     ]
 }
 
-fn reply_at<'a>(transcript: &'a Value, i: usize) -> &'a Value {
+fn reply_at(transcript: &Value, i: usize) -> &Value {
     &transcript[i]["reply"]
 }
 

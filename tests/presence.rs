@@ -319,3 +319,43 @@ async fn killed_gateway_disappears_from_presence() {
     assert_eq!(p["data"], json!({"after": "kill"}));
     drop(on_b);
 }
+
+// --------------------------------------------------- subs claim info
+
+/// A connection token's `subs` entry subscribes the client, and its `info`
+/// (raw JSON) or `b64info` is the client's channel info (`chan_info`) there,
+/// as Centrifugo's connect-token `subs` options set it: presence shows it
+/// from either gateway.
+#[tokio::test]
+async fn subs_claim_info_is_the_channel_info() {
+    let env = Env::start(Backend::Nats);
+    let raw = "room:subs-raw";
+    let b64 = "quiet:subs-b64";
+    let subs = json!({
+        raw: {"info": {"role": "moderator"}, "data": {"welcome": true}},
+        // {"role":"guest"} in base64: the base64 form is decoded.
+        b64: {"b64info": "eyJyb2xlIjoiZ3Vlc3QifQ=="},
+    });
+    let mut client = WsClient::connect(&env.a.ws_url(), Protocol::Json).await;
+    let token = hs256_token(SECRET, "erin", Some(3600), json!({"info": {"name": "erin"}, "subs": subs}));
+    let result = client.connect_token(&token).await;
+    let id = result["client"].as_str().unwrap_or_else(|| panic!("no client id: {result}")).to_string();
+    assert_eq!(result["subs"][raw]["data"], json!({"welcome": true}), "subs data in the connect reply: {result}");
+
+    for (channel, role) in [(raw, "moderator"), (b64, "guest")] {
+        for gw in [&env.a, env.b()] {
+            let presence = env.api(gw, "presence", json!({ "channel": channel })).await;
+            let entry = &presence["presence"][&id];
+            assert_eq!(entry["user"], json!("erin"), "{channel} on {}: {presence}", gw.port());
+            assert_eq!(entry["conn_info"], json!({"name": "erin"}), "{channel}: {presence}");
+            assert_eq!(entry["chan_info"], json!({ "role": role }), "{channel} chan_info: {presence}");
+        }
+    }
+    // A token `channels` entry has no channel info.
+    let mut plain = WsClient::connect(&env.a.ws_url(), Protocol::Json).await;
+    let token = hs256_token(SECRET, "fay", Some(3600), json!({"channels": [raw]}));
+    let plain_id = plain.connect_token(&token).await["client"].as_str().unwrap_or_default().to_string();
+    let presence = env.api(env.b(), "presence", json!({ "channel": raw })).await;
+    assert!(presence["presence"][&plain_id].is_object(), "{presence}");
+    assert!(presence["presence"][&plain_id].get("chan_info").is_none(), "no chan_info: {presence}");
+}

@@ -1467,10 +1467,28 @@ async fn allowed_origins() {
         }
     }
 
-    // Without a list, a browser origin must match the host.
+    // Entries are glob patterns, matched against the whole lower-cased
+    // origin (checked against Centrifugo v6.9.1: the same answers).
+    let gw = permissive().env("NATSGATE_ALLOWED_ORIGINS", "http://*.example.com https://{a,b}.example.org").start();
+    for origin in
+        ["http://app.example.com", "HTTP://APP.Example.com", "http://a.b.example.com", "https://b.example.org"]
+    {
+        assert!(raw_connect(&gw, Protocol::Json, Some(origin)).await.is_ok(), "{origin} is allowed");
+    }
+    for origin in
+        ["http://example.com", "https://app.example.com", "http://app.example.com.evil.com", "https://c.example.org"]
+    {
+        assert_eq!(raw_connect(&gw, Protocol::Json, Some(origin)).await.err(), Some(403), "{origin} is refused");
+    }
+
+    // Without a list only requests without an Origin pass: Centrifugo v6
+    // refuses even the gateway's own host (v6.9.1 answers 403 to it).
     let gw = permissive().start();
     let same = format!("http://127.0.0.1:{}", gw.port());
-    assert!(raw_connect(&gw, Protocol::Json, Some(&same)).await.is_ok());
+    assert_eq!(raw_connect(&gw, Protocol::Json, Some(&same)).await.err(), Some(403));
     assert!(raw_connect(&gw, Protocol::Json, None).await.is_ok());
     assert_eq!(raw_connect(&gw, Protocol::Json, Some("https://evil.example")).await.err(), Some(403));
+    // `*` lets every origin in.
+    let gw = permissive().env("NATSGATE_ALLOWED_ORIGINS", "*").start();
+    assert!(raw_connect(&gw, Protocol::Json, Some("https://evil.example")).await.is_ok());
 }

@@ -1,67 +1,28 @@
-//! The HTTP API's JSON shapes: params into a [`Command`], a [`Reply`] into
-//! Centrifugo's JSON result. No method logic lives here.
+//! The HTTP API's JSON shapes: a [`Reply`] into Centrifugo's JSON result
+//! (bodies are decoded into a [`Command`] by `request.rs`, with Go's
+//! decoder rules). No method logic lives here.
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 use super::error::ApiError;
 use super::methods::{Command, Reply};
+use super::request::{Batch, BatchItem};
 use crate::broker::{Page, Position};
 use crate::protocol::codes::ErrorCode;
 
-fn parse<T: for<'de> Deserialize<'de>>(params: &RawValue) -> Result<T, ApiError> {
-    serde_json::from_str(params.get()).map_err(|_| ApiError(ErrorCode::BAD_REQUEST))
+/// A decoded `batch` body's commands: each one to run, or the error that
+/// answers it in its place (107 for `null`, 104 for no method natsgate
+/// serves), as `methods::batch` takes them.
+pub fn batch_commands(batch: Batch) -> Vec<Result<Command, ApiError>> {
+    batch.commands.into_iter().map(BatchItem::into_command).collect()
 }
 
-/// The command `method` with JSON `params`; unknown methods get error 104.
-pub fn command(method: &str, params: &RawValue) -> Result<Command, ApiError> {
-    Ok(match method {
-        "publish" => Command::Publish(parse(params)?),
-        "broadcast" => Command::Broadcast(parse(params)?),
-        "subscribe" => Command::Subscribe(parse(params)?),
-        "unsubscribe" => Command::Unsubscribe(parse(params)?),
-        "disconnect" => Command::Disconnect(parse(params)?),
-        "refresh" => Command::Refresh(parse(params)?),
-        "channels" if params.get().trim() == "null" => Command::Channels(Default::default()),
-        "channels" => Command::Channels(parse(params)?),
-        "info" => Command::Info,
-        "presence" => Command::Presence(parse(params)?),
-        "presence_stats" => Command::PresenceStats(parse(params)?),
-        "history" => Command::History(parse(params)?),
-        "history_remove" => Command::HistoryRemove(parse(params)?),
-        _ => return Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
-    })
-}
-
-#[derive(Deserialize)]
-struct BatchParams {
-    commands: Vec<HashMap<String, Box<RawValue>>>,
-    #[serde(default)]
-    parallel: bool,
-}
-
-/// `batch` params: each command is `{"<method>": params}`; one that is not,
-/// or is a nested batch, is answered with error 107 in its place.
-pub fn batch_commands(params: &RawValue) -> Result<(Vec<Result<Command, ApiError>>, bool), ApiError> {
-    let p: BatchParams = parse(params)?;
-    let commands = p
-        .commands
-        .iter()
-        .map(|entry| {
-            let mut entries = entry.iter();
-            match (entries.next(), entries.next()) {
-                (Some((method, params)), None) if method != "batch" => command(method, params),
-                _ => Err(ApiError(ErrorCode::BAD_REQUEST)),
-            }
-        })
-        .collect();
-    Ok((commands, p.parallel))
-}
-
-/// `{"replies":[{"<method>":result} | {"error":..}, ...]}`.
+/// `{"replies":[{"<method>":result} | {"error":..}, ...]}`, or `{}` for no
+/// commands (Centrifugo leaves out an empty list).
 pub fn batch_replies(replies: Vec<Result<Reply, ApiError>>) -> Value {
+    if replies.is_empty() {
+        return json!({});
+    }
     let replies: Vec<Value> = replies
         .into_iter()
         .map(|reply| match reply.and_then(|r| Ok((r.method(), result(r)?))) {

@@ -1,16 +1,17 @@
 //! The server API methods, one implementation for every transport: a typed
-//! [`Command`] in, a typed [`Reply`] or an [`ApiError`] out. The HTTP (JSON,
-//! `json.rs`) and GRPC (protobuf, `grpc.rs`) layers only convert.
+//! [`Command`] (the request shapes of `request.rs`) in, a typed [`Reply`] or
+//! an [`ApiError`] out. The HTTP (JSON, `json.rs`) and GRPC (protobuf,
+//! `grpc/convert.rs`) layers only convert.
 
 use base64::Engine;
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::ApiError;
+pub use super::request::Command;
+use super::request::StreamPosition;
 use super::survey::{ChannelCounts, NodeInfo, Question};
 use crate::broker::{now_ms, Message, Page, Position, Query};
 use crate::control::Control;
@@ -24,155 +25,6 @@ pub const MAX_BATCH: usize = 1000;
 
 fn bad_request() -> ApiError {
     ApiError(ErrorCode::BAD_REQUEST)
-}
-
-/// `publish`. `data` is the payload as is (JSON `data`, or GRPC `data` when
-/// not empty); `b64data` the payload base64-encoded; exactly one is needed.
-#[derive(Deserialize, Debug, Default)]
-pub struct PublishRequest {
-    pub channel: String,
-    #[serde(default, deserialize_with = "raw_json")]
-    pub data: Option<Bytes>,
-    #[serde(default)]
-    pub b64data: String,
-    #[serde(default)]
-    pub tags: HashMap<String, String>,
-    #[serde(default)]
-    pub skip_history: bool,
-    #[serde(default)]
-    pub idempotency_key: String,
-}
-
-/// `broadcast`: one publication to each of `channels`, answered per channel.
-#[derive(Deserialize, Debug, Default)]
-pub struct BroadcastRequest {
-    pub channels: Vec<String>,
-    #[serde(default, deserialize_with = "raw_json")]
-    pub data: Option<Bytes>,
-    #[serde(default)]
-    pub b64data: String,
-    #[serde(default)]
-    pub tags: HashMap<String, String>,
-    #[serde(default)]
-    pub skip_history: bool,
-    /// Applied to each channel on its own, as Centrifugo does.
-    #[serde(default)]
-    pub idempotency_key: String,
-}
-
-/// `subscribe` and `unsubscribe`: a user's connections (or one `client` of
-/// them) join or leave `channel`.
-#[derive(Deserialize, Debug, Default)]
-pub struct UserChannelRequest {
-    pub user: String,
-    pub channel: String,
-    #[serde(default)]
-    pub client: String,
-}
-
-/// `disconnect`: a user's connections, all or one `client`, except the
-/// `whitelist`ed ones; without `disconnect` they get 3503 "force
-/// disconnect" (no reconnect), as in Centrifugo.
-#[derive(Deserialize, Debug, Default)]
-pub struct DisconnectRequest {
-    pub user: String,
-    #[serde(default)]
-    pub client: String,
-    #[serde(default)]
-    pub whitelist: Vec<String>,
-    pub disconnect: Option<CustomDisconnect>,
-}
-
-/// A disconnect code in [3000, 5000) and its reason.
-#[derive(Deserialize, Debug, Default)]
-pub struct CustomDisconnect {
-    pub code: u32,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// `refresh`: a user's connection expiry (`expire_at`, Unix seconds), or
-/// `expired` to end it now.
-#[derive(Deserialize, Debug, Default)]
-pub struct RefreshRequest {
-    pub user: String,
-    #[serde(default)]
-    pub client: String,
-    #[serde(default)]
-    pub expired: bool,
-    #[serde(default)]
-    pub expire_at: i64,
-}
-
-/// `presence`, `presence_stats` and `history_remove`.
-#[derive(Deserialize, Debug, Default)]
-pub struct ChannelRequest {
-    pub channel: String,
-}
-
-/// `history`: `limit` 0 asks only for the position; a negative limit or one
-/// above the maximum gets the maximum.
-#[derive(Deserialize, Debug, Default)]
-pub struct HistoryRequest {
-    pub channel: String,
-    #[serde(default)]
-    pub limit: i64,
-    pub since: Option<StreamPosition>,
-    #[serde(default)]
-    pub reverse: bool,
-}
-
-/// A position in a channel's stream.
-#[derive(Deserialize, Debug, Default)]
-pub struct StreamPosition {
-    #[serde(default)]
-    pub offset: u64,
-    #[serde(default)]
-    pub epoch: String,
-}
-
-/// `channels`: active channels matching a glob `pattern` (empty: all).
-#[derive(Deserialize, Debug, Default)]
-pub struct ChannelsRequest {
-    #[serde(default)]
-    pub pattern: String,
-}
-
-/// One API call, whatever transport it came by.
-#[derive(Debug)]
-pub enum Command {
-    Publish(PublishRequest),
-    Broadcast(BroadcastRequest),
-    Subscribe(UserChannelRequest),
-    Unsubscribe(UserChannelRequest),
-    Disconnect(DisconnectRequest),
-    Refresh(RefreshRequest),
-    Channels(ChannelsRequest),
-    Info,
-    Presence(ChannelRequest),
-    PresenceStats(ChannelRequest),
-    History(HistoryRequest),
-    HistoryRemove(ChannelRequest),
-}
-
-impl Command {
-    /// Centrifugo's method name (HTTP path, batch key, metric label).
-    pub fn method(&self) -> &'static str {
-        match self {
-            Command::Publish(_) => "publish",
-            Command::Broadcast(_) => "broadcast",
-            Command::Subscribe(_) => "subscribe",
-            Command::Unsubscribe(_) => "unsubscribe",
-            Command::Disconnect(_) => "disconnect",
-            Command::Refresh(_) => "refresh",
-            Command::Channels(_) => "channels",
-            Command::Info => "info",
-            Command::Presence(_) => "presence",
-            Command::PresenceStats(_) => "presence_stats",
-            Command::History(_) => "history",
-            Command::HistoryRemove(_) => "history_remove",
-        }
-    }
 }
 
 /// The result of a [`Command`], variant for variant.
@@ -275,7 +127,8 @@ async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in &p.channels {
-                responses.push(publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
+                responses
+                    .push(publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
             }
             Ok(Reply::Broadcast(responses))
         }
@@ -330,27 +183,21 @@ async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError
 
 /// Centrifugo's limits: 0 asks only for the position, a negative limit or
 /// one above the maximum gets the maximum.
-fn history_query(gateway: &Gateway, limit: i64, since: Option<StreamPosition>, reverse: bool) -> Query {
+fn history_query(gateway: &Gateway, limit: i32, since: Option<StreamPosition>, reverse: bool) -> Query {
     let max = gateway.config.history_max_publication_limit as i64;
+    let limit = i64::from(limit);
     let limit = if limit < 0 || limit > max { max } else { limit } as usize;
     Query { since: since.map(|s| Position { offset: s.offset, epoch: s.epoch }), limit, reverse }
 }
 
-/// JSON `data` kept as its raw text; `null` counts as absent.
-fn raw_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Bytes>, D::Error> {
-    let raw: Option<Box<RawValue>> = Option::deserialize(deserializer)?;
-    Ok(raw.map(|raw| Bytes::copy_from_slice(raw.get().as_bytes())))
-}
-
-/// `data` or `b64data` (any bytes); exactly one is needed.
+/// `b64data` (any bytes) wins when not empty, as in Centrifugo; otherwise
+/// `data` (JSON's raw text, `null` included, or GRPC's bytes); neither is a
+/// bad request.
 fn payload(data: Option<Bytes>, b64data: &str) -> Result<Bytes, ApiError> {
-    match (data, b64data.is_empty()) {
-        (Some(data), true) => Ok(data),
-        (None, false) => {
-            base64::engine::general_purpose::STANDARD.decode(b64data).map(Bytes::from).map_err(|_| bad_request())
-        }
-        _ => Err(bad_request()),
+    if !b64data.is_empty() {
+        return base64::engine::general_purpose::STANDARD.decode(b64data).map(Bytes::from).map_err(|_| bad_request());
     }
+    data.ok_or_else(bad_request)
 }
 
 fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {

@@ -1,21 +1,22 @@
-//! Centrifugo-compatible HTTP server API (the GRPC one is in `grpc.rs`; both
-//! call the methods in `methods.rs`).
+//! Centrifugo-compatible HTTP server API (the GRPC one is in `grpc/`; both
+//! feed the [`request::Command`]s that `methods.rs` runs).
 //!
 //! `POST /api/<method>` with the params as the body (Centrifugo v5+), and
-//! the legacy `POST /api` with newline-separated `{"method","params"}`
-//! commands answered by newline-separated replies. Requests authenticate
-//! with `X-API-Key: <key>` or `Authorization: apikey <key>`.
+//! the legacy `POST /api` with `{"id","method","params"}` commands one after
+//! another, answered by newline-separated replies. Requests authenticate
+//! with `X-API-Key: <key>` or `Authorization: apikey <key>`. A body that
+//! does not decode into the request (see [`request`]) gets HTTP 400
+//! `Bad Request`, as Centrifugo's `handleUnmarshalError` answers it.
 
 pub mod error;
 pub mod grpc;
 mod json;
 pub mod methods;
+pub mod request;
 pub mod survey;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -24,6 +25,7 @@ use warp::Filter;
 use crate::gateway::Gateway;
 use crate::protocol::codes::ErrorCode;
 use error::ApiError;
+use request::{Batch, Command, LegacyRequest, Malformed};
 
 /// The API routes. Rejections (oversized bodies, ...) are turned into
 /// responses by [`recover`].
@@ -123,64 +125,72 @@ fn reply(gateway: &Gateway, outcome: Result<Value, ApiError>) -> Response<String
     }
 }
 
+/// HTTP 400 for a body that is not the method's request, exactly as Go's
+/// `http.Error` writes it (whatever the error mode).
+fn malformed() -> Response<String> {
+    let mut response = Response::new("Bad Request\n".to_string());
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    let headers = response.headers_mut();
+    headers.insert("content-type", http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert("x-content-type-options", http::HeaderValue::from_static("nosniff"));
+    response
+}
+
 async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Response<String> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
-    let params: Box<RawValue> = match serde_json::from_slice(body) {
-        Ok(p) => p,
-        Err(_) => return reply(gateway, Err(ApiError(ErrorCode::BAD_REQUEST))),
-    };
+    // Not UTF-8 cannot be JSON text (Go would replace bad bytes inside
+    // strings; natsgate refuses them).
+    let Ok(body) = std::str::from_utf8(body) else { return malformed() };
     if method == "batch" {
         // Centrifugo answers batch with its replies at the top level.
-        return match batch(gateway, &params).await {
-            Ok(replies) => json_response(StatusCode::OK, &replies),
-            Err(e) => reply(gateway, Err(e)),
+        return match Batch::decode(body, methods::MAX_BATCH) {
+            Err(Malformed) => malformed(),
+            Ok(Err(_too_many)) => reply(gateway, Err(ApiError(ErrorCode::LIMIT_EXCEEDED))),
+            Ok(Ok(batch)) => match batch_json(gateway, batch).await {
+                Ok(replies) => json_response(StatusCode::OK, &replies),
+                Err(e) => reply(gateway, Err(e)),
+            },
         };
     }
-    reply(gateway, call(gateway, method, &params).await)
+    match Command::decode(method, body) {
+        Err(Malformed) => malformed(),
+        Ok(None) => reply(gateway, Err(ApiError(ErrorCode::METHOD_NOT_FOUND))),
+        Ok(Some(command)) => reply(gateway, call(gateway, command).await),
+    }
 }
 
-/// One method's JSON result.
-async fn call(gateway: &Arc<Gateway>, method: &str, params: &RawValue) -> Result<Value, ApiError> {
-    json::result(methods::execute(gateway, json::command(method, params)?).await?)
+/// One command's JSON result (metrics recorded by `methods::execute`).
+async fn call(gateway: &Arc<Gateway>, command: Command) -> Result<Value, ApiError> {
+    json::result(methods::execute(gateway, command).await?)
 }
 
-/// `batch`'s JSON answer.
-async fn batch(gateway: &Arc<Gateway>, params: &RawValue) -> Result<Value, ApiError> {
-    let (commands, parallel) = json::batch_commands(params)?;
-    Ok(json::batch_replies(methods::batch(gateway, commands, parallel).await?))
+/// A decoded batch's JSON answer.
+async fn batch_json(gateway: &Arc<Gateway>, batch: Batch) -> Result<Value, ApiError> {
+    let parallel = batch.parallel;
+    let replies = methods::batch(gateway, json::batch_commands(batch), parallel).await?;
+    Ok(json::batch_replies(replies))
 }
 
-#[derive(Deserialize)]
-struct LegacyCommand {
-    method: String,
-    #[serde(default)]
-    params: Option<Box<RawValue>>,
-}
-
-/// Legacy `/api`: each line a command, each answered by a line.
+/// Legacy `/api`: every command decoded first (any malformed one: 400 and
+/// nothing run), then run in order, each answered by a line.
 async fn legacy(gateway: &Arc<Gateway>, body: &[u8]) -> Response<String> {
-    let mut lines = Vec::new();
-    for line in body.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
-        let outcome = match serde_json::from_slice::<LegacyCommand>(line) {
-            Ok(cmd) => {
-                let empty = RawValue::from_string("{}".into()).expect("valid JSON");
-                let params = cmd.params.unwrap_or(empty);
-                if cmd.method == "batch" {
-                    batch(gateway, &params).await
-                } else {
-                    call(gateway, &cmd.method, &params).await
-                }
-            }
-            Err(_) => Err(ApiError(ErrorCode::BAD_REQUEST)),
+    let Ok(body) = std::str::from_utf8(body) else { return malformed() };
+    let Ok(commands) = request::decode_legacy(body) else { return malformed() };
+    let mut lines = Vec::with_capacity(commands.len());
+    for command in commands {
+        let outcome = match command.request {
+            LegacyRequest::Run(command) => call(gateway, command).await,
+            LegacyRequest::BadParams => Err(ApiError(ErrorCode::BAD_REQUEST)),
+            LegacyRequest::NotFound => Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
         };
-        let value = match outcome {
-            Ok(result) => json!({ "result": result }),
-            Err(e) => json!({ "error": e.body() }),
+        let mut line = serde_json::Map::new();
+        if command.id != 0 {
+            line.insert("id".into(), json!(command.id));
+        }
+        match outcome {
+            Ok(result) => line.insert("result".into(), result),
+            Err(e) => line.insert("error".into(), json!(e.body())),
         };
-        lines.push(value.to_string());
-    }
-    if lines.is_empty() {
-        return reply(gateway, Err(ApiError(ErrorCode::BAD_REQUEST)));
+        lines.push(Value::Object(line).to_string());
     }
     let mut response = Response::new(lines.join("\n"));
     response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));

@@ -4,11 +4,21 @@ use std::path::Path;
 
 use super::{load_config, CliError};
 use crate::auth::TokenVerifier;
+use crate::config::{Config, ConfigError, CONFIG_ENV, ENV_PREFIX};
 
-/// Loads the configuration and the token keys the way `serve` does; warns
-/// (on stderr) about settings that make the gateway refuse everything.
+/// Loads the configuration and the token keys the way `serve` does; fails
+/// on names that are no option (which `serve` only warns about); warns (on
+/// stderr) about settings that make the gateway refuse everything.
 pub fn run(file: Option<&Path>) -> Result<(), CliError> {
     let config = load_config(file)?;
+    // The gateway only warns about names that are no option (Kubernetes
+    // adds some); before deploy they are most likely typos.
+    if let Some(message) = config.unknown_names_message() {
+        let known: Vec<String> =
+            Config::option_names().iter().map(|k| format!("{ENV_PREFIX}{}", k.to_uppercase())).collect();
+        let file = file.map(|f| format!(" (config file {})", f.display())).unwrap_or_default();
+        return Err(ConfigError::Parse(format!("{message}{file}; known: {}, {CONFIG_ENV}", known.join(", "))).into());
+    }
     let verifier = TokenVerifier::from_config(&config)?;
     if !verifier.has_keys() && !config.allow_anonymous_connect_without_token {
         eprintln!("natsgate: warning: no token key is configured, so every client connection is refused");

@@ -64,6 +64,10 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
         }
         None => None,
     };
+    if let Some(message) = config.unknown_names_message() {
+        // As Centrifugo: warn and go on (`natsgate checkconfig` refuses them).
+        tracing::warn!("{message}; they are ignored");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

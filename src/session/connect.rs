@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::error::CommandError;
 use super::{ttl_of, Connected, Session, SubState};
-use crate::auth::Credentials;
+use crate::auth::{Credentials, SubOptions};
 use crate::gateway::VERSION;
 use crate::hub::ClientHandle;
 use crate::protocol::codes::{Disconnect, ErrorCode};
@@ -89,14 +89,14 @@ impl Session {
     ) -> Result<HashMap<String, SubscribeResult>, CommandError> {
         let mut results = HashMap::new();
         // `subs` wins: Centrifugo reads `channels` only when a token has no
-        // `subs` (jwtverify's VerifyConnectToken), never both.
+        // `subs` (jwtverify's VerifyConnectToken), never both. A `subs`
+        // entry's `info` becomes the channel info (`chan_info`) of this
+        // client in the channel, as Centrifugo's `ChannelInfo` option.
+        let no_options = SubOptions::default();
         let channels = if credentials.subs.is_empty() { &credentials.channels[..] } else { &[] };
-        let wanted = channels
-            .iter()
-            .map(|c| (c.clone(), bytes::Bytes::new()))
-            .chain(credentials.subs.iter().map(|(c, o)| (c.clone(), o.data.clone())));
-        for (channel, data) in wanted {
-            if results.contains_key(&channel) {
+        let wanted = channels.iter().map(|c| (c, &no_options)).chain(credentials.subs.iter());
+        for (channel, options) in wanted {
+            if results.contains_key(channel) {
                 continue;
             }
             if results.len() >= self.gateway.config.client_channel_limit {
@@ -107,11 +107,12 @@ impl Session {
             if channel.is_empty() {
                 return Err(Disconnect::BAD_REQUEST.into());
             }
-            if self.gateway.rules.namespace(crate::broker::subject::namespace_of(&channel)).is_none() {
+            if self.gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_none() {
                 return Err(ErrorCode::UNKNOWN_CHANNEL.into());
             }
-            self.join_channel(&channel, SubState { server_side: true, ..Default::default() }).await?;
-            results.insert(channel, SubscribeResult { data, ..Default::default() });
+            let state = SubState { server_side: true, info: options.info.clone(), ..Default::default() };
+            self.join_channel(channel, state).await?;
+            results.insert(channel.clone(), SubscribeResult { data: options.data.clone(), ..Default::default() });
         }
         Ok(results)
     }

@@ -4,4 +4,5 @@
 //! drive the same [`crate::session::Session`].
 
 pub mod listener;
+pub mod origin;
 pub mod websocket;

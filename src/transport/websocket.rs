@@ -93,7 +93,7 @@ fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &st
         // Refused before the upgrade, as Centrifugo does: SDKs retry later.
         return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
-    if !origin_allowed(&gateway.config.origins(), headers) {
+    if !gateway.config.origin_check.allows(headers) {
         return Err((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let offered: Vec<&str> = headers
@@ -207,21 +207,6 @@ fn socket_config(gateway: &Gateway) -> WebSocketConfig {
         .max_write_buffer_size(gateway.config.client_queue_max_size * 2 + 65536)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
-}
-
-/// Browsers send `Origin`; other clients usually do not and are let in.
-/// An allowed list may hold `*`; with no list, only the same host passes.
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else { return true };
-    let origin = origin.to_ascii_lowercase();
-    if allowed.iter().any(|a| a == "*" || *a == origin) {
-        return true;
-    }
-    if !allowed.is_empty() {
-        return false;
-    }
-    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    origin.split_once("://").map(|(_, rest)| rest) == Some(host.as_str())
 }
 
 /// What a connection runs over: the raw TCP stream (direct path) or

@@ -142,12 +142,6 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "HTTP 401 body: natsgate writes `Unauthorized`, Centrifugo an empty body; the status is the same",
     },
     Allowed {
-        scenario: "api JSON *|api non-JSON|api empty body*|api publish channel not a string",
-        at: "0 POST /api/*: *",
-        targets: BOTH,
-        reason: "FAULT-3: the HTTP API answers bodies that are not a JSON object (or not JSON, or empty) with HTTP 200 and error 107 (or runs `info`), also a body that does not decode into the method request; Centrifugo answers HTTP 400 `Bad Request`",
-    },
-    Allowed {
         scenario: "api unknown method",
         at: "0 POST /api/frobnicate: *",
         targets: BOTH,
@@ -196,10 +190,3 @@ pub static ALLOWED: &[Allowed] = &[
         targets: BOTH,
         reason: "a binary frame on a JSON connection: natsgate closes with 3501; Centrifugo decodes it as JSON. No SDK sends one",
     },
-    Allowed {
-        scenario: "subs claim info *",
-        at: "4 recv a: .msg.presence.presence.*.chan_info",
-        targets: BOTH,
-        reason: "FAULT-6: the `subs` claim's `info` is not used as chan_info in presence",
-    },
-];

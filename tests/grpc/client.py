@@ -158,6 +158,10 @@ def steps():
             {"history": {"channel": "nope:x"}},
             {"info": {}},
         ]}),
+        # b64data wins over data (Centrifugo's one handler for HTTP and GRPC).
+        ("publish", {"channel": h, "data": {"n": 0}, "b64data": base64.b64encode(b'{"n":3}').decode()}),
+        ("history", {"channel": h, "limit": 1, "reverse": True}),
+        ("batch", {"commands": []}),
         ("history_remove", {"channel": h}),
         ("history", {"channel": h, "limit": 10}),
     ]

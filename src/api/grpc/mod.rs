@@ -5,10 +5,10 @@
 //! Follows Centrifugo's `internal/api/grpc.go`: the key comes as
 //! `authorization: apikey <key>` metadata (else `UNAUTHENTICATED`), errors
 //! travel in each response's `error` field, or as GRPC statuses (with the
-//! `Error` message as a status detail) in transport error mode.
+//! `Error` message as a status detail) in transport error mode. Messages are
+//! converted to and from the methods' types in `convert.rs`.
 
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -18,9 +18,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Code, Request, Response, Status};
 
+mod convert;
+
 use super::error::ApiError;
-use super::methods::{self, Command, Reply};
-use crate::broker::{Message, Position};
+use super::methods::{self, Command};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::protocol::codes::ErrorCode;
@@ -31,6 +32,7 @@ pub mod proto {
     tonic::include_proto!("centrifugal.centrifugo.api");
 }
 
+use convert::{command, error, reply};
 use proto::centrifugo_api_server::{CentrifugoApi, CentrifugoApiServer};
 
 /// `proto/api.proto` compiled, for server reflection.
@@ -49,6 +51,8 @@ pub enum GrpcError {
     Read { what: &'static str, path: String, source: std::io::Error },
     #[error("GRPC API TLS: {0}")]
     Tls(String),
+    #[error("GRPC API reflection: {0}")]
+    Reflection(String),
 }
 
 type Responses = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
@@ -90,7 +94,7 @@ impl GrpcApi {
             authorize(&key, request.metadata())?;
             Ok(request)
         });
-        let reflection = config.grpc_api_reflection.then(reflection).transpose().map_err(GrpcError::Tls)?;
+        let reflection = config.grpc_api_reflection.then(reflection).transpose().map_err(GrpcError::Reflection)?;
         let (v1, v1alpha) = reflection.unzip();
         let router = builder.add_service(service).add_optional_service(v1).add_optional_service(v1alpha);
         Ok(GrpcApi { router })
@@ -227,10 +231,6 @@ struct Any {
     value: Bytes,
 }
 
-fn error(e: ApiError) -> proto::Error {
-    proto::Error { code: e.0.code, message: e.0.message.to_string() }
-}
-
 /// The service: each served method turns its request into a [`Command`] and
 /// takes its result field from the reply; each method natsgate does not have
 /// answers error 104, as the HTTP API answers a method it does not know.
@@ -325,209 +325,6 @@ impl Api {
             Err(e) => Ok(Response::new(proto::BatchResponse { replies: vec![reply(Err(e))] })),
         }
     }
-}
-
-/// A batch command: the first request field set; none (Centrifugo's other
-/// methods included) is error 104, as Centrifugo answers.
-fn command(c: proto::Command) -> Result<Command, ApiError> {
-    let command = None
-        .or(c.publish.map(Into::into))
-        .or(c.broadcast.map(Into::into))
-        .or(c.subscribe.map(Into::into))
-        .or(c.unsubscribe.map(Into::into))
-        .or(c.disconnect.map(Into::into))
-        .or(c.history.map(Into::into))
-        .or(c.history_remove.map(Into::into))
-        .or(c.presence.map(Into::into))
-        .or(c.presence_stats.map(Into::into))
-        .or(c.info.map(Into::into))
-        .or(c.refresh.map(Into::into))
-        .or(c.channels.map(Into::into));
-    command.ok_or(ApiError(ErrorCode::METHOD_NOT_FOUND))
-}
-
-/// Empty `data` is no `data` (protobuf cannot tell them apart).
-fn data(data: Bytes) -> Option<Bytes> {
-    (!data.is_empty()).then_some(data)
-}
-
-impl From<proto::PublishRequest> for Command {
-    fn from(r: proto::PublishRequest) -> Command {
-        Command::Publish(methods::PublishRequest {
-            channel: r.channel,
-            data: data(r.data),
-            b64data: r.b64data,
-            tags: r.tags,
-            skip_history: r.skip_history,
-            idempotency_key: r.idempotency_key,
-        })
-    }
-}
-
-impl From<proto::BroadcastRequest> for Command {
-    fn from(r: proto::BroadcastRequest) -> Command {
-        Command::Broadcast(methods::BroadcastRequest {
-            channels: r.channels,
-            data: data(r.data),
-            b64data: r.b64data,
-            tags: r.tags,
-            skip_history: r.skip_history,
-            idempotency_key: r.idempotency_key,
-        })
-    }
-}
-
-impl From<proto::SubscribeRequest> for Command {
-    fn from(r: proto::SubscribeRequest) -> Command {
-        Command::Subscribe(methods::UserChannelRequest { user: r.user, channel: r.channel, client: r.client })
-    }
-}
-
-impl From<proto::UnsubscribeRequest> for Command {
-    fn from(r: proto::UnsubscribeRequest) -> Command {
-        Command::Unsubscribe(methods::UserChannelRequest { user: r.user, channel: r.channel, client: r.client })
-    }
-}
-
-impl From<proto::DisconnectRequest> for Command {
-    fn from(r: proto::DisconnectRequest) -> Command {
-        Command::Disconnect(methods::DisconnectRequest {
-            user: r.user,
-            client: r.client,
-            whitelist: r.whitelist,
-            disconnect: r.disconnect.map(|d| methods::CustomDisconnect { code: d.code, reason: d.reason }),
-        })
-    }
-}
-
-impl From<proto::RefreshRequest> for Command {
-    fn from(r: proto::RefreshRequest) -> Command {
-        Command::Refresh(methods::RefreshRequest {
-            user: r.user,
-            client: r.client,
-            expired: r.expired,
-            expire_at: r.expire_at,
-        })
-    }
-}
-
-impl From<proto::ChannelsRequest> for Command {
-    fn from(r: proto::ChannelsRequest) -> Command {
-        Command::Channels(methods::ChannelsRequest { pattern: r.pattern })
-    }
-}
-
-impl From<proto::InfoRequest> for Command {
-    fn from(_: proto::InfoRequest) -> Command {
-        Command::Info
-    }
-}
-
-impl From<proto::PresenceRequest> for Command {
-    fn from(r: proto::PresenceRequest) -> Command {
-        Command::Presence(methods::ChannelRequest { channel: r.channel })
-    }
-}
-
-impl From<proto::PresenceStatsRequest> for Command {
-    fn from(r: proto::PresenceStatsRequest) -> Command {
-        Command::PresenceStats(methods::ChannelRequest { channel: r.channel })
-    }
-}
-
-impl From<proto::HistoryRequest> for Command {
-    fn from(r: proto::HistoryRequest) -> Command {
-        Command::History(methods::HistoryRequest {
-            channel: r.channel,
-            limit: r.limit.into(),
-            since: r.since.map(|s| methods::StreamPosition { offset: s.offset, epoch: s.epoch }),
-            reverse: r.reverse,
-        })
-    }
-}
-
-impl From<proto::HistoryRemoveRequest> for Command {
-    fn from(r: proto::HistoryRemoveRequest) -> Command {
-        Command::HistoryRemove(methods::ChannelRequest { channel: r.channel })
-    }
-}
-
-fn publish_result(position: Option<Position>) -> proto::PublishResult {
-    let position = position.unwrap_or_default();
-    proto::PublishResult { offset: position.offset, epoch: position.epoch }
-}
-
-fn client_info(info: crate::protocol::ClientInfo) -> proto::ClientInfo {
-    proto::ClientInfo { user: info.user, client: info.client, conn_info: info.conn_info, chan_info: info.chan_info }
-}
-
-fn publication(m: Message) -> proto::Publication {
-    proto::Publication { data: m.data, info: m.info.map(client_info), offset: m.offset, tags: m.tags }
-}
-
-fn count(n: u64) -> u32 {
-    n.try_into().unwrap_or(u32::MAX)
-}
-
-/// A method's outcome as a batch reply: the error, or the result in the
-/// method's field.
-fn reply(outcome: Result<Reply, ApiError>) -> proto::Reply {
-    let mut out = proto::Reply::default();
-    match outcome {
-        Err(e) => out.error = Some(error(e)),
-        Ok(Reply::Publish(position)) => out.publish = Some(publish_result(position)),
-        Ok(Reply::Broadcast(outcomes)) => {
-            let responses = outcomes
-                .into_iter()
-                .map(|outcome| match outcome {
-                    Ok(position) => proto::PublishResponse { error: None, result: Some(publish_result(position)) },
-                    Err(e) => proto::PublishResponse { error: Some(error(e)), result: None },
-                })
-                .collect();
-            out.broadcast = Some(proto::BroadcastResult { responses });
-        }
-        Ok(Reply::Subscribe) => out.subscribe = Some(proto::SubscribeResult {}),
-        Ok(Reply::Unsubscribe) => out.unsubscribe = Some(proto::UnsubscribeResult {}),
-        Ok(Reply::Disconnect) => out.disconnect = Some(proto::DisconnectResult {}),
-        Ok(Reply::Refresh) => out.refresh = Some(proto::RefreshResult {}),
-        Ok(Reply::HistoryRemove) => out.history_remove = Some(proto::HistoryRemoveResult {}),
-        Ok(Reply::Channels(channels)) => {
-            let channels: HashMap<String, proto::ChannelInfo> =
-                channels.into_iter().map(|(c, n)| (c, proto::ChannelInfo { num_clients: count(n) })).collect();
-            out.channels = Some(proto::ChannelsResult { channels });
-        }
-        Ok(Reply::Info(nodes)) => {
-            let nodes = nodes
-                .into_iter()
-                .map(|n| proto::NodeResult {
-                    uid: n.uid,
-                    name: n.name,
-                    version: n.version,
-                    num_clients: count(n.num_clients),
-                    num_users: count(n.num_users),
-                    num_channels: count(n.num_channels),
-                    uptime: count(n.uptime),
-                    num_subs: count(n.num_subs),
-                })
-                .collect();
-            out.info = Some(proto::InfoResult { nodes });
-        }
-        Ok(Reply::Presence(presence)) => {
-            let presence = presence.into_iter().map(|(id, info)| (id, client_info(info))).collect();
-            out.presence = Some(proto::PresenceResult { presence });
-        }
-        Ok(Reply::PresenceStats { num_clients, num_users }) => {
-            out.presence_stats = Some(proto::PresenceStatsResult { num_clients, num_users });
-        }
-        Ok(Reply::History(page)) => {
-            out.history = Some(proto::HistoryResult {
-                publications: page.publications.into_iter().map(publication).collect(),
-                epoch: page.position.epoch,
-                offset: page.position.offset,
-            });
-        }
-    }
-    out
 }
 
 /// Where the GRPC API listens, when it is on.

@@ -1,8 +1,8 @@
 //! The allow-list: every known difference between natsgate and Centrifugo
 //! v6.9.1, with its reason. It mirrors the README's "Deviations" section;
-//! a difference not covered here fails the differential tests. Entries
-//! tagged `FAULT-<n>` are natsgate faults being fixed elsewhere: remove the
-//! entry when the fix lands.
+//! a difference not covered here fails the differential tests, and an entry
+//! that no scenario needs any more fails them too (see `group::check_stale`),
+//! so a fixed difference leaves the list and the README.
 
 use super::compare::glob;
 use super::runner::Kind;

@@ -387,6 +387,8 @@ impl Config {
     }
 
     /// Reads `(name, value)` pairs; tests use this instead of `set_var`.
+    // Not `FromIterator`: parsing can fail, and that trait cannot return an error.
+    #[allow(clippy::should_implement_trait)]
     pub fn from_iter<I: IntoIterator<Item = (String, String)>>(vars: I) -> Result<Config, ConfigError> {
         Self::from_sources(None, vars)
     }

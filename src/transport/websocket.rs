@@ -119,6 +119,8 @@ fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &st
 /// The direct path: the handshake on the raw socket (see [`super::listener`]).
 pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown) {
     let mut admitted = None;
+    // The Err type (a whole http::Response) is fixed by tungstenite's `Callback`.
+    #[allow(clippy::result_large_err)]
     let check = |request: &HandshakeRequest, mut response: HandshakeResponse| {
         let query = request.uri().query().unwrap_or("");
         match admit(&gateway, &shutdown, request.headers(), query) {

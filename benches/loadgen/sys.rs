@@ -20,7 +20,10 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    // rlim_t is u64 here but u32 on some 32-bit Linux targets.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = limit.rlim_cur as u64;
+    Ok(soft)
 }
 
 /// Pins the calling thread (and, before exec, a child) to one CPU.

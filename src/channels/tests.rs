@@ -43,7 +43,10 @@ fn permission_matrix() {
     type Set = fn(&mut ChannelOptions);
     // Expected results in the order of ALL:
     // Anonymous, Authenticated, Subscriber, AnonymousSubscriber, TokenHolder
-    let table: &[(&str, Set, [bool; 5], [bool; 5], [bool; 5], [bool; 5])] = &[
+    type Allowed = [bool; 5];
+    // (name, option set, subscribe, publish, presence, history)
+    type Row = (&'static str, Set, Allowed, Allowed, Allowed, Allowed);
+    let table: &[Row] = &[
         ("nothing", |_| {}, [false, false, false, false, true], [false; 5], [false; 5], [false; 5]),
         (
             "allow_subscribe_for_client",

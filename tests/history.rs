@@ -430,8 +430,8 @@ async fn position_survives(env: Env, loss: Loss) {
     let mut client = env.client("alice").await;
     subscribed(&mut client, ch, None).await;
     let p = env.publish_range(ch, 0..3).await;
-    for n in 0..3 {
-        assert_eq!(next_pub(&mut client, ch).await, (p[n].offset, n as u64));
+    for (n, sent) in p.iter().enumerate() {
+        assert_eq!(next_pub(&mut client, ch).await, (sent.offset, n as u64));
     }
     client.close(1000, "away").await;
     match loss {
@@ -709,8 +709,8 @@ async fn recovery(env: Env) {
         assert_eq!(start.offset, 0, "a fresh channel: {r}");
         let p = env.publish_range(ch, 0..3).await;
         assert_eq!(p[0].epoch, start.epoch, "the subscribe reply's epoch is the channel's");
-        for n in 0..3 {
-            assert_eq!(next_pub(&mut client, ch).await, (p[n].offset, n as u64), "{protocol:?}");
+        for (n, sent) in p.iter().enumerate() {
+            assert_eq!(next_pub(&mut client, ch).await, (sent.offset, n as u64), "{protocol:?}");
         }
         client.close(1000, "away").await;
 
@@ -1556,8 +1556,8 @@ async fn gap_is_signalled_before_any_later_publication() {
     let mut client = env.client("alice").await;
     subscribed(&mut client, ch, None).await;
     let p = env.publish_range(ch, 0..2).await;
-    for n in 0..2 {
-        assert_eq!(next_pub(&mut client, ch).await, (p[n].offset, n as u64));
+    for (n, sent) in p.iter().enumerate() {
+        assert_eq!(next_pub(&mut client, ch).await, (sent.offset, n as u64));
     }
     let nats = tokio::time::timeout(TIMEOUT, async_nats::connect(env.nats().url()))
         .await

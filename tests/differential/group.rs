@@ -6,7 +6,7 @@
 
 use super::allow::ALLOWED;
 use super::compare::compare;
-use super::normalize::{align_offsets, normalize};
+use super::normalize::{align_offsets, normalize, order_own_publications};
 use super::runner::{play, Kind, Target};
 use super::scenario::{label, Scenario};
 use crate::common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
@@ -68,7 +68,10 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
         .buffered(PARALLEL)
         .collect()
         .await;
-    for (scenario, (c, e, n)) in scenarios.iter().zip(transcripts) {
+    for (scenario, (mut c, mut e, mut n)) in scenarios.iter().zip(transcripts) {
+        for t in [&mut c, &mut e, &mut n] {
+            order_own_publications(&scenario.steps, t);
+        }
         let c = normalize(&c);
         for (kind, mut natsgate) in [(Kind::Embedded, normalize(&e)), (Kind::Nats, normalize(&n))] {
             align_offsets(kind, &c, &mut natsgate);

@@ -8,49 +8,49 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Message;
-use crate::broker::subject::namespace_of;
+use crate::channels::namespace_of;
 use crate::channels::ChannelRules;
 
 /// Where a channel's history stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Position {
-    pub offset: u64,
-    pub epoch: String,
+pub(crate) struct Position {
+    pub(crate) offset: u64,
+    pub(crate) epoch: String,
 }
 
 /// A history request, as Centrifugo's `history` command has it.
 #[derive(Clone, Debug, Default)]
-pub struct Query {
+pub(crate) struct Query {
     /// Only publications after this position; its epoch must match, unless
     /// empty (matches any).
-    pub since: Option<Position>,
+    pub(crate) since: Option<Position>,
     /// At most this many; 0 asks only for the current position.
-    pub limit: usize,
+    pub(crate) limit: usize,
     /// Newest first.
-    pub reverse: bool,
+    pub(crate) reverse: bool,
 }
 
 /// The answer: publications (with offsets) and the current position.
 #[derive(Clone, Debug, Default)]
-pub struct Page {
-    pub publications: Vec<Message>,
-    pub position: Position,
+pub(crate) struct Page {
+    pub(crate) publications: Vec<Message>,
+    pub(crate) position: Position,
     /// With `since`: every publication after it is still held, so a client
     /// at that position can recover without loss.
-    pub continuous: bool,
+    pub(crate) continuous: bool,
 }
 
 /// Which namespaces keep history, and how much.
 #[derive(Clone, Debug, Default)]
-pub struct HistoryConfig {
+pub(crate) struct HistoryConfig {
     namespaces: HashMap<String, (u32, Duration)>,
     /// How long a channel's position outlives its last publication
     /// (`history_meta_ttl`; config checks it is at least every history ttl).
-    pub meta_ttl: Duration,
+    pub(crate) meta_ttl: Duration,
 }
 
 impl HistoryConfig {
-    pub fn from_rules(rules: &ChannelRules, meta_ttl: Duration) -> Self {
+    pub(crate) fn from_rules(rules: &ChannelRules, meta_ttl: Duration) -> Self {
         let namespaces = rules
             .namespaces()
             .filter(|(_, o)| o.history_enabled())
@@ -60,11 +60,11 @@ impl HistoryConfig {
     }
 
     /// `(history_size, history_ttl)` of the channel's namespace, if it keeps history.
-    pub fn for_channel(&self, channel: &str) -> Option<(u32, Duration)> {
+    pub(crate) fn for_channel(&self, channel: &str) -> Option<(u32, Duration)> {
         self.namespaces.get(namespace_of(channel)).copied()
     }
 
-    pub fn namespaces(&self) -> impl Iterator<Item = (&str, u32, Duration)> {
+    pub(crate) fn namespaces(&self) -> impl Iterator<Item = (&str, u32, Duration)> {
         self.namespaces.iter().map(|(n, (s, t))| (n.as_str(), *s, *t))
     }
 }
@@ -74,7 +74,7 @@ impl HistoryConfig {
 /// `since_held`: the publication at `since.offset` is still held (brokers
 /// know this in their own way); with it every later one is held too, since
 /// both size and age trim the oldest first.
-pub fn select(
+pub(crate) fn select(
     held: Vec<Message>,
     position: Position,
     query: &Query,

@@ -6,10 +6,10 @@
 //! drops the returned guard when the last one leaves; the broker hands every
 //! publication of a subscribed channel to the [`Deliver`] sink.
 
-pub mod history;
-pub mod memory;
-pub mod memory_history;
-pub mod nats;
+pub(crate) mod history;
+pub(crate) mod memory;
+pub(crate) mod memory_history;
+pub(crate) mod nats;
 pub mod subject;
 
 use async_trait::async_trait;
@@ -18,32 +18,32 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::protocol::ClientInfo;
-pub use history::{HistoryConfig, Page, Position, Query};
+pub(crate) use history::{HistoryConfig, Page, Position, Query};
 
 /// A publication as it travels through the broker. On NATS the body is
 /// `data` and the rest rides in headers, so direct NATS publishers and the
 /// HTTP API produce the same messages.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Message {
-    pub data: Bytes,
+pub(crate) struct Message {
+    pub(crate) data: Bytes,
     /// Publisher, when a client published.
-    pub info: Option<ClientInfo>,
-    pub tags: HashMap<String, String>,
+    pub(crate) info: Option<ClientInfo>,
+    pub(crate) tags: HashMap<String, String>,
     /// When it was published (Unix milliseconds), if the publisher said.
-    pub time_ms: Option<u64>,
+    pub(crate) time_ms: Option<u64>,
     /// Set for join/leave events, which carry `info` and no data.
-    pub event: Option<PresenceEvent>,
+    pub(crate) event: Option<PresenceEvent>,
     /// Position in the channel's history (0: not kept in history).
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// The offset before this one in the channel, when the broker knows it.
-    pub prev_offset: Option<u64>,
+    pub(crate) prev_offset: Option<u64>,
     /// Publishing: deduplicate repeated publishes with this key.
-    pub idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     /// Publishing: deliver without keeping it in history.
-    pub skip_history: bool,
+    pub(crate) skip_history: bool,
     /// A hidden position marker (NATS history only; see `nats.rs`): the
     /// channel position it stands for. Never delivered nor returned.
-    pub marker: Option<u64>,
+    pub(crate) marker: Option<u64>,
 }
 
 impl From<Message> for crate::protocol::Publication {
@@ -55,20 +55,20 @@ impl From<Message> for crate::protocol::Publication {
 
 /// A client joined or left a channel (namespaces with `join_leave`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PresenceEvent {
+pub(crate) enum PresenceEvent {
     Join,
     Leave,
 }
 
 impl PresenceEvent {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PresenceEvent::Join => "join",
             PresenceEvent::Leave => "leave",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "join" => Some(PresenceEvent::Join),
             "leave" => Some(PresenceEvent::Leave),
@@ -78,12 +78,12 @@ impl PresenceEvent {
 }
 
 /// Now in Unix milliseconds.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub(crate) enum BrokerError {
     #[error("broker unavailable: {0}")]
     Unavailable(String),
     /// The asked-for position (epoch or offset) is not in the history.
@@ -95,33 +95,34 @@ pub enum BrokerError {
 }
 
 /// Receives publications for subscribed channels (the hub).
-pub trait Deliver: Send + Sync + 'static {
+pub(crate) trait Deliver: Send + Sync + 'static {
     fn deliver(&self, channel: &str, message: Message);
 }
 
-/// Receives control commands addressed to one user's connections.
-pub trait DeliverControl: Send + Sync + 'static {
-    fn control(&self, user: &str, payload: Bytes);
+/// Receives user commands (see [`crate::user_command`]) addressed to one
+/// user's connections.
+pub(crate) trait DeliverUserCommand: Send + Sync + 'static {
+    fn deliver_user_command(&self, user: &str, payload: Bytes);
 }
 
 /// Answers a survey (a question asked of every gateway).
-pub trait Answer: Send + Sync + 'static {
+pub(crate) trait Answer: Send + Sync + 'static {
     fn answer(&self, request: &[u8]) -> Bytes;
 }
 
 /// Keeps a broker subscription alive; dropping it unsubscribes.
-pub struct SubscriptionGuard {
+pub(crate) struct SubscriptionGuard {
     _inner: Box<dyn Send + Sync>,
 }
 
 impl SubscriptionGuard {
-    pub fn new(inner: impl Send + Sync + 'static) -> Self {
+    pub(crate) fn new(inner: impl Send + Sync + 'static) -> Self {
         SubscriptionGuard { _inner: Box::new(inner) }
     }
 }
 
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
+pub(crate) trait Broker: Send + Sync + 'static {
     /// Publishes to a channel; returns once the broker accepted the message,
     /// with its position when the channel keeps history.
     async fn publish(&self, channel: &str, message: Message) -> Result<Option<Position>, BrokerError>;
@@ -137,17 +138,17 @@ pub trait Broker: Send + Sync + 'static {
     /// made after this returns is delivered.
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError>;
 
-    /// Sends a control command to every gateway serving `user`.
-    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
+    /// Sends a user command to every gateway serving `user`.
+    async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
 
-    /// Receives control commands for every user of one bucket
+    /// Receives user commands for every user of one bucket
     /// ([`subject::user_bucket`]) until the guard is dropped. A gateway
     /// subscribes only the buckets of users it has connections of; the
     /// sink filters by user.
     async fn subscribe_user_bucket(
         &self,
         bucket: u32,
-        sink: Arc<dyn DeliverControl>,
+        sink: Arc<dyn DeliverUserCommand>,
     ) -> Result<SubscriptionGuard, BrokerError>;
 
     /// Asks every gateway (this one included) and gathers their answers.

@@ -53,7 +53,7 @@ impl NatsBroker {
     pub(super) async fn snapshot(&self, channel: &str, subject: &str) -> Result<Snapshot, BrokerError> {
         use jetstream::response::Response;
         let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let name = self.subjects.stream_name(namespace);
         let request = serde_json::json!({ "subjects_filter": subject });
         let reply: Response<serde_json::Value> =
@@ -90,7 +90,7 @@ impl NatsBroker {
         use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
         let (size, _) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
         let size = u64::from(size);
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
         let snap = self.snapshot(channel, &subject).await?;
         let stream = &snap.stream;

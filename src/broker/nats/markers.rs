@@ -26,7 +26,7 @@ impl NatsBroker {
     pub(super) async fn remove_channel_history(&self, channel: &str) -> Result<(), BrokerError> {
         use jetstream::stream::LastRawMessageErrorKind::NoMessageFound;
         let (stream, epoch) = self.stream_of(channel).await?;
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
         let (last, position) = match stream.get_last_raw_message_by_subject(&subject).await {
             Ok(msg) => (msg.sequence, marker_of(&msg.headers).unwrap_or(msg.sequence)),
@@ -125,7 +125,7 @@ impl NatsBroker {
         snap: &Snapshot,
         started: Instant,
     ) -> Result<Marker, BrokerError> {
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let meta = self.meta_stream(namespace, &snap.epoch).await?;
         let wildcard = self.subjects.namespace_wildcard(namespace);
         if snap.last_seq > 0 && !self.meta_reaches(&meta, namespace, &wildcard, snap.last_seq).await? {
@@ -185,7 +185,7 @@ impl NatsBroker {
             Ok(ack) => ack.await.map_err(unavailable)?.sequence,
             Err(e) => return Err(unavailable(e)),
         };
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let stream =
             self.jetstream.get_stream_no_info(self.subjects.stream_name(namespace)).await.map_err(unavailable)?;
         let delete = |seq: u64| {

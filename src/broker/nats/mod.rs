@@ -30,12 +30,12 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use super::history::{HistoryConfig, Page, Position, Query};
-use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
+use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 use crate::broker::subject::SubjectMap;
 use async_nats::jetstream;
 use headers::{decode_message, encode_headers};
 
-pub struct NatsBroker {
+pub(crate) struct NatsBroker {
     client: async_nats::Client,
     /// A private subject this gateway answers itself (see `round_trip`).
     echo: String,
@@ -49,7 +49,7 @@ pub struct NatsBroker {
 }
 
 impl NatsBroker {
-    pub async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
+    pub(crate) async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
         let client = async_nats::ConnectOptions::new()
             .name("natsgate")
             .event_callback(|event| async move {
@@ -181,7 +181,7 @@ impl Broker for NatsBroker {
         self.listen(subject, move |msg| sink.deliver(&channel, decode_message(msg))).await
     }
 
-    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
+    async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
         self.client.publish(self.subjects.user_subject(user), payload).await.map_err(unavailable)?;
         self.round_trip().await
     }
@@ -189,12 +189,12 @@ impl Broker for NatsBroker {
     async fn subscribe_user_bucket(
         &self,
         bucket: u32,
-        sink: Arc<dyn DeliverControl>,
+        sink: Arc<dyn DeliverUserCommand>,
     ) -> Result<SubscriptionGuard, BrokerError> {
         let subjects = self.subjects.clone();
         self.listen(self.subjects.user_bucket_wildcard(bucket), move |msg| {
             if let Some(user) = subjects.user_of(msg.subject.as_str()) {
-                sink.control(&user, msg.payload);
+                sink.deliver_user_command(&user, msg.payload);
             }
         })
         .await
@@ -218,7 +218,7 @@ static CONNECTED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// The servers of a `nats_url`: comma-separated URLs (`nats://a:4222,nats://b:4222`).
 /// An unparsable one is a configuration error, named by position only (a
 /// URL may hold a password).
-pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+pub(crate) fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
     url.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())

@@ -126,7 +126,7 @@ impl NatsBroker {
 
     pub(super) async fn stream_of(&self, channel: &str) -> Result<(jetstream::stream::Stream, String), BrokerError> {
         let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
-        let namespace = crate::broker::subject::namespace_of(channel);
+        let namespace = crate::channels::namespace_of(channel);
         let stream = match self.jetstream.get_stream(self.subjects.stream_name(namespace)).await {
             Ok(stream) => stream,
             // Deleted under us: recreate it (a new epoch).
@@ -164,7 +164,7 @@ impl NatsBroker {
                 Err(_) if attempt == 0 => {
                     attempt += 1;
                     let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
-                    self.ensure_stream(crate::broker::subject::namespace_of(channel), size, ttl).await?;
+                    self.ensure_stream(crate::channels::namespace_of(channel), size, ttl).await?;
                 }
                 Err(e) => return Err(unavailable(e)),
             }

@@ -22,19 +22,19 @@ use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Repl
 use crate::user_command::UserCommand;
 
 /// What the hub knows of a connected client.
-pub(crate) struct ClientHandle {
+pub struct ClientHandle {
     /// Process-local key; cheap to compare and hash.
-    pub(crate) key: u64,
+    pub key: u64,
     /// The client ID sent to the client (a UUID).
-    pub(crate) client_id: String,
-    pub(crate) user: String,
-    pub(crate) protocol: Protocol,
+    pub client_id: String,
+    pub user: String,
+    pub protocol: Protocol,
     /// `info` from the connection token, for presence and publications.
-    pub(crate) conn_info: Bytes,
-    pub(crate) outbox: Arc<Outbox>,
+    pub conn_info: Bytes,
+    pub outbox: Arc<Outbox>,
     /// User commands (server API, or the hub's own insufficient-state
     /// unsubscribe) for this connection's session.
-    pub(crate) commands: mpsc::Sender<Box<UserCommand>>,
+    pub commands: mpsc::Sender<Box<UserCommand>>,
 }
 
 /// This gateway's connections by user, and the user buckets they need.
@@ -76,7 +76,7 @@ struct Entry {
     broker_sub: Arc<OnceCell<SubscriptionGuard>>,
 }
 
-pub(crate) struct Hub {
+pub struct Hub {
     channels: RwLock<HashMap<String, Entry>>,
     users: RwLock<Users>,
     broker: Arc<dyn Broker>,
@@ -84,7 +84,7 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(broker: Arc<dyn Broker>) -> Arc<Hub> {
+    pub fn new(broker: Arc<dyn Broker>) -> Arc<Hub> {
         Arc::new(Hub {
             channels: RwLock::new(HashMap::new()),
             users: RwLock::new(Users::default()),
@@ -93,14 +93,14 @@ impl Hub {
         })
     }
 
-    pub(crate) fn next_key(&self) -> u64 {
+    pub fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Registers an authenticated connection. Returns once user commands
     /// for the user reach this gateway: at once when the user's
     /// bucket is already subscribed, after one broker round trip otherwise.
-    pub(crate) async fn add_client(self: &Arc<Self>, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+    pub async fn add_client(self: &Arc<Self>, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
         let bucket = user_bucket(&client.user);
         let cell = {
             let mut users = self.users.write();
@@ -124,7 +124,7 @@ impl Hub {
     }
 
     /// Forgets a connection and all its subscriptions.
-    pub(crate) fn remove_client(&self, client: &ClientHandle, channels: impl IntoIterator<Item = String>) {
+    pub fn remove_client(&self, client: &ClientHandle, channels: impl IntoIterator<Item = String>) {
         for channel in channels {
             self.unsubscribe(&channel, client.key);
         }
@@ -146,19 +146,19 @@ impl Hub {
     }
 
     /// Connections of a user on this gateway.
-    pub(crate) fn user_clients(&self, user: &str) -> Vec<Arc<ClientHandle>> {
+    pub fn user_clients(&self, user: &str) -> Vec<Arc<ClientHandle>> {
         self.users.read().by_name.get(user).map(|c| c.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Every connection on this gateway.
-    pub(crate) fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
+    pub fn all_clients(&self) -> Vec<Arc<ClientHandle>> {
         self.users.read().by_name.values().flat_map(|c| c.values().cloned()).collect()
     }
 
     /// Adds a local subscriber; subscribes the broker for the first one.
     /// While `recovering`, live publications for it wait until [`Hub::activate`].
     /// Returns once publications of the channel reach this client.
-    pub(crate) async fn subscribe(
+    pub async fn subscribe(
         self: &Arc<Self>,
         channel: &str,
         client: &Arc<ClientHandle>,
@@ -191,7 +191,7 @@ impl Hub {
 
     /// Ends a subscriber's recovery: queues the live publications that arrived
     /// meanwhile, except those the recovery already sent (offset <= `sent`).
-    pub(crate) fn activate(&self, channel: &str, client_key: u64, sent: u64) {
+    pub fn activate(&self, channel: &str, client_key: u64, sent: u64) {
         let channels = self.channels.read();
         let Some(sub) = channels.get(channel).and_then(|e| e.subscribers.get(&client_key)) else { return };
         let mut pending = sub.pending.lock();
@@ -203,7 +203,7 @@ impl Hub {
     }
 
     /// Removes a local subscriber; the last one out drops the broker subscription.
-    pub(crate) fn unsubscribe(&self, channel: &str, client_key: u64) {
+    pub fn unsubscribe(&self, channel: &str, client_key: u64) {
         let mut channels = self.channels.write();
         if let Some(entry) = channels.get_mut(channel) {
             entry.subscribers.remove(&client_key);
@@ -213,21 +213,21 @@ impl Hub {
         }
     }
 
-    pub(crate) fn num_channels(&self) -> usize {
+    pub fn num_channels(&self) -> usize {
         self.channels.read().len()
     }
 
-    pub(crate) fn num_subscriptions(&self) -> usize {
+    pub fn num_subscriptions(&self) -> usize {
         self.channels.read().values().map(|e| e.subscribers.len()).sum()
     }
 
     /// Channels with their local subscriber counts.
-    pub(crate) fn channel_counts(&self) -> Vec<(String, usize)> {
+    pub fn channel_counts(&self) -> Vec<(String, usize)> {
         self.channels.read().iter().map(|(c, e)| (c.clone(), e.subscribers.len())).collect()
     }
 
     /// Presence of a channel on this gateway: client ID -> ClientInfo.
-    pub(crate) fn local_presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
+    pub fn local_presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
         let channels = self.channels.read();
         let Some(entry) = channels.get(channel) else { return HashMap::new() };
         entry
@@ -245,11 +245,11 @@ impl Hub {
             .collect()
     }
 
-    pub(crate) fn num_clients(&self) -> usize {
+    pub fn num_clients(&self) -> usize {
         self.users.read().by_name.values().map(HashMap::len).sum()
     }
 
-    pub(crate) fn num_users(&self) -> usize {
+    pub fn num_users(&self) -> usize {
         self.users.read().by_name.len()
     }
 }

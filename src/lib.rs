@@ -5,9 +5,9 @@
 //! -> session -> hub -> broker); metrics is a leaf that others write to.
 //! - [`transport`](crate::transport): the WebSocket endpoint; turns a socket into frames for a session.
 //! - [`session`](crate::session): the per-client state machine (connect, subscribe, publish, ...), transport-free.
-//! - [`hub`](crate::hub): this gateway's channels and users, fan-out into each client's [`outbox`](crate::outbox).
+//! - [`hub`]: this gateway's channels and users, fan-out into each client's [`outbox`].
 //! - [`broker`]: the small `Broker` trait (NATS and in-memory) and the channel -> subject mapping ([`broker::subject`]).
-//! - [`api`](crate::api): the HTTP and GRPC server API; [`user_command`](crate::user_command): API commands for
+//! - [`api`](crate::api): the HTTP and GRPC server API; [`user_command`]: API commands for
 //!   one user's connections, carried between gateways; [`survey`](crate::survey): questions asked of every gateway
 //!   (info, channels, presence), for the API and sessions alike.
 //! - [`protocol`]: Centrifugo protocol types (from `proto/client.proto`), pure JSON/Protobuf codecs, codes.
@@ -23,9 +23,13 @@
 //! Only what the `natsgate` binary, the tests and the benchmarks use is
 //! public: [`cli`], [`config`] (and the types its settings hold:
 //! [`channels`], [`origin`]), [`auth`] (verifying and minting tokens),
-//! [`protocol`] (the client protocol and codecs) and [`broker::subject`] (the
-//! channel -> NATS subject mapping). Everything else is private to the crate,
-//! and `unreachable_pub` is denied so that an unused item shows as dead code.
+//! [`protocol`] (the client protocol and codecs), [`broker::subject`] (the
+//! channel -> NATS subject mapping), and for in-process benchmarks of the
+//! fan-out the [`hub`] with what it is made of: the [`broker`] trait and its
+//! in-memory implementation, [`outbox`], [`user_command`]. Everything else
+//! (the NATS broker, sessions, transports, the API, serving) is private to
+//! the crate, and `unreachable_pub` is denied so that an unused item shows
+//! as dead code.
 
 #![deny(unreachable_pub)]
 
@@ -36,11 +40,11 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub(crate) mod context;
-pub(crate) mod hub;
+pub mod hub;
 pub(crate) mod metrics;
 pub(crate) mod ops;
 pub mod origin;
-pub(crate) mod outbox;
+pub mod outbox;
 pub mod protocol;
 pub(crate) mod server;
 pub(crate) mod session;
@@ -48,7 +52,7 @@ pub(crate) mod shutdown;
 pub(crate) mod startup;
 pub(crate) mod survey;
 pub(crate) mod transport;
-pub(crate) mod user_command;
+pub mod user_command;
 
 /// This build's version (`natsgate version`, the connect reply, `info`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use crate::protocol::codes::Disconnect;
 
-pub(crate) struct Outbox {
+pub struct Outbox {
     state: Mutex<State>,
     /// Wakes the writer: new messages or a close.
     notify: Notify,
@@ -29,13 +29,13 @@ struct State {
 }
 
 impl Outbox {
-    pub(crate) fn new(max_bytes: usize) -> Self {
+    pub fn new(max_bytes: usize) -> Self {
         Outbox { state: Mutex::new(State::default()), notify: Notify::new(), closed: Notify::new(), max_bytes }
     }
 
     /// Queues one encoded message. Returns false if the client is closing or
     /// has just overflowed (then it is closed with 3008).
-    pub(crate) fn push(&self, message: Bytes) -> bool {
+    pub fn push(&self, message: Bytes) -> bool {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return false;
@@ -57,7 +57,7 @@ impl Outbox {
 
     /// Asks for the connection to close; the first reason wins. Messages
     /// already queued are still written before the close frame.
-    pub(crate) fn close(&self, reason: Disconnect) {
+    pub fn close(&self, reason: Disconnect) {
         let mut state = self.state.lock();
         if state.close.is_none() {
             state.close = Some(reason);
@@ -72,7 +72,7 @@ impl Outbox {
         self.closed.notify_one();
     }
 
-    pub(crate) fn close_reason(&self) -> Option<Disconnect> {
+    pub fn close_reason(&self) -> Option<Disconnect> {
         self.state.lock().close.clone()
     }
 
@@ -81,7 +81,7 @@ impl Outbox {
     /// allocates per frame) and returns None, or returns the close reason
     /// once nothing is queued. Messages come before a pending close so that
     /// replies queued just before a disconnect still reach the client.
-    pub(crate) async fn next(&self, batch: &mut VecDeque<Bytes>) -> Option<Disconnect> {
+    pub async fn next(&self, batch: &mut VecDeque<Bytes>) -> Option<Disconnect> {
         debug_assert!(batch.is_empty());
         loop {
             {
@@ -100,7 +100,7 @@ impl Outbox {
     }
 
     /// Resolves once the connection has been asked to close.
-    pub(crate) async fn closing(&self) -> Disconnect {
+    pub async fn closing(&self) -> Disconnect {
         loop {
             let notified = self.closed.notified();
             if let Some(reason) = self.close_reason() {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum UserCommand {
+pub enum UserCommand {
     /// Subscribe the user's connections to a channel.
     Subscribe {
         channel: String,
@@ -52,7 +52,7 @@ pub(crate) enum UserCommand {
 
 impl UserCommand {
     /// Whether this command applies to a connection with `client_id`.
-    pub(crate) fn targets(&self, client_id: &str) -> bool {
+    pub fn targets(&self, client_id: &str) -> bool {
         match self {
             UserCommand::Subscribe { client, .. }
             | UserCommand::Unsubscribe { client, .. }

@@ -13,44 +13,44 @@ use crate::channels::ChannelRules;
 
 /// Where a channel's history stands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Position {
-    pub(crate) offset: u64,
-    pub(crate) epoch: String,
+pub struct Position {
+    pub offset: u64,
+    pub epoch: String,
 }
 
 /// A history request, as Centrifugo's `history` command has it.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Query {
+pub struct Query {
     /// Only publications after this position; its epoch must match, unless
     /// empty (matches any).
-    pub(crate) since: Option<Position>,
+    pub since: Option<Position>,
     /// At most this many; 0 asks only for the current position.
-    pub(crate) limit: usize,
+    pub limit: usize,
     /// Newest first.
-    pub(crate) reverse: bool,
+    pub reverse: bool,
 }
 
 /// The answer: publications (with offsets) and the current position.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Page {
-    pub(crate) publications: Vec<Message>,
-    pub(crate) position: Position,
+pub struct Page {
+    pub publications: Vec<Message>,
+    pub position: Position,
     /// With `since`: every publication after it is still held, so a client
     /// at that position can recover without loss.
-    pub(crate) continuous: bool,
+    pub continuous: bool,
 }
 
 /// Which namespaces keep history, and how much.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct HistoryConfig {
+pub struct HistoryConfig {
     namespaces: HashMap<String, (u32, Duration)>,
     /// How long a channel's position outlives its last publication
     /// (`history_meta_ttl`; config checks it is at least every history ttl).
-    pub(crate) meta_ttl: Duration,
+    pub meta_ttl: Duration,
 }
 
 impl HistoryConfig {
-    pub(crate) fn from_rules(rules: &ChannelRules, meta_ttl: Duration) -> Self {
+    pub fn from_rules(rules: &ChannelRules, meta_ttl: Duration) -> Self {
         let namespaces = rules
             .namespaces()
             .filter(|(_, o)| o.history_enabled())
@@ -60,11 +60,11 @@ impl HistoryConfig {
     }
 
     /// `(history_size, history_ttl)` of the channel's namespace, if it keeps history.
-    pub(crate) fn for_channel(&self, channel: &str) -> Option<(u32, Duration)> {
+    pub fn for_channel(&self, channel: &str) -> Option<(u32, Duration)> {
         self.namespaces.get(namespace_of(channel)).copied()
     }
 
-    pub(crate) fn namespaces(&self) -> impl Iterator<Item = (&str, u32, Duration)> {
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, u32, Duration)> {
         self.namespaces.iter().map(|(n, (s, t))| (n.as_str(), *s, *t))
     }
 }

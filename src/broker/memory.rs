@@ -21,7 +21,7 @@ enum Sink {
 type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 
 /// Delivers publications straight to the sinks subscribed in this process.
-pub(crate) struct MemoryBroker {
+pub struct MemoryBroker {
     inner: Arc<Mutex<State>>,
     history: Mutex<MemoryHistory>,
 }
@@ -53,7 +53,7 @@ impl Drop for Unsubscribe {
 }
 
 impl MemoryBroker {
-    pub(crate) fn new(history: HistoryConfig) -> Self {
+    pub fn new(history: HistoryConfig) -> Self {
         MemoryBroker { inner: Arc::default(), history: Mutex::new(MemoryHistory::new(history)) }
     }
 

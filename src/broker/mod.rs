@@ -6,8 +6,8 @@
 //! drops the returned guard when the last one leaves; the broker hands every
 //! publication of a subscribed channel to the [`Deliver`] sink.
 
-pub(crate) mod history;
-pub(crate) mod memory;
+pub mod history;
+pub mod memory;
 pub(crate) mod memory_history;
 pub(crate) mod nats;
 pub mod subject;
@@ -18,32 +18,32 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::protocol::ClientInfo;
-pub(crate) use history::{HistoryConfig, Page, Position, Query};
+pub use history::{HistoryConfig, Page, Position, Query};
 
 /// A publication as it travels through the broker. On NATS the body is
 /// `data` and the rest rides in headers, so direct NATS publishers and the
 /// HTTP API produce the same messages.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Message {
-    pub(crate) data: Bytes,
+pub struct Message {
+    pub data: Bytes,
     /// Publisher, when a client published.
-    pub(crate) info: Option<ClientInfo>,
-    pub(crate) tags: HashMap<String, String>,
+    pub info: Option<ClientInfo>,
+    pub tags: HashMap<String, String>,
     /// When it was published (Unix milliseconds), if the publisher said.
-    pub(crate) time_ms: Option<u64>,
+    pub time_ms: Option<u64>,
     /// Set for join/leave events, which carry `info` and no data.
-    pub(crate) event: Option<PresenceEvent>,
+    pub event: Option<PresenceEvent>,
     /// Position in the channel's history (0: not kept in history).
-    pub(crate) offset: u64,
+    pub offset: u64,
     /// The offset before this one in the channel, when the broker knows it.
-    pub(crate) prev_offset: Option<u64>,
+    pub prev_offset: Option<u64>,
     /// Publishing: deduplicate repeated publishes with this key.
-    pub(crate) idempotency_key: Option<String>,
+    pub idempotency_key: Option<String>,
     /// Publishing: deliver without keeping it in history.
-    pub(crate) skip_history: bool,
+    pub skip_history: bool,
     /// A hidden position marker (NATS history only; see `nats.rs`): the
     /// channel position it stands for. Never delivered nor returned.
-    pub(crate) marker: Option<u64>,
+    pub marker: Option<u64>,
 }
 
 impl From<Message> for crate::protocol::Publication {
@@ -55,20 +55,20 @@ impl From<Message> for crate::protocol::Publication {
 
 /// A client joined or left a channel (namespaces with `join_leave`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PresenceEvent {
+pub enum PresenceEvent {
     Join,
     Leave,
 }
 
 impl PresenceEvent {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             PresenceEvent::Join => "join",
             PresenceEvent::Leave => "leave",
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "join" => Some(PresenceEvent::Join),
             "leave" => Some(PresenceEvent::Leave),
@@ -78,12 +78,12 @@ impl PresenceEvent {
 }
 
 /// Now in Unix milliseconds.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum BrokerError {
+pub enum BrokerError {
     #[error("broker unavailable: {0}")]
     Unavailable(String),
     /// The asked-for position (epoch or offset) is not in the history.
@@ -95,34 +95,34 @@ pub(crate) enum BrokerError {
 }
 
 /// Receives publications for subscribed channels (the hub).
-pub(crate) trait Deliver: Send + Sync + 'static {
+pub trait Deliver: Send + Sync + 'static {
     fn deliver(&self, channel: &str, message: Message);
 }
 
 /// Receives user commands (see [`crate::user_command`]) addressed to one
 /// user's connections.
-pub(crate) trait DeliverUserCommand: Send + Sync + 'static {
+pub trait DeliverUserCommand: Send + Sync + 'static {
     fn deliver_user_command(&self, user: &str, payload: Bytes);
 }
 
 /// Answers a survey (a question asked of every gateway).
-pub(crate) trait Answer: Send + Sync + 'static {
+pub trait Answer: Send + Sync + 'static {
     fn answer(&self, request: &[u8]) -> Bytes;
 }
 
 /// Keeps a broker subscription alive; dropping it unsubscribes.
-pub(crate) struct SubscriptionGuard {
+pub struct SubscriptionGuard {
     _inner: Box<dyn Send + Sync>,
 }
 
 impl SubscriptionGuard {
-    pub(crate) fn new(inner: impl Send + Sync + 'static) -> Self {
+    pub fn new(inner: impl Send + Sync + 'static) -> Self {
         SubscriptionGuard { _inner: Box::new(inner) }
     }
 }
 
 #[async_trait]
-pub(crate) trait Broker: Send + Sync + 'static {
+pub trait Broker: Send + Sync + 'static {
     /// Publishes to a channel; returns once the broker accepted the message,
     /// with its position when the channel keeps history.
     async fn publish(&self, channel: &str, message: Message) -> Result<Option<Position>, BrokerError>;

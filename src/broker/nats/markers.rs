@@ -64,6 +64,8 @@ impl NatsBroker {
         Ok(())
     }
 
+    /// Polls the meta stream until its last message on `subject` (a channel
+    /// subject or the namespace wildcard) was sourced from history sequence
     /// `seq` or later; false after [`META_WAIT`].
     pub(super) async fn meta_reaches(
         &self,

@@ -98,8 +98,6 @@ impl NatsBroker {
         Ok(broker)
     }
 
-    /// Creates or updates a namespace's history stream, and its meta stream.
-
     /// A request to our own echo subscription. nats-server processes each
     /// connection's protocol in order, so when the answer comes back every
     /// SUB and PUB sent before it has been handled (`flush` only empties the

@@ -15,6 +15,7 @@ use async_nats::jetstream;
 const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
 
 impl NatsBroker {
+    /// Creates or updates a namespace's history stream, and its meta stream.
     /// Every gateway does this at startup; the same config makes it a no-op.
     pub(super) async fn ensure_stream(
         &self,
@@ -120,9 +121,6 @@ impl NatsBroker {
         }
         self.jetstream.get_stream_no_info(self.subjects.meta_stream_name(namespace)).await.map_err(unavailable)
     }
-
-    /// Polls the meta stream until its last message on `subject` (a channel
-    /// subject or the namespace wildcard) was sourced from history sequence
 
     pub(super) async fn stream_of(&self, channel: &str) -> Result<(jetstream::stream::Stream, String), BrokerError> {
         let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;

@@ -3,8 +3,7 @@
 //! See benches/README.md for the scenarios and results, and
 //! `cargo bench --bench loadgen -- --help` for every option.
 
-#[path = "loadgen/mod.rs"]
-mod loadgen;
+use natsgate_test_support::loadgen;
 
 use clap::Parser;
 use loadgen::options::Options;

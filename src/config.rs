@@ -17,7 +17,7 @@
 use serde::Deserialize;
 
 use crate::channels::{parse_namespaces, ChannelOptions, ChannelRules};
-use crate::transport::origin::OriginCheck;
+use crate::origin::OriginCheck;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;

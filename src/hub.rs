@@ -10,16 +10,16 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::broker::subject::user_bucket;
 use crate::broker::PresenceEvent;
-use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
-use crate::control::Control;
+use crate::broker::{now_ms, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
+use crate::user_command::UserCommand;
 
 /// What the hub knows of a connected client.
 pub struct ClientHandle {
@@ -32,16 +32,17 @@ pub struct ClientHandle {
     /// `info` from the connection token, for presence and publications.
     pub conn_info: Bytes,
     pub outbox: Arc<Outbox>,
-    /// Server-side control commands for this connection's session.
-    pub control: mpsc::Sender<Box<Control>>,
+    /// User commands (server API, or the hub's own insufficient-state
+    /// unsubscribe) for this connection's session.
+    pub commands: mpsc::Sender<Box<UserCommand>>,
 }
 
-/// This gateway's connections by user, and the control buckets they need.
+/// This gateway's connections by user, and the user buckets they need.
 #[derive(Default)]
 struct Users {
     /// user -> that user's connections here.
     by_name: HashMap<String, HashMap<u64, Arc<ClientHandle>>>,
-    /// Control bucket -> (users here in it, its broker subscription). The
+    /// User bucket -> (users here in it, its broker subscription). The
     /// subscription lives while the bucket has a local user.
     buckets: HashMap<u32, (usize, Arc<OnceCell<SubscriptionGuard>>)>,
 }
@@ -79,33 +80,27 @@ pub struct Hub {
     channels: RwLock<HashMap<String, Entry>>,
     users: RwLock<Users>,
     broker: Arc<dyn Broker>,
-    me: Weak<Hub>,
     next_key: AtomicU64,
 }
 
 impl Hub {
     pub fn new(broker: Arc<dyn Broker>) -> Arc<Hub> {
-        Arc::new_cyclic(|me| Hub {
+        Arc::new(Hub {
             channels: RwLock::new(HashMap::new()),
             users: RwLock::new(Users::default()),
             broker,
-            me: me.clone(),
             next_key: AtomicU64::new(1),
         })
-    }
-
-    pub fn broker(&self) -> &Arc<dyn Broker> {
-        &self.broker
     }
 
     pub fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers an authenticated connection. Returns once control commands
-    /// for the user reach this gateway: at once when the user's control
+    /// Registers an authenticated connection. Returns once user commands
+    /// for the user reach this gateway: at once when the user's
     /// bucket is already subscribed, after one broker round trip otherwise.
-    pub async fn add_client(&self, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
+    pub async fn add_client(self: &Arc<Self>, client: &Arc<ClientHandle>) -> Result<(), BrokerError> {
         let bucket = user_bucket(&client.user);
         let cell = {
             let mut users = self.users.write();
@@ -120,10 +115,7 @@ impl Hub {
         if cell.initialized() {
             return Ok(());
         }
-        let sink: Arc<dyn DeliverControl> = match self.me.upgrade() {
-            Some(hub) => hub,
-            None => return Err(BrokerError::Unavailable("hub is shutting down".into())),
-        };
+        let sink: Arc<dyn DeliverUserCommand> = self.clone();
         if let Err(e) = cell.get_or_try_init(|| self.broker.subscribe_user_bucket(bucket, sink)).await {
             self.remove_client(client, []);
             return Err(e);
@@ -164,14 +156,15 @@ impl Hub {
     }
 
     /// Adds a local subscriber; subscribes the broker for the first one.
+    /// While `recovering`, live publications for it wait until [`Hub::activate`].
     /// Returns once publications of the channel reach this client.
     pub async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         channel: &str,
         client: &Arc<ClientHandle>,
         chan_info: Bytes,
         join_leave: bool,
-        buffering: bool,
+        recovering: bool,
         positioned: bool,
     ) -> Result<(), BrokerError> {
         let cell = {
@@ -181,16 +174,13 @@ impl Hub {
                 last_offset: AtomicU64::new(0),
                 broker_sub: Arc::new(OnceCell::new()),
             });
-            let pending = parking_lot::Mutex::new(buffering.then(Vec::new));
+            let pending = parking_lot::Mutex::new(recovering.then(Vec::new));
             let stalled = std::sync::atomic::AtomicBool::new(false);
             let sub = Subscriber { client: client.clone(), chan_info, join_leave, positioned, stalled, pending };
             entry.subscribers.insert(client.key, sub);
             entry.broker_sub.clone()
         };
-        let sink: Arc<dyn Deliver> = match self.me.upgrade() {
-            Some(hub) => hub,
-            None => return Err(BrokerError::Unavailable("hub is shutting down".into())),
-        };
+        let sink: Arc<dyn Deliver> = self.clone();
         let result = cell.get_or_try_init(|| self.broker.subscribe(channel, sink)).await;
         if let Err(e) = result {
             self.unsubscribe(channel, client.key);
@@ -284,12 +274,12 @@ impl Deliver for Hub {
                     if sub.stalled.swap(true, Ordering::Relaxed) {
                         continue;
                     }
-                    let command = Control::Unsubscribe {
+                    let command = UserCommand::Unsubscribe {
                         channel: channel.to_string(),
                         client: String::new(),
                         insufficient_state: true,
                     };
-                    if sub.client.control.try_send(Box::new(command)).is_err() {
+                    if sub.client.commands.try_send(Box::new(command)).is_err() {
                         sub.client.outbox.close(crate::protocol::codes::Disconnect::INSUFFICIENT_STATE);
                     }
                 }
@@ -339,18 +329,18 @@ fn deliver_presence_event(channel: &str, entry: &Entry, event: PresenceEvent, in
     }
 }
 
-impl DeliverControl for Hub {
-    fn control(&self, user: &str, payload: bytes::Bytes) {
-        let command: Control = match serde_json::from_slice(&payload) {
+impl DeliverUserCommand for Hub {
+    fn deliver_user_command(&self, user: &str, payload: bytes::Bytes) {
+        let command: UserCommand = match serde_json::from_slice(&payload) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("ignoring malformed control command: {e}");
+                tracing::warn!("ignoring malformed user command: {e}");
                 return;
             }
         };
         for client in self.user_clients(user) {
-            if command.targets(&client.client_id) && client.control.try_send(Box::new(command.clone())).is_err() {
-                tracing::warn!(client = %client.client_id, "control queue full: command dropped");
+            if command.targets(&client.client_id) && client.commands.try_send(Box::new(command.clone())).is_err() {
+                tracing::warn!(client = %client.client_id, "user command queue full: command dropped");
             }
         }
     }

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Version => {
-            println!("natsgate {}", natsgate::gateway::VERSION);
+            println!("natsgate {}", natsgate::VERSION);
             ExitCode::SUCCESS
         }
     }

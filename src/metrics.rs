@@ -1,33 +1,32 @@
 //! Prometheus metrics, typed: call sites use these fields and never format
-//! metric names. Gauges that mirror hub state are set at scrape time from the
-//! hub itself, so they are exact and cost nothing on the hot path.
+//! metric names. Gauges that mirror hub state are set at scrape time from a
+//! [`Gauges`] reading the caller takes, so they are exact and cost nothing on
+//! the hot path. A leaf: other modules write here, it reads none of them.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 
-use crate::gateway::Gateway;
-
 /// The connections gauge; autoscaling (HPA, KEDA) targets this name.
-pub const CONNECTIONS: &str = "natsgate_client_connections";
+pub(crate) const CONNECTIONS: &str = "natsgate_client_connections";
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub connections: IntGauge,
-    pub users: IntGauge,
-    pub subscriptions: IntGauge,
-    pub channels: IntGauge,
-    pub messages_sent: IntCounterVec,
-    pub messages_received: IntCounterVec,
-    pub command_duration: HistogramVec,
-    pub api_command_duration: HistogramVec,
-    pub disconnects: IntCounterVec,
-    pub slow_disconnects: IntCounter,
-    pub nats_connected: IntGauge,
-    pub nats_reconnects: IntCounter,
-    pub dropped_publications: IntCounterVec,
-    pub delivery_lag: Histogram,
+    pub(crate) connections: IntGauge,
+    pub(crate) users: IntGauge,
+    pub(crate) subscriptions: IntGauge,
+    pub(crate) channels: IntGauge,
+    pub(crate) messages_sent: IntCounterVec,
+    pub(crate) messages_received: IntCounterVec,
+    pub(crate) command_duration: HistogramVec,
+    pub(crate) api_command_duration: HistogramVec,
+    pub(crate) disconnects: IntCounterVec,
+    pub(crate) slow_disconnects: IntCounter,
+    pub(crate) nats_connected: IntGauge,
+    pub(crate) nats_reconnects: IntCounter,
+    pub(crate) dropped_publications: IntCounterVec,
+    pub(crate) delivery_lag: Histogram,
 }
 
 fn new_metrics() -> Result<Metrics, prometheus::Error> {
@@ -103,19 +102,28 @@ fn new_metrics() -> Result<Metrics, prometheus::Error> {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| new_metrics().expect("metric definitions are valid"));
 
 /// The process-wide metrics.
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// Renders every metric in the Prometheus text format.
-pub fn render(gateway: &Gateway) -> String {
+/// The gauges that mirror this gateway's state, read at scrape time.
+pub(crate) struct Gauges {
+    pub(crate) connections: usize,
+    pub(crate) users: usize,
+    pub(crate) subscriptions: usize,
+    pub(crate) channels: usize,
+    pub(crate) broker_connected: bool,
+}
+
+/// Renders every metric in the Prometheus text format, with the gauges
+/// set from `gauges`.
+pub(crate) fn render(gauges: &Gauges) -> String {
     let m = metrics();
-    let hub = &gateway.hub;
-    m.connections.set(hub.num_clients() as i64);
-    m.users.set(hub.num_users() as i64);
-    m.subscriptions.set(hub.num_subscriptions() as i64);
-    m.channels.set(hub.num_channels() as i64);
-    m.nats_connected.set(hub.broker().is_connected() as i64);
+    m.connections.set(gauges.connections as i64);
+    m.users.set(gauges.users as i64);
+    m.subscriptions.set(gauges.subscriptions as i64);
+    m.channels.set(gauges.channels as i64);
+    m.nats_connected.set(gauges.broker_connected as i64);
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         tracing::warn!("cannot encode metrics: {e}");
@@ -125,7 +133,7 @@ pub fn render(gateway: &Gateway) -> String {
 
 /// Known method names for latency labels; anything else is "unknown", so a
 /// client cannot grow the label set.
-pub fn method_label(method: &str) -> &'static str {
+pub(crate) fn method_label(method: &str) -> &'static str {
     const KNOWN: &[&str] = &[
         "connect",
         "subscribe",

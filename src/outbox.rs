@@ -110,8 +110,9 @@ impl Outbox {
         }
     }
 
-    /// Bytes queued now (for tests and metrics).
-    pub fn queued_bytes(&self) -> usize {
+    /// Bytes queued now.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
     }
 }

@@ -1,6 +1,5 @@
 //! Builds a gateway from config and serves it until shutdown.
 
-use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -8,20 +7,19 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use crate::api;
-use crate::api::survey::Answerer;
 use crate::auth::TokenVerifier;
 use crate::broker::memory::MemoryBroker;
 use crate::broker::subject::SubjectMap;
 use crate::broker::{Broker, HistoryConfig};
 use crate::config::Config;
-use crate::gateway::Gateway;
-use crate::hub::Hub;
+use crate::context::AppContext;
 use crate::protocol::codes::Disconnect;
 use crate::shutdown::Shutdown;
+use crate::survey::Answerer;
 use crate::transport::{listener, websocket};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub(crate) enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
@@ -36,8 +34,8 @@ pub enum StartError {
 }
 
 /// A gateway bound to its port, ready to run.
-pub struct Server {
-    gateway: Arc<Gateway>,
+pub(crate) struct Server {
+    app: Arc<AppContext>,
     listener: TcpListener,
     internal_listener: Option<TcpListener>,
     /// The GRPC API and its listener, when `NATSGATE_GRPC_API` is on.
@@ -52,7 +50,7 @@ impl Server {
     /// broker. With NATS it retries until NATS answers, the ports meanwhile
     /// answering `/health` 200 and `/ready` 503 ([`crate::startup`]);
     /// `Ok(None)` when `stop` is cancelled before that.
-    pub async fn bind(config: Config, stop: &CancellationToken) -> Result<Option<Server>, StartError> {
+    pub(crate) async fn bind(config: Config, stop: &CancellationToken) -> Result<Option<Server>, StartError> {
         let config = Arc::new(config);
         let verifier = TokenVerifier::from_config(&config)?;
         let rules = config.channel_rules()?;
@@ -79,11 +77,10 @@ impl Server {
             }
             None => Arc::new(MemoryBroker::new(history)),
         };
-        let hub = Hub::new(broker);
-        let gateway = Gateway::new(config.clone(), hub.clone(), verifier, rules);
-        let surveys = hub
-            .broker()
-            .answer_surveys(Arc::new(Answerer(gateway.clone())))
+        let app = AppContext::new(config.clone(), broker, verifier, rules);
+        let surveys = app
+            .broker
+            .answer_surveys(Arc::new(Answerer(app.clone())))
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
         if config.api_insecure {
@@ -95,19 +92,15 @@ impl Server {
             Some(addr) => {
                 let grpc_listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;
                 tracing::info!("serving the GRPC API on {addr}");
-                Some((api::grpc::GrpcApi::new(gateway.clone())?, grpc_listener))
+                Some((api::grpc::GrpcApi::new(app.clone())?, grpc_listener))
             }
             None => None,
         };
-        Ok(Some(Server { gateway, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys }))
+        Ok(Some(Server { app, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys }))
     }
 
-    pub fn local_addr(&self) -> std::net::SocketAddr {
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
-    }
-
-    pub fn shutdown_handle(&self) -> Shutdown {
-        self.shutdown.clone()
     }
 
     /// Serves until `stop` resolves, then drains: readiness turns false, no
@@ -115,21 +108,21 @@ impl Server {
     /// the drain period, and the rest at its end; waits for them at most the
     /// shutdown timeout. The GRPC API stops accepting when draining begins
     /// and lets calls in flight finish within the same timeout.
-    pub async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { gateway, listener, internal_listener, grpc, shutdown, _surveys } = self;
+    pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
+        let Server { app, listener, internal_listener, grpc, shutdown, _surveys } = self;
         let grpc = grpc.map(|(grpc, grpc_listener)| {
             let draining = shutdown.clone();
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
         });
-        let ops = ops_routes(gateway.clone(), shutdown.clone());
-        let clients = websocket::route(gateway.clone(), shutdown.clone()).or(api::routes(gateway.clone()));
+        let ops = crate::ops::routes(app.clone(), shutdown.clone());
+        let clients = websocket::route(app.clone(), shutdown.clone()).or(api::routes(app.clone()));
 
         let draining = shutdown.clone();
         let stop_accepting = async move {
             stop.await;
             draining.begin_drain();
         };
-        let websocket = Some((gateway.clone(), shutdown.clone()));
+        let websocket = Some((app.clone(), shutdown.clone()));
         match internal_listener {
             Some(internal) => {
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -138,13 +131,13 @@ impl Server {
                     let _ = done_rx.await;
                 }));
                 listener::serve(listener, clients.recover(api::recover), websocket, stop_accepting).await;
-                drain(&gateway, &shutdown, grpc).await;
+                drain(&app, &shutdown, grpc).await;
                 let _ = done_tx.send(());
                 let _ = ops_task.await;
             }
             None => {
                 listener::serve(listener, clients.or(ops).recover(api::recover), websocket, stop_accepting).await;
-                drain(&gateway, &shutdown, grpc).await;
+                drain(&app, &shutdown, grpc).await;
             }
         }
     }
@@ -152,10 +145,10 @@ impl Server {
 
 /// Closes clients with 3001, one by one over the drain period, then the rest;
 /// waits for them and for the GRPC API's calls in flight.
-async fn drain(gateway: &Gateway, shutdown: &Shutdown, grpc: Option<tokio::task::JoinHandle<()>>) {
-    let config = &gateway.config;
+async fn drain(app: &AppContext, shutdown: &Shutdown, grpc: Option<tokio::task::JoinHandle<()>>) {
+    let config = &app.config;
     let started = tokio::time::Instant::now();
-    let clients = gateway.hub.all_clients();
+    let clients = app.hub.all_clients();
     tracing::info!("draining {} connections over {:?}", clients.len(), config.drain_period);
     let n = clients.len().max(1) as u32;
     for (i, client) in clients.iter().enumerate() {
@@ -177,39 +170,6 @@ async fn drain(gateway: &Gateway, shutdown: &Shutdown, grpc: Option<tokio::task:
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-/// `/health` (liveness), `/ready` (readiness) and `/metrics`.
-fn ops_routes(
-    gateway: Arc<Gateway>,
-    shutdown: Shutdown,
-) -> impl Filter<Extract = (http::Response<String>,), Error = warp::Rejection> + Clone {
-    let health = warp::path!("health").and(warp::get()).map(|| text(StatusCode::OK, "{}", "application/json"));
-    let ready_gateway = gateway.clone();
-    let ready = warp::path!("ready").and(warp::get()).map(move || {
-        if shutdown.is_draining() {
-            text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"draining"}"#, "application/json")
-        } else if !ready_gateway.hub.broker().is_connected() {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"ready":false,"reason":"broker disconnected"}"#,
-                "application/json",
-            )
-        } else {
-            text(StatusCode::OK, r#"{"ready":true}"#, "application/json")
-        }
-    });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .map(move || text(StatusCode::OK, &crate::metrics::render(&gateway), "text/plain; version=0.0.4"));
-    health.or(ready).unify().or(metrics).unify()
-}
-
-pub(crate) fn text(status: StatusCode, body: &str, content_type: &'static str) -> http::Response<String> {
-    let mut response = http::Response::new(body.to_string());
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", http::HeaderValue::from_static(content_type));
-    response
-}
-
 /// Pending connections the kernel queues before we accept them. The default
 /// (128) makes reconnect waves hit SYN retransmits (1 s stalls); nats-server
 /// uses 4096 too.
@@ -227,7 +187,7 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn termination_signal() {
+pub(crate) async fn termination_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

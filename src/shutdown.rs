@@ -7,50 +7,50 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Default)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     drain: CancellationToken,
     force: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Shutdown {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Readiness turns false and new WebSocket upgrades are refused.
-    pub fn begin_drain(&self) {
+    pub(crate) fn begin_drain(&self) {
         self.drain.cancel();
         self.tracker.close();
     }
 
     /// Every remaining connection closes with 3001.
-    pub fn force(&self) {
+    pub(crate) fn force(&self) {
         self.begin_drain();
         self.force.cancel();
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.drain.is_cancelled()
     }
 
     /// Resolves once draining has begun.
-    pub async fn draining(&self) {
+    pub(crate) async fn draining(&self) {
         self.drain.cancelled().await
     }
 
     /// Resolves once remaining connections must close.
-    pub async fn forced(&self) {
+    pub(crate) async fn forced(&self) {
         self.force.cancelled().await
     }
 
     /// Connection tasks are spawned on this tracker.
-    pub fn tracker(&self) -> &TaskTracker {
+    pub(crate) fn tracker(&self) -> &TaskTracker {
         &self.tracker
     }
 
     /// Waits for every connection task, at most `limit`; true if all ended.
-    pub async fn wait(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait(&self, limit: Duration) -> bool {
         tokio::time::timeout(limit, self.tracker.wait()).await.is_ok()
     }
 }

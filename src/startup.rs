@@ -10,12 +10,10 @@
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use warp::Filter;
 
 use crate::broker::nats::NatsBroker;
 use crate::broker::subject::SubjectMap;
 use crate::broker::HistoryConfig;
-use crate::server::text;
 use crate::transport::listener;
 
 /// First wait between two attempts; it doubles up to [`RETRY_MAX`].
@@ -29,7 +27,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// other request 503. `Ok(None)` if `stop` is cancelled first; the listeners
 /// are left open for the gateway either way. A URL that does not parse is
 /// an error at once (retrying cannot fix it).
-pub async fn connect_nats(
+pub(crate) async fn connect_nats(
     url: &str,
     subjects: &SubjectMap,
     history: &HistoryConfig,
@@ -43,7 +41,7 @@ pub async fn connect_nats(
     }
     let connected = CancellationToken::new();
     let serving = futures_util::future::join_all(
-        listeners.iter().map(|l| listener::serve(*l, routes(), None, connected.cancelled())),
+        listeners.iter().map(|l| listener::serve(*l, crate::ops::connecting_routes(), None, connected.cancelled())),
     );
     let connecting = async {
         let mut delay = RETRY_FIRST;
@@ -77,18 +75,4 @@ pub async fn connect_nats(
     };
     let (outcome, _) = tokio::join!(outcome, serving);
     Ok(outcome)
-}
-
-/// What the ports answer before NATS is reached.
-fn routes() -> impl Filter<Extract = (http::Response<String>,), Error = std::convert::Infallible> + Clone {
-    use http::StatusCode;
-    let json = "application/json";
-    let health = warp::path!("health").and(warp::get()).map(move || text(StatusCode::OK, "{}", json));
-    let ready = warp::path!("ready")
-        .and(warp::get())
-        .map(move || text(StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false,"reason":"connecting to NATS"}"#, json));
-    let rest = warp::any().map(move || {
-        text(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"natsgate is starting: NATS is not reachable yet"}"#, json)
-    });
-    health.or(ready).unify().or(rest).unify()
 }

@@ -8,7 +8,7 @@
 //! Every wait is bounded; the only fixed waits are `expect_silence`, whose
 //! point is to wait.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::pair::{api_call, api_result};
 use common::{hs256_token, now_secs, Gateway, GatewayBuilder, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};

@@ -6,7 +6,7 @@
 //!
 //! Every gateway here uses its embedded broker; every wait is bounded.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::{
     eventually, free_port, hs256_token, now_secs, Gateway, GatewayBuilder, Protocol, WsClient, SECRET, TIMEOUT,

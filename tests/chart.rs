@@ -12,7 +12,7 @@
 //! `CI=true` (`.ci/run` installs both).
 
 mod chart_support;
-mod common;
+use natsgate_test_support as common;
 
 use chart_support::helm::{self, Tools, CRD_KINDS, NAMESPACE, RELEASE};
 use chart_support::{leaf_paths, lookup, undocumented_keys, values_refs};

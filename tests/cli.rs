@@ -2,7 +2,7 @@
 //! directory: exit codes, messages, and that secrets stay out of stderr;
 //! the first run (development token), `.env`, and what git ignores.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::{hs256_token, Gateway, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
 use serde_json::json;

@@ -9,7 +9,7 @@
 //! `$(go env GOPATH)/bin/centrifugo` (`bash .ci/run` installs it). Without
 //! it the tests fail when `CI=true` and are skipped (with a message) else.
 
-mod common;
+use natsgate_test_support as common;
 
 // Part of the scenario vocabulary (targets, steps) is there for scenarios
 // that later transports and proxies add.

@@ -9,7 +9,7 @@
 //! tests/js`, and Centrifugo for the differential test. Without them the
 //! tests say so and pass, except under `CI=true`, where they fail.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::node::run_node_tests;
 

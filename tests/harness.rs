@@ -1,9 +1,9 @@
-//! Tests of the test harness itself (`tests/common`): that nats-server
+//! Tests of the test harness itself (`tests/support`, the `natsgate-test-support` crate): that nats-server
 //! starts with JetStream and goes away, that tokens verify, and that the
 //! WebSocket client frames and unframes like the SDKs. None of these need
 //! a working gateway.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::{hs256_token, now_secs, NatsServer, Protocol, WsClient, SECRET, TIMEOUT};
 use futures_util::{SinkExt, StreamExt};

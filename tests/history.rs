@@ -23,7 +23,7 @@
 //! Every wait is bounded; the only fixed waits are `expect_silence`, whose
 //! point is to wait, and the restart test's deliberate pause and outage.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::pair::{api_call, api_result, Backend, Pair};
 use common::{eventually, hs256_token, Gateway, Protocol, WsClient, SECRET, TIMEOUT};

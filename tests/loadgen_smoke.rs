@@ -1,12 +1,10 @@
-//! Smoke test of the load generator (benches/loadgen): a few clients and a
+//! Smoke test of the load generator (`natsgate_test_support::loadgen`): a few clients and a
 //! few messages against a real nats-server, with natsgate in front of it
 //! and against nats-server's own WebSocket listener, asserting that every
-//! delivery arrives. The generator's modules are compiled into this test
-//! (no second build); the natsgate binary is the one cargo built for it.
+//! delivery arrives. The generator lives in the test-support crate
+//! (`tests/support`), built once; the natsgate binary is the one cargo built for it.
 
-#[allow(dead_code)]
-#[path = "../benches/loadgen/mod.rs"]
-mod loadgen;
+use natsgate_test_support::loadgen;
 
 use clap::Parser;
 use loadgen::options::{Options, System};

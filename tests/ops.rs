@@ -1,7 +1,7 @@
 //! Operations: Prometheus metrics, JSON logs without secrets, and a drain
 //! that moves centrifuge-js to another gateway.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::*;
 use serde_json::json;

@@ -7,7 +7,7 @@
 //! and on the embedded broker (one gateway). Every wait is bounded; the
 //! only fixed waits are `expect_silence`, whose point is to wait.
 
-mod common;
+use natsgate_test_support as common;
 
 use common::pair::{api_result, Backend, Pair};
 use common::{eventually, hs256_token, Gateway, Protocol, WsClient, SECRET, TIMEOUT};

@@ -6,7 +6,7 @@
 //! Every wait is bounded. Short sleeps (<= 500 ms) appear only to show that
 //! something does NOT happen.
 
-mod common;
+use natsgate_test_support as common;
 
 use base64::Engine as _;
 use common::{

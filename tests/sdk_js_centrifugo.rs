@@ -12,7 +12,7 @@
 //! `tests/differential.rs`; skipped with a message without it, failing
 //! when `CI=true`).
 
-mod common;
+use natsgate_test_support as common;
 
 use common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
 use common::node::{js_dir, run_node_tests};

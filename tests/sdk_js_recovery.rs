@@ -6,7 +6,7 @@
 //!
 //! Needs node and `npm ci --prefix tests/js` (done by `.ci/run`).
 
-mod common;
+use natsgate_test_support as common;
 
 use common::node::{js_dir, run_node_tests};
 use std::time::Duration;

@@ -7,7 +7,7 @@ use crate::broker::BrokerError;
 use crate::protocol::codes::ErrorCode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiError(pub ErrorCode);
+pub(crate) struct ApiError(pub(crate) ErrorCode);
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
@@ -30,18 +30,18 @@ impl From<ErrorCode> for ApiError {
 
 /// `{"code":..,"message":..}` as Centrifugo writes it.
 #[derive(Serialize)]
-pub struct ErrorBody {
-    pub code: u32,
-    pub message: &'static str,
+pub(crate) struct ErrorBody {
+    pub(crate) code: u32,
+    pub(crate) message: &'static str,
 }
 
 impl ApiError {
-    pub fn body(self) -> ErrorBody {
+    pub(crate) fn body(self) -> ErrorBody {
         ErrorBody { code: self.0.code, message: self.0.message }
     }
 
     /// The HTTP status used with `NATSGATE_API_ERROR_MODE=transport`.
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self.0.code {
             100 => StatusCode::INTERNAL_SERVER_ERROR,
             101 => StatusCode::UNAUTHORIZED,

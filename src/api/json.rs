@@ -13,13 +13,13 @@ use crate::protocol::codes::ErrorCode;
 /// A decoded `batch` body's commands: each one to run, or the error that
 /// answers it in its place (107 for `null`, 104 for no method natsgate
 /// serves), as `methods::batch` takes them.
-pub fn batch_commands(batch: Batch) -> Vec<Result<Command, ApiError>> {
+pub(crate) fn batch_commands(batch: Batch) -> Vec<Result<Command, ApiError>> {
     batch.commands.into_iter().map(BatchItem::into_command).collect()
 }
 
 /// `{"replies":[{"<method>":result} | {"error":..}, ...]}`, or `{}` for no
 /// commands (Centrifugo leaves out an empty list).
-pub fn batch_replies(replies: Vec<Result<Reply, ApiError>>) -> Value {
+pub(crate) fn batch_replies(replies: Vec<Result<Reply, ApiError>>) -> Value {
     if replies.is_empty() {
         return json!({});
     }
@@ -34,7 +34,7 @@ pub fn batch_replies(replies: Vec<Result<Reply, ApiError>>) -> Value {
 }
 
 /// A reply's `result` object as Centrifugo writes it.
-pub fn result(reply: Reply) -> Result<Value, ApiError> {
+pub(crate) fn result(reply: Reply) -> Result<Value, ApiError> {
     Ok(match reply {
         Reply::Publish(position) => position_json(position),
         Reply::Broadcast(outcomes) => {

@@ -10,18 +10,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::ApiError;
-pub use super::request::Command;
+pub(crate) use super::request::Command;
 use super::request::StreamPosition;
-use super::survey::{ChannelCounts, NodeInfo, Question};
 use crate::broker::{now_ms, Message, Page, Position, Query};
-use crate::control::Control;
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::metrics::{method_label, metrics};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::ClientInfo;
+use crate::survey::{self, NodeInfo};
+use crate::user_command::UserCommand;
 
 /// Most commands one `batch` call may hold.
-pub const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 1000;
 
 fn bad_request() -> ApiError {
     ApiError(ErrorCode::BAD_REQUEST)
@@ -29,7 +29,7 @@ fn bad_request() -> ApiError {
 
 /// The result of a [`Command`], variant for variant.
 #[derive(Debug)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// The publication's position when the channel keeps history.
     Publish(Option<Position>),
     /// One outcome per channel, in the request's order.
@@ -54,7 +54,7 @@ pub enum Reply {
 
 impl Reply {
     /// The method this replies to (the key of a JSON batch reply).
-    pub fn method(&self) -> &'static str {
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Reply::Publish(_) => "publish",
             Reply::Broadcast(_) => "broadcast",
@@ -73,10 +73,10 @@ impl Reply {
 }
 
 /// Runs one command and records its latency under its method name.
-pub async fn execute(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError> {
+pub(crate) async fn execute(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError> {
     let started = Instant::now();
     let method = command.method();
-    let outcome = run(gateway, command).await;
+    let outcome = run(app, command).await;
     metrics().api_command_duration.with_label_values(&[method_label(method)]).observe(started.elapsed().as_secs_f64());
     outcome
 }
@@ -84,8 +84,8 @@ pub async fn execute(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, 
 /// `batch`: each command (or the error met while reading it) answered in
 /// order; `parallel` runs them concurrently. More than [`MAX_BATCH`] commands
 /// get error 106 for the whole call.
-pub async fn batch(
-    gateway: &Arc<Gateway>,
+pub(crate) async fn batch(
+    app: &Arc<AppContext>,
     commands: Vec<Result<Command, ApiError>>,
     parallel: bool,
 ) -> Result<Vec<Result<Reply, ApiError>>, ApiError> {
@@ -95,7 +95,7 @@ pub async fn batch(
     let started = Instant::now();
     let one = |command: Result<Command, ApiError>| async move {
         match command {
-            Ok(command) => execute(gateway, command).await,
+            Ok(command) => execute(app, command).await,
             Err(e) => Err(e),
         }
     };
@@ -112,12 +112,12 @@ pub async fn batch(
     Ok(replies)
 }
 
-async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError> {
+async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError> {
     match command {
         Command::Publish(p) => {
             let data = payload(p.data, &p.b64data)?;
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
-            Ok(Reply::Publish(publish(gateway, &p.channel, data, p.tags, p.skip_history, key).await?))
+            Ok(Reply::Publish(publish(app, &p.channel, data, p.tags, p.skip_history, key).await?))
         }
         Command::Broadcast(p) => {
             let data = payload(p.data, &p.b64data)?;
@@ -127,20 +127,19 @@ async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
             let mut responses = Vec::with_capacity(p.channels.len());
             for channel in &p.channels {
-                responses
-                    .push(publish(gateway, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
+                responses.push(publish(app, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
             }
             Ok(Reply::Broadcast(responses))
         }
         Command::Subscribe(p) => {
-            check_channel(gateway, &p.channel)?;
-            control(gateway, &p.user, Control::Subscribe { channel: p.channel, client: p.client }).await?;
+            check_channel(app, &p.channel)?;
+            send_user_command(app, &p.user, UserCommand::Subscribe { channel: p.channel, client: p.client }).await?;
             Ok(Reply::Subscribe)
         }
         Command::Unsubscribe(p) => {
-            check_channel(gateway, &p.channel)?;
-            let command = Control::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false };
-            control(gateway, &p.user, command).await?;
+            check_channel(app, &p.channel)?;
+            let command = UserCommand::Unsubscribe { channel: p.channel, client: p.client, insufficient_state: false };
+            send_user_command(app, &p.user, command).await?;
             Ok(Reply::Unsubscribe)
         }
         Command::Disconnect(p) => {
@@ -152,30 +151,30 @@ async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError
                     (d.code, d.reason.into_owned())
                 }
             };
-            let command = Control::Disconnect { client: p.client, whitelist: p.whitelist, code, reason };
-            control(gateway, &p.user, command).await?;
+            let command = UserCommand::Disconnect { client: p.client, whitelist: p.whitelist, code, reason };
+            send_user_command(app, &p.user, command).await?;
             Ok(Reply::Disconnect)
         }
         Command::Refresh(p) => {
-            let command = Control::Refresh { client: p.client, expired: p.expired, expire_at: p.expire_at };
-            control(gateway, &p.user, command).await?;
+            let command = UserCommand::Refresh { client: p.client, expired: p.expired, expire_at: p.expire_at };
+            send_user_command(app, &p.user, command).await?;
             Ok(Reply::Refresh)
         }
-        Command::Channels(p) => Ok(Reply::Channels(channels(gateway, &p.pattern).await?)),
-        Command::Info => Ok(Reply::Info(info(gateway).await?)),
-        Command::Presence(p) => Ok(Reply::Presence(presence(gateway, &p.channel).await?)),
+        Command::Channels(p) => Ok(Reply::Channels(channels(app, &p.pattern).await?)),
+        Command::Info => Ok(Reply::Info(survey::info(app).await?)),
+        Command::Presence(p) => Ok(Reply::Presence(presence(app, &p.channel).await?)),
         Command::PresenceStats(p) => {
-            let (num_clients, num_users) = super::survey::presence_stats(&presence(gateway, &p.channel).await?);
+            let (num_clients, num_users) = survey::presence_stats(&presence(app, &p.channel).await?);
             Ok(Reply::PresenceStats { num_clients, num_users })
         }
         Command::History(p) => {
-            check_channel(gateway, &p.channel)?;
-            let query = history_query(gateway, p.limit, p.since, p.reverse);
-            Ok(Reply::History(gateway.hub.broker().history(&p.channel, query).await?))
+            check_channel(app, &p.channel)?;
+            let query = history_query(app, p.limit, p.since, p.reverse);
+            Ok(Reply::History(app.broker.history(&p.channel, query).await?))
         }
         Command::HistoryRemove(p) => {
-            check_channel(gateway, &p.channel)?;
-            gateway.hub.broker().remove_history(&p.channel).await?;
+            check_channel(app, &p.channel)?;
+            app.broker.remove_history(&p.channel).await?;
             Ok(Reply::HistoryRemove)
         }
     }
@@ -183,8 +182,8 @@ async fn run(gateway: &Arc<Gateway>, command: Command) -> Result<Reply, ApiError
 
 /// Centrifugo's limits: 0 asks only for the position, a negative limit or
 /// one above the maximum gets the maximum.
-fn history_query(gateway: &Gateway, limit: i32, since: Option<StreamPosition>, reverse: bool) -> Query {
-    let max = gateway.config.history_max_publication_limit as i64;
+fn history_query(app: &AppContext, limit: i32, since: Option<StreamPosition>, reverse: bool) -> Query {
+    let max = app.config.history_max_publication_limit as i64;
     let limit = i64::from(limit);
     let limit = if limit < 0 || limit > max { max } else { limit } as usize;
     Query { since: since.map(|s| Position { offset: s.offset, epoch: s.epoch }), limit, reverse }
@@ -200,11 +199,11 @@ fn payload(data: Option<Bytes>, b64data: &str) -> Result<Bytes, ApiError> {
     data.ok_or_else(bad_request)
 }
 
-fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
-    if channel.is_empty() || channel.len() > gateway.config.channel_max_length {
+fn check_channel(app: &AppContext, channel: &str) -> Result<(), ApiError> {
+    if channel.is_empty() || channel.len() > app.config.channel_max_length {
         return Err(bad_request());
     }
-    if gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_none() {
+    if app.rules.namespace(crate::channels::namespace_of(channel)).is_none() {
         return Err(ApiError(ErrorCode::UNKNOWN_CHANNEL));
     }
     Ok(())
@@ -212,54 +211,36 @@ fn check_channel(gateway: &Gateway, channel: &str) -> Result<(), ApiError> {
 
 /// Publishes; the position is set when the channel keeps history.
 async fn publish(
-    gateway: &Gateway,
+    app: &AppContext,
     channel: &str,
     data: Bytes,
     tags: HashMap<String, String>,
     skip_history: bool,
     idempotency_key: Option<String>,
 ) -> Result<Option<Position>, ApiError> {
-    check_channel(gateway, channel)?;
+    check_channel(app, channel)?;
     let message = Message { data, tags, time_ms: Some(now_ms()), idempotency_key, skip_history, ..Default::default() };
-    Ok(gateway.hub.broker().publish(channel, message).await?)
+    Ok(app.broker.publish(channel, message).await?)
 }
 
-async fn control(gateway: &Gateway, user: &str, command: Control) -> Result<(), ApiError> {
+/// Sends a command to every gateway serving `user`.
+async fn send_user_command(app: &AppContext, user: &str, command: UserCommand) -> Result<(), ApiError> {
     let payload = serde_json::to_vec(&command).map_err(|_| ApiError(ErrorCode::INTERNAL))?;
-    gateway.hub.broker().publish_user(user, payload.into()).await?;
+    app.broker.publish_user_command(user, payload.into()).await?;
     Ok(())
 }
 
 /// Presence on every gateway; error 108 when the channel has no presence.
-async fn presence(gateway: &Gateway, channel: &str) -> Result<HashMap<String, ClientInfo>, ApiError> {
-    check_channel(gateway, channel)?;
-    let options = gateway.rules.resolve(channel).map_err(ApiError)?.options;
+async fn presence(app: &AppContext, channel: &str) -> Result<HashMap<String, ClientInfo>, ApiError> {
+    check_channel(app, channel)?;
+    let options = app.rules.resolve(channel).map_err(ApiError)?.options;
     if !options.presence {
         return Err(ApiError(ErrorCode::NOT_AVAILABLE));
     }
-    Ok(super::survey::presence(gateway, channel).await?)
+    Ok(survey::presence(app, channel).await?)
 }
 
-async fn info(gateway: &Gateway) -> Result<Vec<NodeInfo>, ApiError> {
-    let mut nodes: Vec<NodeInfo> = super::survey::ask(gateway, &Question::Info)
-        .await?
-        .iter()
-        .filter_map(|a| serde_json::from_slice(a).ok())
-        .collect();
-    nodes.sort_by(|a, b| a.name.cmp(&b.name).then(a.uid.cmp(&b.uid)));
-    Ok(nodes)
-}
-
-async fn channels(gateway: &Gateway, pattern: &str) -> Result<HashMap<String, u64>, ApiError> {
+async fn channels(app: &AppContext, pattern: &str) -> Result<HashMap<String, u64>, ApiError> {
     let pattern = if pattern.is_empty() { None } else { Some(glob::Pattern::new(pattern).map_err(|_| bad_request())?) };
-    let mut totals: HashMap<String, u64> = HashMap::new();
-    for answer in super::survey::ask(gateway, &Question::Channels).await? {
-        let Ok(counts) = serde_json::from_slice::<ChannelCounts>(&answer) else { continue };
-        for (channel, n) in counts.channels {
-            if pattern.as_ref().is_none_or(|p| p.matches(&channel)) {
-                *totals.entry(channel).or_default() += n;
-            }
-        }
-    }
-    Ok(totals)
+    Ok(survey::channels(app, |channel| pattern.as_ref().is_none_or(|p| p.matches(channel))).await?)
 }

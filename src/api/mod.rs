@@ -8,12 +8,11 @@
 //! does not decode into the request (see [`request`]) gets HTTP 400
 //! `Bad Request`, as Centrifugo's `handleUnmarshalError` answers it.
 
-pub mod error;
-pub mod grpc;
+pub(crate) mod error;
+pub(crate) mod grpc;
 mod json;
-pub mod methods;
-pub mod request;
-pub mod survey;
+pub(crate) mod methods;
+pub(crate) mod request;
 
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -22,26 +21,28 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use warp::Filter;
 
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::protocol::codes::ErrorCode;
 use error::ApiError;
 use request::{Batch, Command, LegacyRequest, Malformed};
 
 /// The API routes. Rejections (oversized bodies, ...) are turned into
 /// responses by [`recover`].
-pub fn routes(gateway: Arc<Gateway>) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
-    let limit = gateway.config.api_max_body_size;
-    let with_gateway = warp::any().map(move || gateway.clone());
-    let auth = warp::header::headers_cloned().and(with_gateway.clone()).and_then(authenticate);
+pub(crate) fn routes(
+    app: Arc<AppContext>,
+) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
+    let limit = app.config.api_max_body_size;
+    let with_app = warp::any().map(move || app.clone());
+    let auth = warp::header::headers_cloned().and(with_app.clone()).and_then(authenticate);
 
     let method = warp::path!("api" / String).and(warp::post()).and(auth.clone()).and(bounded_body(limit)).then(
-        |method: String, gateway: Arc<Gateway>, body: Bytes| async move { one_method(&gateway, &method, &body).await },
+        |method: String, app: Arc<AppContext>, body: Bytes| async move { one_method(&app, &method, &body).await },
     );
     let legacy = warp::path!("api")
         .and(warp::post())
         .and(auth)
         .and(bounded_body(limit))
-        .then(|gateway: Arc<Gateway>, body: Bytes| async move { legacy(&gateway, &body).await });
+        .then(|app: Arc<AppContext>, body: Bytes| async move { legacy(&app, &body).await });
     method.or(legacy).unify()
 }
 
@@ -86,11 +87,11 @@ async fn collect_body<B: warp::Buf>(
 struct Unauthorized;
 impl warp::reject::Reject for Unauthorized {}
 
-async fn authenticate(headers: HeaderMap, gateway: Arc<Gateway>) -> Result<Arc<Gateway>, warp::Rejection> {
-    if gateway.config.api_insecure {
-        return Ok(gateway);
+async fn authenticate(headers: HeaderMap, app: Arc<AppContext>) -> Result<Arc<AppContext>, warp::Rejection> {
+    if app.config.api_insecure {
+        return Ok(app);
     }
-    let Some(expected) = gateway.config.api_key.as_deref().filter(|k| !k.is_empty()) else {
+    let Some(expected) = app.config.api_key.as_deref().filter(|k| !k.is_empty()) else {
         return Err(warp::reject::custom(Unauthorized));
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -101,7 +102,7 @@ async fn authenticate(headers: HeaderMap, gateway: Arc<Gateway>) -> Result<Arc<G
         })
     });
     match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(gateway),
+        Some(given) if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) => Ok(app),
         _ => Err(warp::reject::custom(Unauthorized)),
     }
 }
@@ -113,14 +114,14 @@ fn json_response(status: StatusCode, body: &Value) -> Response<String> {
     response
 }
 
-fn transport_errors(gateway: &Gateway) -> bool {
-    gateway.config.api_error_mode == "transport"
+fn transport_errors(app: &AppContext) -> bool {
+    app.config.api_error_mode == "transport"
 }
 
-fn reply(gateway: &Gateway, outcome: Result<Value, ApiError>) -> Response<String> {
+fn reply(app: &AppContext, outcome: Result<Value, ApiError>) -> Response<String> {
     match outcome {
         Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
-        Err(e) if transport_errors(gateway) => json_response(e.status(), &json!({ "error": e.body() })),
+        Err(e) if transport_errors(app) => json_response(e.status(), &json!({ "error": e.body() })),
         Err(e) => json_response(StatusCode::OK, &json!({ "error": e.body() })),
     }
 }
@@ -136,7 +137,7 @@ fn malformed() -> Response<String> {
     response
 }
 
-async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Response<String> {
+async fn one_method(app: &Arc<AppContext>, method: &str, body: &[u8]) -> Response<String> {
     // Not UTF-8 cannot be JSON text (Go would replace bad bytes inside
     // strings; natsgate refuses them).
     let Ok(body) = std::str::from_utf8(body) else { return malformed() };
@@ -144,41 +145,41 @@ async fn one_method(gateway: &Arc<Gateway>, method: &str, body: &[u8]) -> Respon
         // Centrifugo answers batch with its replies at the top level.
         return match Batch::decode(body, methods::MAX_BATCH) {
             Err(Malformed) => malformed(),
-            Ok(Err(_too_many)) => reply(gateway, Err(ApiError(ErrorCode::LIMIT_EXCEEDED))),
-            Ok(Ok(batch)) => match batch_json(gateway, batch).await {
+            Ok(Err(_too_many)) => reply(app, Err(ApiError(ErrorCode::LIMIT_EXCEEDED))),
+            Ok(Ok(batch)) => match batch_json(app, batch).await {
                 Ok(replies) => json_response(StatusCode::OK, &replies),
-                Err(e) => reply(gateway, Err(e)),
+                Err(e) => reply(app, Err(e)),
             },
         };
     }
     match Command::decode(method, body) {
         Err(Malformed) => malformed(),
-        Ok(None) => reply(gateway, Err(ApiError(ErrorCode::METHOD_NOT_FOUND))),
-        Ok(Some(command)) => reply(gateway, call(gateway, command).await),
+        Ok(None) => reply(app, Err(ApiError(ErrorCode::METHOD_NOT_FOUND))),
+        Ok(Some(command)) => reply(app, call(app, command).await),
     }
 }
 
 /// One command's JSON result (metrics recorded by `methods::execute`).
-async fn call(gateway: &Arc<Gateway>, command: Command) -> Result<Value, ApiError> {
-    json::result(methods::execute(gateway, command).await?)
+async fn call(app: &Arc<AppContext>, command: Command) -> Result<Value, ApiError> {
+    json::result(methods::execute(app, command).await?)
 }
 
 /// A decoded batch's JSON answer.
-async fn batch_json(gateway: &Arc<Gateway>, batch: Batch) -> Result<Value, ApiError> {
+async fn batch_json(app: &Arc<AppContext>, batch: Batch) -> Result<Value, ApiError> {
     let parallel = batch.parallel;
-    let replies = methods::batch(gateway, json::batch_commands(batch), parallel).await?;
+    let replies = methods::batch(app, json::batch_commands(batch), parallel).await?;
     Ok(json::batch_replies(replies))
 }
 
 /// Legacy `/api`: every command decoded first (any malformed one: 400 and
 /// nothing run), then run in order, each answered by a line.
-async fn legacy(gateway: &Arc<Gateway>, body: &[u8]) -> Response<String> {
+async fn legacy(app: &Arc<AppContext>, body: &[u8]) -> Response<String> {
     let Ok(body) = std::str::from_utf8(body) else { return malformed() };
     let Ok(commands) = request::decode_legacy(body) else { return malformed() };
     let mut lines = Vec::with_capacity(commands.len());
     for command in commands {
         let outcome = match command.request {
-            LegacyRequest::Run(command) => call(gateway, command).await,
+            LegacyRequest::Run(command) => call(app, command).await,
             LegacyRequest::BadParams => Err(ApiError(ErrorCode::BAD_REQUEST)),
             LegacyRequest::NotFound => Err(ApiError(ErrorCode::METHOD_NOT_FOUND)),
         };
@@ -198,7 +199,7 @@ async fn legacy(gateway: &Arc<Gateway>, body: &[u8]) -> Response<String> {
 }
 
 /// Turns rejections into plain responses: a wrong key never says more than 401.
-pub async fn recover(rejection: warp::Rejection) -> Result<Response<String>, warp::Rejection> {
+pub(crate) async fn recover(rejection: warp::Rejection) -> Result<Response<String>, warp::Rejection> {
     let status = if rejection.find::<Unauthorized>().is_some() {
         StatusCode::UNAUTHORIZED
     } else if rejection.find::<TooLarge>().is_some() {

@@ -28,11 +28,11 @@ use crate::protocol::codes::ErrorCode;
 
 /// A body that does not decode into the method's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed;
+pub(crate) struct Malformed;
 
 /// One API call, whatever transport it came by: what `methods::execute` runs.
 #[derive(Debug)]
-pub enum Command {
+pub(crate) enum Command {
     Publish(Publish),
     Broadcast(Broadcast),
     Subscribe(UserChannel),
@@ -48,7 +48,7 @@ pub enum Command {
 }
 
 /// The methods natsgate serves besides `batch`, by URL name.
-pub const METHODS: [&str; 12] = [
+pub(crate) const METHODS: [&str; 12] = [
     "publish",
     "broadcast",
     "subscribe",
@@ -65,7 +65,7 @@ pub const METHODS: [&str; 12] = [
 
 impl Command {
     /// Centrifugo's method name (HTTP path, batch key, metric label).
-    pub fn method(&self) -> &'static str {
+    pub(crate) fn method(&self) -> &'static str {
         match self {
             Command::Publish(_) => "publish",
             Command::Broadcast(_) => "broadcast",
@@ -84,7 +84,7 @@ impl Command {
 
     /// Decodes `body` as the JSON request of `method`: `Ok(None)` when
     /// natsgate has no such method (whatever the body).
-    pub fn decode(method: &str, body: &str) -> Result<Option<Command>, Malformed> {
+    pub(crate) fn decode(method: &str, body: &str) -> Result<Option<Command>, Malformed> {
         Ok(Some(match method {
             "publish" => Command::Publish(object(body)?),
             "broadcast" => Command::Broadcast(object(body)?),
@@ -163,21 +163,21 @@ struct Empty {}
 /// `publish`: Centrifugo's `PublishRequest`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Publish {
+pub(crate) struct Publish {
     #[serde(deserialize_with = "or_zero")]
-    pub channel: String,
+    pub(crate) channel: String,
     /// The payload as is: JSON's raw text, or GRPC's bytes when not empty.
     /// `b64data`, when not empty, wins over it (as in Centrifugo).
     #[serde(deserialize_with = "raw_bytes")]
-    pub data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
     #[serde(deserialize_with = "or_zero")]
-    pub b64data: String,
+    pub(crate) b64data: String,
     #[serde(deserialize_with = "or_zero")]
-    pub skip_history: bool,
+    pub(crate) skip_history: bool,
     #[serde(deserialize_with = "string_map")]
-    pub tags: HashMap<String, String>,
+    pub(crate) tags: HashMap<String, String>,
     #[serde(deserialize_with = "or_zero")]
-    pub idempotency_key: String,
+    pub(crate) idempotency_key: String,
 }
 
 /// `broadcast`: Centrifugo's `BroadcastRequest`; one publication to each of
@@ -185,122 +185,122 @@ pub struct Publish {
 /// channel on its own, as in Centrifugo).
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Broadcast {
+pub(crate) struct Broadcast {
     #[serde(deserialize_with = "string_list")]
-    pub channels: Vec<String>,
+    pub(crate) channels: Vec<String>,
     /// The payload as is: JSON's raw text, or GRPC's bytes when not empty.
     /// `b64data`, when not empty, wins over it (as in Centrifugo).
     #[serde(deserialize_with = "raw_bytes")]
-    pub data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
     #[serde(deserialize_with = "or_zero")]
-    pub b64data: String,
+    pub(crate) b64data: String,
     #[serde(deserialize_with = "or_zero")]
-    pub skip_history: bool,
+    pub(crate) skip_history: bool,
     #[serde(deserialize_with = "string_map")]
-    pub tags: HashMap<String, String>,
+    pub(crate) tags: HashMap<String, String>,
     #[serde(deserialize_with = "or_zero")]
-    pub idempotency_key: String,
+    pub(crate) idempotency_key: String,
 }
 
 /// `subscribe` / `unsubscribe`: the fields natsgate uses.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct UserChannel {
+pub(crate) struct UserChannel {
     #[serde(deserialize_with = "or_zero")]
-    pub user: String,
+    pub(crate) user: String,
     #[serde(deserialize_with = "or_zero")]
-    pub channel: String,
+    pub(crate) channel: String,
     #[serde(deserialize_with = "or_zero")]
-    pub client: String,
+    pub(crate) client: String,
     #[serde(deserialize_with = "or_zero")]
-    pub session: String,
+    pub(crate) session: String,
 }
 
 /// `disconnect`: Centrifugo's `DisconnectRequest`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Disconnect {
+pub(crate) struct Disconnect {
     #[serde(deserialize_with = "or_zero")]
-    pub user: String,
+    pub(crate) user: String,
     #[serde(deserialize_with = "or_zero")]
-    pub client: String,
+    pub(crate) client: String,
     #[serde(deserialize_with = "or_zero")]
-    pub session: String,
+    pub(crate) session: String,
     #[serde(deserialize_with = "string_list")]
-    pub whitelist: Vec<String>,
+    pub(crate) whitelist: Vec<String>,
     #[serde(deserialize_with = "nested")]
-    pub disconnect: Option<DisconnectCode>,
+    pub(crate) disconnect: Option<DisconnectCode>,
 }
 
 /// `disconnect.disconnect`: `{code, reason}`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct DisconnectCode {
+pub(crate) struct DisconnectCode {
     #[serde(deserialize_with = "or_zero")]
-    pub code: u32,
+    pub(crate) code: u32,
     #[serde(deserialize_with = "or_zero")]
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// `refresh`: Centrifugo's `RefreshRequest`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     #[serde(deserialize_with = "or_zero")]
-    pub user: String,
+    pub(crate) user: String,
     #[serde(deserialize_with = "or_zero")]
-    pub client: String,
+    pub(crate) client: String,
     #[serde(deserialize_with = "or_zero")]
-    pub session: String,
+    pub(crate) session: String,
     #[serde(deserialize_with = "or_zero")]
-    pub expired: bool,
+    pub(crate) expired: bool,
     #[serde(deserialize_with = "or_zero")]
-    pub expire_at: i64,
+    pub(crate) expire_at: i64,
 }
 
 /// `presence`, `presence_stats`, `history_remove`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct ChannelOnly {
+pub(crate) struct ChannelOnly {
     #[serde(deserialize_with = "or_zero")]
-    pub channel: String,
+    pub(crate) channel: String,
 }
 
 /// `history`: Centrifugo's `HistoryRequest` (`limit` is an int32).
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct History {
+pub(crate) struct History {
     #[serde(deserialize_with = "or_zero")]
-    pub channel: String,
+    pub(crate) channel: String,
     #[serde(deserialize_with = "or_zero")]
-    pub limit: i32,
+    pub(crate) limit: i32,
     #[serde(deserialize_with = "nested")]
-    pub since: Option<StreamPosition>,
+    pub(crate) since: Option<StreamPosition>,
     #[serde(deserialize_with = "or_zero")]
-    pub reverse: bool,
+    pub(crate) reverse: bool,
 }
 
 /// `history.since`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct StreamPosition {
+pub(crate) struct StreamPosition {
     #[serde(deserialize_with = "or_zero")]
-    pub offset: u64,
+    pub(crate) offset: u64,
     #[serde(deserialize_with = "or_zero")]
-    pub epoch: String,
+    pub(crate) epoch: String,
 }
 
 /// `channels`.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-pub struct Channels {
+pub(crate) struct Channels {
     #[serde(deserialize_with = "or_zero")]
-    pub pattern: String,
+    pub(crate) pattern: String,
 }
 
 /// One `batch` command.
 #[derive(Debug)]
-pub enum BatchItem {
+pub(crate) enum BatchItem {
     /// Runs this command; its reply is keyed by its method name.
     Run(Command),
     /// A `null` command: error 107.
@@ -311,7 +311,7 @@ pub enum BatchItem {
 
 impl BatchItem {
     /// The command to run, or the error that answers it in its place.
-    pub fn into_command(self) -> Result<Command, ApiError> {
+    pub(crate) fn into_command(self) -> Result<Command, ApiError> {
         match self {
             BatchItem::Run(command) => Ok(command),
             BatchItem::Null => Err(ApiError(ErrorCode::BAD_REQUEST)),
@@ -347,9 +347,9 @@ const BATCH_ORDER: [&str; 20] = [
 ];
 
 /// A decoded `batch` body.
-pub struct Batch {
-    pub commands: Vec<BatchItem>,
-    pub parallel: bool,
+pub(crate) struct Batch {
+    pub(crate) commands: Vec<BatchItem>,
+    pub(crate) parallel: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -365,7 +365,7 @@ impl Batch {
     /// Decodes a batch body: `Err(Malformed)` if the body, or any method
     /// field of any command, does not decode (Centrifugo then answers the
     /// whole batch with 400). `max` bounds the commands: more is `Ok(Err(n))`.
-    pub fn decode(body: &str, max: usize) -> Result<Result<Batch, usize>, Malformed> {
+    pub(crate) fn decode(body: &str, max: usize) -> Result<Result<Batch, usize>, Malformed> {
         let shape: BatchShape = object(body)?;
         if shape.commands.len() > max {
             return Ok(Err(shape.commands.len()));
@@ -400,14 +400,14 @@ fn batch_item(text: &str) -> Result<BatchItem, Malformed> {
 }
 
 /// One command of the legacy `/api` body.
-pub struct LegacyCommand {
+pub(crate) struct LegacyCommand {
     /// Echoed in the reply when not 0.
-    pub id: u32,
-    pub request: LegacyRequest,
+    pub(crate) id: u32,
+    pub(crate) request: LegacyRequest,
 }
 
 /// What a legacy command asks for.
-pub enum LegacyRequest {
+pub(crate) enum LegacyRequest {
     Run(Command),
     /// Its params do not decode into the method's request: error 107.
     BadParams,
@@ -479,7 +479,7 @@ const LEGACY_OTHER_NAMES: [&str; 27] = [
 /// body is empty, or any command is not an object (or `null`), or names a
 /// method Centrifugo does not know, or has an `id` that is no uint32: then
 /// the whole request gets HTTP 400, and nothing is run.
-pub fn decode_legacy(body: &str) -> Result<Vec<LegacyCommand>, Malformed> {
+pub(crate) fn decode_legacy(body: &str) -> Result<Vec<LegacyCommand>, Malformed> {
     if body.is_empty() {
         return Err(Malformed);
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Message;
-use crate::broker::subject::namespace_of;
+use crate::channels::namespace_of;
 use crate::channels::ChannelRules;
 
 /// Where a channel's history stands.
@@ -74,7 +74,7 @@ impl HistoryConfig {
 /// `since_held`: the publication at `since.offset` is still held (brokers
 /// know this in their own way); with it every later one is held too, since
 /// both size and age trim the oldest first.
-pub fn select(
+pub(crate) fn select(
     held: Vec<Message>,
     position: Position,
     query: &Query,

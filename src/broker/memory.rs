@@ -8,12 +8,12 @@ use std::sync::{Arc, Weak};
 
 use super::history::{select, HistoryConfig, Page, Position, Query};
 use super::memory_history::MemoryHistory;
-use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
+use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 
 #[derive(Clone)]
 enum Sink {
     Channel(Arc<dyn Deliver>),
-    User(Arc<dyn DeliverControl>),
+    User(Arc<dyn DeliverUserCommand>),
     Survey(Arc<dyn Answer>),
 }
 
@@ -114,10 +114,10 @@ impl Broker for MemoryBroker {
         Ok(self.add(format!("c:{channel}"), Sink::Channel(sink)))
     }
 
-    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
+    async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
         for sink in self.sinks(&format!("u:{}", super::subject::user_bucket(user))) {
             if let Sink::User(sink) = sink {
-                sink.control(user, payload.clone());
+                sink.deliver_user_command(user, payload.clone());
             }
         }
         Ok(())
@@ -126,7 +126,7 @@ impl Broker for MemoryBroker {
     async fn subscribe_user_bucket(
         &self,
         bucket: u32,
-        sink: Arc<dyn DeliverControl>,
+        sink: Arc<dyn DeliverUserCommand>,
     ) -> Result<SubscriptionGuard, BrokerError> {
         Ok(self.add(format!("u:{bucket}"), Sink::User(sink)))
     }

@@ -9,9 +9,9 @@ use super::history::{HistoryConfig, Position};
 use super::Message;
 
 /// How long an idempotency key is remembered, like JetStream's duplicate window.
-pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(120);
 
-pub struct MemoryHistory {
+pub(crate) struct MemoryHistory {
     config: HistoryConfig,
     /// Lost on restart, so a restart starts a new epoch.
     epoch: String,
@@ -30,7 +30,7 @@ struct ChannelHistory {
 }
 
 impl MemoryHistory {
-    pub fn new(config: HistoryConfig) -> Self {
+    pub(crate) fn new(config: HistoryConfig) -> Self {
         MemoryHistory {
             config,
             epoch: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
@@ -38,13 +38,13 @@ impl MemoryHistory {
         }
     }
 
-    pub fn keeps(&self, channel: &str) -> bool {
+    pub(crate) fn keeps(&self, channel: &str) -> bool {
         self.config.for_channel(channel).is_some()
     }
 
     /// Stores a publication and gives it the next offset; a repeated
     /// idempotency key returns the first publication's position and `false`.
-    pub fn append(&mut self, channel: &str, message: &mut Message) -> Option<(Position, bool)> {
+    pub(crate) fn append(&mut self, channel: &str, message: &mut Message) -> Option<(Position, bool)> {
         let (size, ttl) = self.config.for_channel(channel)?;
         let now = Instant::now();
         let ch = self.channels.entry(channel.to_string()).or_default();
@@ -65,7 +65,7 @@ impl MemoryHistory {
     }
 
     /// Held publications (oldest first) and the current position.
-    pub fn read(&mut self, channel: &str) -> Option<(Vec<Message>, Position)> {
+    pub(crate) fn read(&mut self, channel: &str) -> Option<(Vec<Message>, Position)> {
         let (size, ttl) = self.config.for_channel(channel)?;
         let epoch = self.epoch.clone();
         let Some(ch) = self.channels.get_mut(channel) else {
@@ -75,7 +75,7 @@ impl MemoryHistory {
         Some((ch.held.iter().map(|(_, m)| m.clone()).collect(), Position { offset: ch.top, epoch }))
     }
 
-    pub fn remove(&mut self, channel: &str) {
+    pub(crate) fn remove(&mut self, channel: &str) {
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.held.clear();
         }

@@ -8,8 +8,8 @@
 
 pub mod history;
 pub mod memory;
-pub mod memory_history;
-pub mod nats;
+pub(crate) mod memory_history;
+pub(crate) mod nats;
 pub mod subject;
 
 use async_trait::async_trait;
@@ -99,9 +99,10 @@ pub trait Deliver: Send + Sync + 'static {
     fn deliver(&self, channel: &str, message: Message);
 }
 
-/// Receives control commands addressed to one user's connections.
-pub trait DeliverControl: Send + Sync + 'static {
-    fn control(&self, user: &str, payload: Bytes);
+/// Receives user commands (see [`crate::user_command`]) addressed to one
+/// user's connections.
+pub trait DeliverUserCommand: Send + Sync + 'static {
+    fn deliver_user_command(&self, user: &str, payload: Bytes);
 }
 
 /// Answers a survey (a question asked of every gateway).
@@ -137,17 +138,17 @@ pub trait Broker: Send + Sync + 'static {
     /// made after this returns is delivered.
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError>;
 
-    /// Sends a control command to every gateway serving `user`.
-    async fn publish_user(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
+    /// Sends a user command to every gateway serving `user`.
+    async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError>;
 
-    /// Receives control commands for every user of one bucket
+    /// Receives user commands for every user of one bucket
     /// ([`subject::user_bucket`]) until the guard is dropped. A gateway
     /// subscribes only the buckets of users it has connections of; the
     /// sink filters by user.
     async fn subscribe_user_bucket(
         &self,
         bucket: u32,
-        sink: Arc<dyn DeliverControl>,
+        sink: Arc<dyn DeliverUserCommand>,
     ) -> Result<SubscriptionGuard, BrokerError>;
 
     /// Asks every gateway (this one included) and gathers their answers.

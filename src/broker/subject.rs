@@ -16,15 +16,7 @@
 
 use std::fmt::Write;
 
-/// The namespace of a channel: the part before the first `:`, after an
-/// optional leading private prefix `$`; empty when there is no `:`.
-pub fn namespace_of(channel: &str) -> &str {
-    let body = channel.strip_prefix('$').unwrap_or(channel);
-    match body.find(':') {
-        Some(i) => &body[..i],
-        None => "",
-    }
-}
+use crate::channels::namespace_of;
 
 /// Encodes one subject token; see the module docs.
 pub fn encode_token(raw: &str) -> String {
@@ -75,14 +67,14 @@ pub fn decode_token(token: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// How many control buckets users are hashed into. A gateway subscribes the
-/// bucket of each user it serves, so it holds at most this many control
+/// How many buckets users are hashed into. A gateway subscribes the
+/// bucket of each user it serves, so it holds at most this many user-command
 /// subscriptions however many users connect, and a connect waits for NATS
 /// only when its bucket is new to the gateway. Every gateway must agree on
 /// it (and on the hash), so it is not configurable.
 pub const USER_BUCKETS: u32 = 1024;
 
-/// A user's control bucket: FNV-1a of the name, stable across processes
+/// A user's bucket: FNV-1a of the name, stable across processes
 /// and versions (std's hasher is randomised per process).
 pub fn user_bucket(user: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -131,7 +123,7 @@ impl SubjectMap {
         format!("{}_meta", self.stream_name(namespace))
     }
 
-    /// Control commands for one user's connections:
+    /// User commands for one user's connections:
     /// `<prefix>.user.<bucket>.<user>` (see [`user_bucket`]).
     pub fn user_subject(&self, user: &str) -> String {
         format!("{}.user.{}.{}", self.prefix, user_bucket(user), encode_token(user))

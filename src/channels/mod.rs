@@ -9,7 +9,6 @@ pub mod options;
 use regex::Regex;
 use std::collections::HashMap;
 
-use crate::broker::subject::namespace_of;
 use crate::protocol::codes::ErrorCode;
 pub use options::{parse_namespaces, ChannelOptions};
 
@@ -18,6 +17,16 @@ pub const PRIVATE_PREFIX: char = '$';
 /// `name#42,43`: the users after the last `#` may subscribe.
 pub const USER_BOUNDARY: char = '#';
 pub const USER_SEPARATOR: char = ',';
+
+/// The namespace of a channel: the part before the first `:`, after an
+/// optional leading private prefix `$`; empty when there is no `:`.
+pub fn namespace_of(channel: &str) -> &str {
+    let body = channel.strip_prefix(PRIVATE_PREFIX).unwrap_or(channel);
+    match body.find(':') {
+        Some(i) => &body[..i],
+        None => "",
+    }
+}
 
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,7 +103,7 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
             }
         };
         let addr = server.local_addr();
-        tracing::info!("natsgate {} listening on {addr} using {broker}", crate::gateway::VERSION);
+        tracing::info!("natsgate {} listening on {addr} using {broker}", crate::VERSION);
         let url = client_url(addr);
         if addr.ip().is_unspecified() {
             tracing::info!(

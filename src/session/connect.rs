@@ -6,46 +6,46 @@ use std::sync::Arc;
 use super::error::CommandError;
 use super::{ttl_of, Connected, Session, SubState};
 use crate::auth::{Credentials, SubOptions};
-use crate::gateway::VERSION;
 use crate::hub::ClientHandle;
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{
     ConnectRequest, ConnectResult, RefreshRequest, RefreshResult, Reply, SubscribeResult, SubscribeResultEntry,
 };
+use crate::VERSION;
 
 impl Session {
     pub(super) async fn connect(&mut self, req: ConnectRequest) -> Result<Reply, CommandError> {
         if self.conn.is_some() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        let gateway = self.gateway.clone();
+        let app = self.app.clone();
         let credentials = if req.token.is_empty() {
-            if !gateway.config.allow_anonymous_connect_without_token {
+            if !app.config.allow_anonymous_connect_without_token {
                 return Err(Disconnect::BAD_REQUEST.into());
             }
             Credentials::default()
         } else {
-            gateway.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
+            app.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
         };
 
         if credentials.expire_at.is_some_and(|at| at <= super::now_unix()) {
             return Err(ErrorCode::EXPIRED.into());
         }
-        let limit = gateway.config.client_user_connection_limit;
-        if limit > 0 && !credentials.user.is_empty() && gateway.hub.user_clients(&credentials.user).len() >= limit {
+        let limit = app.config.client_user_connection_limit;
+        if limit > 0 && !credentials.user.is_empty() && app.hub.user_clients(&credentials.user).len() >= limit {
             return Err(Disconnect::CONNECTION_LIMIT.into());
         }
         let handle = Arc::new(ClientHandle {
-            key: gateway.hub.next_key(),
+            key: app.hub.next_key(),
             client_id: uuid::Uuid::new_v4().to_string(),
             user: credentials.user.clone(),
             protocol: self.protocol,
             conn_info: credentials.info.clone(),
             outbox: self.outbox.clone(),
-            control: self.control_tx.clone(),
+            commands: self.commands_tx.clone(),
         });
         let client_id = handle.client_id.clone();
-        gateway.hub.add_client(&handle).await?;
+        app.hub.add_client(&handle).await?;
         self.conn = Some(Connected {
             handle,
             channels: HashMap::new(),
@@ -71,9 +71,9 @@ impl Session {
                 expires,
                 ttl,
                 subs: subs.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect(),
-                ping: gateway.config.ping_interval.as_secs().max(1) as u32,
+                ping: app.config.ping_interval.as_secs().max(1) as u32,
                 pong: true,
-                node: gateway.config.name.clone(),
+                node: app.config.name.clone(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -99,7 +99,7 @@ impl Session {
             if results.contains_key(channel) {
                 continue;
             }
-            if results.len() >= self.gateway.config.client_channel_limit {
+            if results.len() >= self.app.config.client_channel_limit {
                 return Err(Disconnect::CHANNEL_LIMIT.into());
             }
             // The application granted these by signing the token: only the
@@ -107,7 +107,7 @@ impl Session {
             if channel.is_empty() {
                 return Err(Disconnect::BAD_REQUEST.into());
             }
-            if self.gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_none() {
+            if self.app.rules.namespace(crate::channels::namespace_of(channel)).is_none() {
                 return Err(ErrorCode::UNKNOWN_CHANNEL.into());
             }
             let state = SubState { server_side: true, info: options.info.clone(), ..Default::default() };
@@ -118,12 +118,12 @@ impl Session {
     }
 
     pub(super) fn refresh(&mut self, req: RefreshRequest) -> Result<Reply, CommandError> {
-        let gateway = self.gateway.clone();
+        let app = self.app.clone();
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         if req.token.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        let credentials = gateway.verifier.verify_connect(&req.token).map_err(CommandError::refresh_token)?;
+        let credentials = app.verifier.verify_connect(&req.token).map_err(CommandError::refresh_token)?;
         if credentials.user != conn.handle.user {
             return Err(Disconnect::INVALID_TOKEN.into());
         }

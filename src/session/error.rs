@@ -7,7 +7,7 @@ use crate::broker::BrokerError;
 use crate::protocol::codes::{Disconnect, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     /// Answer the command with this error; the connection stays.
     Reply(ErrorCode),
     /// Close the connection with this code.
@@ -42,7 +42,7 @@ impl From<BrokerError> for CommandError {
 impl CommandError {
     /// A connection token refused on connect: an expired one asks the SDK
     /// for a fresh token (109); a bad one ends the connection for good.
-    pub fn connect_token(e: TokenError) -> Self {
+    pub(crate) fn connect_token(e: TokenError) -> Self {
         match e {
             TokenError::Expired => ErrorCode::TOKEN_EXPIRED.into(),
             TokenError::Invalid(_) => Disconnect::INVALID_TOKEN.into(),
@@ -50,7 +50,7 @@ impl CommandError {
     }
 
     /// A token refused on refresh: expired means the connection is over.
-    pub fn refresh_token(e: TokenError) -> Self {
+    pub(crate) fn refresh_token(e: TokenError) -> Self {
         match e {
             TokenError::Expired => Disconnect::EXPIRED.into(),
             TokenError::Invalid(_) => Disconnect::INVALID_TOKEN.into(),

@@ -8,10 +8,10 @@
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
 mod connect;
-mod control;
-pub mod error;
+pub(crate) mod error;
 mod publish;
 mod subscribe;
+mod user_command;
 
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -19,32 +19,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::channels::Access;
-use crate::control::Control;
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::hub::ClientHandle;
 use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{Command, PingResult, Protocol, Reply};
+use crate::user_command::UserCommand;
 use error::CommandError;
 use tokio::sync::mpsc;
 
 /// The connection-level facts the transport needs from the session.
-pub struct Liveness {
+pub(crate) struct Liveness {
     /// Set when the client answers a ping; cleared when a ping is sent.
-    pub pong_received: AtomicBool,
+    pub(crate) pong_received: AtomicBool,
     /// Pings start once the client is connected.
-    pub connected: AtomicBool,
+    pub(crate) connected: AtomicBool,
 }
 
-/// Control commands a connection may have waiting; more are dropped. The
+/// User commands a connection may have waiting; more are dropped. The
 /// commands are boxed so the channel's preallocated slots stay small.
-const CONTROL_QUEUE: usize = 16;
+const COMMAND_QUEUE: usize = 16;
 
-pub struct Session {
-    control_tx: mpsc::Sender<Box<Control>>,
-    control_rx: Option<mpsc::Receiver<Box<Control>>>,
-    gateway: Arc<Gateway>,
+pub(crate) struct Session {
+    commands_tx: mpsc::Sender<Box<UserCommand>>,
+    commands_rx: Option<mpsc::Receiver<Box<UserCommand>>>,
+    app: Arc<AppContext>,
     protocol: Protocol,
     outbox: Arc<Outbox>,
     liveness: Arc<Liveness>,
@@ -60,18 +60,18 @@ pub struct Session {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SubState {
     /// Unix seconds when a token-granted subscription expires.
-    pub expire_at: Option<i64>,
+    pub(crate) expire_at: Option<i64>,
     /// Made by the server (token claims, API), not by a client command.
-    pub server_side: bool,
+    pub(crate) server_side: bool,
     /// `chan_info` from the subscription token.
-    pub info: bytes::Bytes,
+    pub(crate) info: bytes::Bytes,
     /// The client asked for join/leave pushes (or the namespace forces them).
-    pub join_leave: bool,
+    pub(crate) join_leave: bool,
     /// Subscribed with recovery: live publications wait in the hub until
     /// the subscribe reply is queued.
-    pub recovering: bool,
+    pub(crate) recovering: bool,
     /// Told when publications were missed (2500, or 3010 if server-side).
-    pub positioned: bool,
+    pub(crate) positioned: bool,
 }
 
 /// State that exists once `connect` succeeded.
@@ -84,13 +84,13 @@ struct Connected {
 }
 
 impl Session {
-    pub fn new(gateway: Arc<Gateway>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(app: Arc<AppContext>, protocol: Protocol, outbox: Arc<Outbox>) -> Self {
         let liveness = Arc::new(Liveness { pong_received: AtomicBool::new(true), connected: AtomicBool::new(false) });
-        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         Session {
-            control_tx,
-            control_rx: Some(control_rx),
-            gateway,
+            commands_tx,
+            commands_rx: Some(commands_rx),
+            app,
             protocol,
             outbox,
             liveness,
@@ -100,29 +100,29 @@ impl Session {
         }
     }
 
-    /// The queue of server-side control commands; the transport takes it
-    /// once and feeds each command to [`Session::handle_control`].
-    pub fn take_control_receiver(&mut self) -> Option<mpsc::Receiver<Box<Control>>> {
-        self.control_rx.take()
+    /// The queue of user commands; the transport takes it
+    /// once and feeds each command to [`Session::handle_user_command`].
+    pub(crate) fn take_command_receiver(&mut self) -> Option<mpsc::Receiver<Box<UserCommand>>> {
+        self.commands_rx.take()
     }
 
-    pub fn liveness(&self) -> Arc<Liveness> {
+    pub(crate) fn liveness(&self) -> Arc<Liveness> {
         self.liveness.clone()
     }
 
-    pub fn protocol(&self) -> Protocol {
+    pub(crate) fn protocol(&self) -> Protocol {
         self.protocol
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.conn.is_some()
     }
 
     /// The next Unix second at which [`Session::enforce_expiry`] has work:
     /// an expired connection or subscription plus its grace delay.
-    pub fn next_expiry_check(&self) -> Option<i64> {
+    pub(crate) fn next_expiry_check(&self) -> Option<i64> {
         let conn = self.conn.as_ref()?;
-        let config = &self.gateway.config;
+        let config = &self.app.config;
         let conn_check = conn.expire_at.map(|at| at + config.client_expired_close_delay.as_secs() as i64);
         let sub_delay = config.client_expired_sub_close_delay.as_secs() as i64;
         let sub_check = conn.channels.values().filter_map(|s| s.expire_at).min().map(|at| at + sub_delay);
@@ -134,10 +134,10 @@ impl Session {
 
     /// Ends what has expired and was not refreshed in time: the connection
     /// (3005), or client-side subscriptions (unsubscribe push 2501).
-    pub fn enforce_expiry(&mut self) -> Result<(), Disconnect> {
+    pub(crate) fn enforce_expiry(&mut self) -> Result<(), Disconnect> {
         let now = now_unix();
         let Some(conn) = self.conn.as_ref() else { return Ok(()) };
-        let config = &self.gateway.config;
+        let config = &self.app.config;
         if conn.expire_at.is_some_and(|at| at + config.client_expired_close_delay.as_secs() as i64 <= now) {
             return Err(Disconnect::EXPIRED);
         }
@@ -163,7 +163,7 @@ impl Session {
 
     /// Handles one frame from the client: every command in it, in order,
     /// with all replies queued as one batch.
-    pub async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    pub(crate) async fn handle_frame(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
         let commands = match self.protocol.decode_commands(frame) {
             Ok(commands) => commands,
             Err(e) => {
@@ -206,20 +206,19 @@ impl Session {
     fn release_recovered(&mut self) {
         let Some(conn) = self.conn.as_ref() else { return };
         for (channel, sent) in self.activations.drain(..) {
-            self.gateway.hub.activate(&channel, conn.handle.key, sent);
+            self.app.hub.activate(&channel, conn.handle.key, sent);
         }
     }
 
     /// Publishes a join or leave event for namespaces with `join_leave`, in
     /// the background: leaving must not wait for the broker.
     fn announce(&self, channel: &str, info: crate::protocol::ClientInfo, event: crate::broker::PresenceEvent) {
-        let join_leave =
-            self.gateway.rules.namespace(crate::broker::subject::namespace_of(channel)).is_some_and(|o| o.join_leave);
+        let join_leave = self.app.rules.namespace(crate::channels::namespace_of(channel)).is_some_and(|o| o.join_leave);
         if !join_leave {
             return;
         }
         let message = crate::broker::Message { info: Some(info), event: Some(event), ..Default::default() };
-        let broker = self.gateway.hub.broker().clone();
+        let broker = self.app.broker.clone();
         let channel = channel.to_string();
         tokio::spawn(async move {
             if let Err(e) = broker.publish(&channel, message).await {
@@ -296,23 +295,23 @@ impl Session {
         }
         if let Some(req) = command.presence {
             self.check_access(&req.channel, Access::Presence)?;
-            let presence = crate::api::survey::presence(&self.gateway, &req.channel).await?;
+            let presence = crate::survey::presence(&self.app, &req.channel).await?;
             return Ok(Reply { presence: Some(crate::protocol::PresenceResult { presence }), ..Default::default() });
         }
         if let Some(req) = command.presence_stats {
             self.check_access(&req.channel, Access::Presence)?;
-            let presence = crate::api::survey::presence(&self.gateway, &req.channel).await?;
-            let (num_clients, num_users) = crate::api::survey::presence_stats(&presence);
+            let presence = crate::survey::presence(&self.app, &req.channel).await?;
+            let (num_clients, num_users) = crate::survey::presence_stats(&presence);
             let stats = crate::protocol::PresenceStatsResult { num_clients, num_users };
             return Ok(Reply { presence_stats: Some(stats), ..Default::default() });
         }
         if let Some(req) = command.history {
             self.check_access(&req.channel, Access::History)?;
-            let max = self.gateway.config.history_max_publication_limit;
+            let max = self.app.config.history_max_publication_limit;
             let limit = if req.limit < 0 || req.limit as usize > max { max } else { req.limit as usize };
             let since = req.since.map(|s| crate::broker::Position { offset: s.offset, epoch: s.epoch });
             let query = crate::broker::Query { since, limit, reverse: req.reverse };
-            let page = self.gateway.hub.broker().history(&req.channel, query).await?;
+            let page = self.app.broker.history(&req.channel, query).await?;
             let publications = page.publications.into_iter().map(crate::protocol::Publication::from).collect();
             let result = crate::protocol::HistoryResult {
                 publications,
@@ -337,12 +336,12 @@ impl Session {
 
     /// Leaves every channel and forgets the client; the transport calls this
     /// once, when the connection ends.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             for channel in conn.channels.keys() {
                 self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Leave);
             }
-            self.gateway.hub.remove_client(&conn.handle, conn.channels.into_keys());
+            self.app.hub.remove_client(&conn.handle, conn.channels.into_keys());
         }
     }
 }
@@ -396,6 +395,6 @@ pub(crate) fn ttl_of(expire_at: Option<i64>) -> (bool, u32) {
 }
 
 /// Seconds since the Unix epoch.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

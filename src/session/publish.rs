@@ -13,7 +13,7 @@ impl Session {
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
         let info = conn.client_info(&req.channel);
         let message = Message { data: req.data, info: Some(info), time_ms: Some(now_ms()), ..Default::default() };
-        self.gateway.hub.broker().publish(&req.channel, message).await?;
+        self.app.broker.publish(&req.channel, message).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }
 }

@@ -23,8 +23,8 @@ impl Session {
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        let gateway = self.gateway.clone();
-        let config = &gateway.config;
+        let app = self.app.clone();
+        let config = &app.config;
         if channel.len() > config.channel_max_length {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
@@ -35,14 +35,14 @@ impl Session {
         if conn.channels.len() >= config.client_channel_limit {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
         }
-        let resolved = gateway.rules.resolve(&channel)?;
+        let resolved = app.rules.resolve(&channel)?;
         let actor = Actor { user: &conn.handle.user, subscribed: false };
 
         let mut expire_at = None;
         let mut info = bytes::Bytes::new();
         let mut data = bytes::Bytes::new();
         if !req.token.is_empty() {
-            let claims = gateway.verifier.verify_subscription(&req.token).map_err(|e| match e {
+            let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
                 TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
                 TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
             })?;
@@ -81,7 +81,7 @@ impl Session {
         } else if positioned {
             // Positioned without recovery: the stream's current position, as
             // Centrifugo answers (streamTop), so the client can detect gaps.
-            let page = self.gateway.hub.broker().history(&channel, crate::broker::Query::default()).await;
+            let page = self.app.broker.history(&channel, crate::broker::Query::default()).await;
             match page {
                 Ok(page) => {
                     result.epoch = page.position.epoch;
@@ -101,8 +101,8 @@ impl Session {
     /// with `recover` the publications missed since the client's position.
     /// Live publications wait in the hub until the reply is queued.
     async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
-        let broker = self.gateway.hub.broker().clone();
-        let max = self.gateway.config.history_max_publication_limit;
+        let broker = self.app.broker.clone();
+        let max = self.app.config.history_max_publication_limit;
         let mut result = SubscribeResult { recoverable: true, was_recovering: req.recover, ..Default::default() };
         let since = Position { offset: req.offset, epoch: req.epoch.clone() };
         let page = if req.recover {
@@ -150,7 +150,7 @@ impl Session {
         if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        let gateway = self.gateway.clone();
+        let app = self.app.clone();
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         let client_id = conn.handle.client_id.clone();
         let user = conn.handle.user.clone();
@@ -160,7 +160,7 @@ impl Session {
         if req.token.is_empty() {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let claims = gateway.verifier.verify_subscription(&req.token).map_err(|e| match e {
+        let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
             // Too late to refresh: the subscription is over, as Centrifugo intends.
             TokenError::Expired => CommandError::from(Disconnect::SUBSCRIPTION_EXPIRED),
             TokenError::Invalid(_) => CommandError::from(Disconnect::INVALID_TOKEN),
@@ -180,7 +180,7 @@ impl Session {
     /// Subscribes the connection through the hub and records it.
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
-        let hub = &self.gateway.hub;
+        let hub = &self.app.hub;
         hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, state.recovering, state.positioned)
             .await?;
         conn.channels.insert(channel.to_string(), state);
@@ -200,7 +200,7 @@ impl Session {
         // gets its own leave (Centrifugo removes the subscription first).
         let info = conn.client_info(channel);
         conn.channels.remove(channel);
-        self.gateway.hub.unsubscribe(channel, conn.handle.key);
+        self.app.hub.unsubscribe(channel, conn.handle.key);
         self.announce(channel, info, crate::broker::PresenceEvent::Leave);
         true
     }
@@ -212,7 +212,7 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        let resolved = self.gateway.rules.resolve(channel)?;
+        let resolved = self.app.rules.resolve(channel)?;
         let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(channel) };
         Ok(resolved.allows(access, actor)?)
     }

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use warp::Filter;
 
 use super::websocket;
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::shutdown::Shutdown;
 
 /// How long a new connection may take to send its request head.
@@ -43,10 +43,10 @@ enum Kind {
 /// With `websocket`, upgrades to `/connection/websocket` take the fast path.
 /// `listener` is a `TcpListener` or a reference to one: the startup phase
 /// (`crate::startup`) serves a borrowed listener and keeps it for the gateway.
-pub async fn serve<F>(
+pub(crate) async fn serve<F>(
     listener: impl Borrow<TcpListener>,
     filter: F,
-    websocket: Option<(Arc<Gateway>, Shutdown)>,
+    websocket: Option<(Arc<AppContext>, Shutdown)>,
     stop: impl Future<Output = ()>,
 ) where
     F: Filter + Clone + Send + Sync + 'static,
@@ -72,13 +72,13 @@ pub async fn serve<F>(
         let websocket = websocket.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Some((gateway, shutdown)) = websocket {
+            if let Some((app, shutdown)) = websocket {
                 match classify(&stream).await {
                     Kind::WebSocket => {
                         // Shutdown waits for every live watcher; WebSocket
                         // connections are drained by `Shutdown` instead.
                         drop(watcher);
-                        return websocket::accept(stream, gateway, shutdown).await;
+                        return websocket::accept(stream, app, shutdown).await;
                     }
                     Kind::Gone => return,
                     Kind::Http => {}

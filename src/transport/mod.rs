@@ -3,6 +3,5 @@
 //! Only WebSocket exists today; HTTP-streaming and SSE will sit beside it and
 //! drive the same [`crate::session::Session`].
 
-pub mod listener;
-pub mod origin;
-pub mod websocket;
+pub(crate) mod listener;
+pub(crate) mod websocket;

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use warp::Filter;
 
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
@@ -47,14 +47,14 @@ const MESSAGE_TOO_BIG: Disconnect = Disconnect { code: 1009, reason: std::borrow
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where clients connect.
-pub const PATH: &str = "/connection/websocket";
+pub(crate) const PATH: &str = "/connection/websocket";
 /// How long the WebSocket handshake may take on the direct path.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The warp route for `GET /connection/websocket`: the path for upgrades
 /// that [`super::listener`] did not take straight to tungstenite.
-pub fn route(
-    gateway: Arc<Gateway>,
+pub(crate) fn route(
+    app: Arc<AppContext>,
     shutdown: Shutdown,
 ) -> impl Filter<Extract = (Response<String>,), Error = warp::Rejection> + Clone {
     warp::path!("connection" / "websocket")
@@ -63,7 +63,7 @@ pub fn route(
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::ext::optional::<OnUpgrade>())
         .map(move |headers: HeaderMap, query: String, on_upgrade: Option<OnUpgrade>| {
-            upgrade(gateway.clone(), shutdown.clone(), &headers, &query, on_upgrade)
+            upgrade(app.clone(), shutdown.clone(), &headers, &query, on_upgrade)
         })
 }
 
@@ -84,16 +84,16 @@ type Refusal = (StatusCode, &'static str);
 
 /// The gateway's checks before any upgrade, on both paths: draining,
 /// connection limit, origin; then the protocol the client asked for.
-fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &str) -> Result<Admitted, Refusal> {
+fn admit(app: &AppContext, shutdown: &Shutdown, headers: &HeaderMap, query: &str) -> Result<Admitted, Refusal> {
     if shutdown.is_draining() {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
-    let limit = gateway.config.client_connection_limit;
+    let limit = app.config.client_connection_limit;
     if limit > 0 && shutdown.tracker().len() >= limit {
         // Refused before the upgrade, as Centrifugo does: SDKs retry later.
         return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
-    if !gateway.config.origin_check.allows(headers) {
+    if !app.config.origin_check.allows(headers) {
         return Err((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let offered: Vec<&str> = headers
@@ -117,13 +117,13 @@ fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &st
 }
 
 /// The direct path: the handshake on the raw socket (see [`super::listener`]).
-pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown) {
+pub(crate) async fn accept(stream: TcpStream, app: Arc<AppContext>, shutdown: Shutdown) {
     let mut admitted = None;
     // The Err type (a whole http::Response) is fixed by tungstenite's `Callback`.
     #[allow(clippy::result_large_err)]
     let check = |request: &HandshakeRequest, mut response: HandshakeResponse| {
         let query = request.uri().query().unwrap_or("");
-        match admit(&gateway, &shutdown, request.headers(), query) {
+        match admit(&app, &shutdown, request.headers(), query) {
             Ok(a) => {
                 if let Some(subprotocol) = a.subprotocol {
                     response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
@@ -134,7 +134,7 @@ pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown
             Err((status, body)) => Err(plain(status, body).map(Some)),
         }
     };
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config(&gateway)));
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(socket_config(&app)));
     // Boxed: the handshake's state is large and short-lived; inline it would
     // stay in this connection's task for the connection's whole life.
     match Box::pin(timeout(HANDSHAKE_TIMEOUT, handshake)).await {
@@ -144,7 +144,7 @@ pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown
                 // the connection limit see it (the limit check above must
                 // not count the connection it is deciding about).
                 let _tracked = shutdown.tracker().token();
-                serve(ws, gateway, protocol, shutdown).await;
+                serve(ws, app, protocol, shutdown).await;
             }
         }
         Ok(Err(e)) => tracing::debug!("websocket handshake failed: {e}"),
@@ -153,7 +153,7 @@ pub async fn accept(stream: TcpStream, gateway: Arc<Gateway>, shutdown: Shutdown
 }
 
 fn upgrade(
-    gateway: Arc<Gateway>,
+    app: Arc<AppContext>,
     shutdown: Shutdown,
     headers: &HeaderMap,
     query: &str,
@@ -166,7 +166,7 @@ fn upgrade(
     let Some(on_upgrade) = on_upgrade.filter(|_| is_upgrade && !key.is_empty()) else {
         return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
     };
-    let Admitted { protocol, subprotocol } = match admit(&gateway, &shutdown, headers, query) {
+    let Admitted { protocol, subprotocol } = match admit(&app, &shutdown, headers, query) {
         Ok(admitted) => admitted,
         Err((status, body)) => return plain(status, body),
     };
@@ -186,13 +186,10 @@ fn upgrade(
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(socket_config(&gateway)),
-                )
-                .await;
-                serve(ws, gateway, protocol, shutdown).await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config(&app)))
+                        .await;
+                serve(ws, app, protocol, shutdown).await;
             }
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
@@ -201,12 +198,12 @@ fn upgrade(
 }
 
 /// Small buffers: an idle connection should cost a few KiB, not 256.
-fn socket_config(gateway: &Gateway) -> WebSocketConfig {
-    let limit = gateway.config.websocket_message_size_limit;
+fn socket_config(app: &AppContext) -> WebSocketConfig {
+    let limit = app.config.websocket_message_size_limit;
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(gateway.config.client_queue_max_size * 2 + 65536)
+        .max_write_buffer_size(app.config.client_queue_max_size * 2 + 65536)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit))
 }
@@ -217,12 +214,12 @@ trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'sta
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Socket for S {}
 
 /// Runs one connection to its end.
-async fn serve<S: Socket>(ws: WebSocketStream<S>, gateway: Arc<Gateway>, protocol: Protocol, shutdown: Shutdown) {
-    let outbox = Arc::new(Outbox::new(gateway.config.client_queue_max_size));
-    let mut session = Session::new(gateway.clone(), protocol, outbox.clone());
+async fn serve<S: Socket>(ws: WebSocketStream<S>, app: Arc<AppContext>, protocol: Protocol, shutdown: Shutdown) {
+    let outbox = Arc::new(Outbox::new(app.config.client_queue_max_size));
+    let mut session = Session::new(app.clone(), protocol, outbox.clone());
     let (sink, stream) = ws.split();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), protocol, session.liveness(), gateway.clone()));
-    read_loop(stream, &mut session, &outbox, &gateway, &shutdown).await;
+    let writer = tokio::spawn(write_loop(sink, outbox.clone(), protocol, session.liveness(), app.clone()));
+    read_loop(stream, &mut session, &outbox, &app, &shutdown).await;
     // The first reason wins: when the client went away this is a no-op write.
     outbox.close(Disconnect::CONNECTION_CLOSED);
     if let Some(reason) = outbox.close_reason() {
@@ -239,11 +236,11 @@ async fn read_loop<S: Socket>(
     mut stream: SplitStream<WebSocketStream<S>>,
     session: &mut Session,
     outbox: &Outbox,
-    gateway: &Gateway,
+    app: &AppContext,
     shutdown: &Shutdown,
 ) {
-    let config = &gateway.config;
-    let Some(mut control) = session.take_control_receiver() else { return };
+    let config = &app.config;
+    let Some(mut commands) = session.take_command_receiver() else { return };
     let stale_deadline = Instant::now() + config.client_stale_close_delay;
     loop {
         let expiry = session.next_expiry_check().map(deadline_after_unix);
@@ -264,10 +261,10 @@ async fn read_loop<S: Socket>(
                     return;
                 }
             }
-            Some(command) = control.recv() => {
+            Some(command) = commands.recv() => {
                 // Boxed, as handle_frame below: rare, large futures would
                 // otherwise make every idle connection's task as big.
-                if let Err(disconnect) = Box::pin(session.handle_control(*command)).await {
+                if let Err(disconnect) = Box::pin(session.handle_user_command(*command)).await {
                     outbox.close(disconnect);
                     return;
                 }
@@ -319,10 +316,10 @@ async fn write_loop<S: Socket>(
     outbox: Arc<Outbox>,
     protocol: Protocol,
     liveness: Arc<Liveness>,
-    gateway: Arc<Gateway>,
+    app: Arc<AppContext>,
 ) {
-    let interval = gateway.config.ping_interval;
-    let pong_timeout = gateway.config.pong_timeout;
+    let interval = app.config.ping_interval;
+    let pong_timeout = app.config.pong_timeout;
     let sent = metrics().messages_sent.with_label_values(&["websocket"]);
     // The first ping is randomised so that reconnect waves do not ping in step.
     let first = interval / 2 + interval.mul_f64(rand::random::<f64>() / 2.0);

@@ -23,12 +23,12 @@ mod convert;
 use super::error::ApiError;
 use super::methods::{self, Command};
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::context::AppContext;
 use crate::protocol::codes::ErrorCode;
 
 /// Types and the tonic service generated from `proto/api.proto`.
 #[allow(clippy::all, unreachable_pub, missing_docs)]
-pub mod proto {
+pub(crate) mod proto {
     tonic::include_proto!("centrifugal.centrifugo.api");
 }
 
@@ -39,14 +39,14 @@ use proto::centrifugo_api_server::{CentrifugoApi, CentrifugoApiServer};
 const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/api_descriptor.bin"));
 
 /// GRPC's default largest received message (grpc-go and tonic agree).
-pub const DEFAULT_MAX_RECEIVE_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RECEIVE_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 
 /// Streams one HTTP/2 connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// Why the GRPC API could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum GrpcError {
+pub(crate) enum GrpcError {
     #[error("cannot read {what} {path}: {source}")]
     Read { what: &'static str, path: String, source: std::io::Error },
     #[error("GRPC API TLS: {0}")]
@@ -59,15 +59,15 @@ type Responses = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::
 type Layers = tower::layer::util::Stack<tower::util::MapResponseLayer<Responses>, tower::layer::util::Identity>;
 
 /// The GRPC API, configured and ready to serve on a bound listener.
-pub struct GrpcApi {
+pub(crate) struct GrpcApi {
     router: tonic::transport::server::Router<Layers>,
 }
 
 impl GrpcApi {
     /// Builds the server from `NATSGATE_GRPC_API_*`; reads TLS files now so
     /// that a bad path stops startup.
-    pub fn new(gateway: Arc<Gateway>) -> Result<GrpcApi, GrpcError> {
-        let config = &gateway.config;
+    pub(crate) fn new(app: Arc<AppContext>) -> Result<GrpcApi, GrpcError> {
+        let config = &app.config;
         let mut builder = Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .layer(tower::util::MapResponseLayer::new(too_large_status as Responses));
@@ -87,7 +87,7 @@ impl GrpcApi {
         };
         let service = CentrifugoApiServer::new(Api {
             transport_errors: config.grpc_api_error_mode == "transport",
-            gateway: gateway.clone(),
+            app: app.clone(),
         })
         .max_decoding_message_size(limit);
         let service = tonic::service::interceptor::InterceptedService::new(service, move |request: Request<()>| {
@@ -102,7 +102,7 @@ impl GrpcApi {
 
     /// Serves until `stop` resolves, then stops accepting and lets calls in
     /// flight finish.
-    pub async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()> + Send) {
+    pub(crate) async fn serve(self, listener: TcpListener, stop: impl Future<Output = ()> + Send) {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         if let Err(e) = self.router.serve_with_incoming_shutdown(incoming, stop).await {
             tracing::error!("GRPC API server stopped: {e}");
@@ -157,7 +157,7 @@ fn authorize(expected: &[u8], metadata: &MetadataMap) -> Result<(), Status> {
 }
 
 struct Api {
-    gateway: Arc<Gateway>,
+    app: Arc<AppContext>,
     /// `NATSGATE_GRPC_API_ERROR_MODE=transport`.
     transport_errors: bool,
 }
@@ -172,7 +172,7 @@ impl Api {
     /// Runs `command` and gives its reply in batch shape, from which each
     /// method's response takes its result field.
     async fn call(&self, command: Command) -> proto::Reply {
-        reply(methods::execute(&self.gateway, command).await)
+        reply(methods::execute(&self.app, command).await)
     }
 }
 
@@ -317,7 +317,7 @@ impl Api {
         let transport_errors = self.transport_errors(request.metadata());
         let request = request.into_inner();
         let commands = request.commands.into_iter().map(command).collect();
-        match methods::batch(&self.gateway, commands, request.parallel).await {
+        match methods::batch(&self.app, commands, request.parallel).await {
             Ok(replies) => {
                 Ok(Response::new(proto::BatchResponse { replies: replies.into_iter().map(reply).collect() }))
             }
@@ -328,6 +328,6 @@ impl Api {
 }
 
 /// Where the GRPC API listens, when it is on.
-pub fn enabled(config: &Config) -> Option<std::net::SocketAddr> {
+pub(crate) fn enabled(config: &Config) -> Option<std::net::SocketAddr> {
     config.grpc_api.then(|| config.grpc_api_addr())
 }

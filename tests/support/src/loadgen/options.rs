@@ -87,7 +87,7 @@ pub struct Options {
     pub threads: Option<usize>,
 
     /// natsgate binary to spawn.
-    #[arg(long, default_value = default_natsgate_bin())]
+    #[arg(long, default_value_os_t = crate::natsgate_bin())]
     pub natsgate_bin: PathBuf,
     /// nats-server binary to spawn.
     #[arg(long, default_value = "nats-server")]
@@ -244,14 +244,6 @@ impl Options {
 
     pub fn settle(&self) -> Duration {
         Duration::from_millis(self.settle_ms)
-    }
-}
-
-/// The release binary next to this bench target when built by cargo.
-fn default_natsgate_bin() -> &'static str {
-    match option_env!("CARGO_BIN_EXE_natsgate") {
-        Some(path) => path,
-        None => "target/release/natsgate",
     }
 }
 

@@ -1,6 +1,10 @@
-//! Shared harness for natsgate's integration tests (`mod common;`).
+//! natsgate's test support: the harness every integration test uses
+//! (`use natsgate_test_support as common;`) and the load generator
+//! (`loadgen`, driven by `benches/loadgen.rs` and `tests/loadgen_smoke.rs`).
+//! A crate of its own, so it is compiled once, not into each test binary.
 //!
 //! Layout:
+//! - `loadgen`: the load generator (see `benches/README.md`).
 //! - `nats`: a real `nats-server` (JetStream on) on a free loopback port,
 //!   killed on drop.
 //! - `gateway`: the `natsgate` binary as a child process, configured by env,
@@ -15,10 +19,9 @@
 //!
 //! Every helper panics with a message that says what it waited for, so a
 //! failing test explains itself; nothing sleeps to synchronise.
-#![allow(dead_code, unused_imports)]
-
 pub mod centrifugo;
 pub mod gateway;
+pub mod loadgen;
 pub mod nats;
 pub mod node;
 pub mod pair;
@@ -34,6 +37,7 @@ pub use ws::{WsClient, WsError};
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Secret the tests give gateways as `NATSGATE_TOKEN_HMAC_SECRET_KEY`.
@@ -41,6 +45,22 @@ pub const SECRET: &str = "natsgate-test-secret";
 
 /// Default patience for one expected event (a reply, a push, a close).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..")
+}
+
+/// The `natsgate` binary cargo built for the running test or benchmark:
+/// `target/<profile>/natsgate`, beside the `deps/` directory that holds the
+/// test executable (cargo builds a package's binaries before its
+/// integration tests and benchmarks). `CARGO_BIN_EXE_natsgate` would say
+/// the same, but cargo sets it only when compiling the tests themselves.
+pub fn natsgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test executable lies in target/<profile>/deps");
+    profile_dir.join(format!("natsgate{}", std::env::consts::EXE_SUFFIX))
+}
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 ///

@@ -1,15 +1,16 @@
 //! Runs node's test runner on SDK scenario files in `tests/js`, bounded in
 //! time, and fails the Rust test with node's output unless all pass.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The whole node run; each JS test bounds itself.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// `tests/js` of the repository.
 pub fn js_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("js")
+    crate::repo_root().join("tests").join("js")
 }
 
 /// `node --test <files>` in tests/js with `env`; `what` names the scenarios

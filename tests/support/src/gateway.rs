@@ -191,7 +191,7 @@ impl Gateway {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_natsgate"));
+        let mut cmd = Command::new(crate::natsgate_bin());
         // In its own directory: natsgate reads `.env` from the working
         // directory, and a developer's must not change a test.
         cmd.current_dir(self.dir.path());
@@ -206,7 +206,8 @@ impl Gateway {
         }
         cmd.env("NATSGATE_ADDRESS", "127.0.0.1").env("NATSGATE_PORT", self.port.to_string());
         let log = self.dir.path().join("natsgate.log");
-        let process = LoggedChild::spawn("natsgate", cmd, &log).map_err(|e| format!("spawn natsgate failed: {e}"))?;
+        let process = LoggedChild::spawn("natsgate", cmd, &log)
+            .map_err(|e| format!("spawn {} failed: {e}", crate::natsgate_bin().display()))?;
         self.process = Some(process);
         self.wait_ready()
     }

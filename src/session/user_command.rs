@@ -1,24 +1,24 @@
-//! Server-side control of a session: subscribe, unsubscribe, disconnect and
+//! User commands applied to a session: subscribe, unsubscribe, disconnect and
 //! refresh commands from the server API, delivered through the hub.
 
 use super::Session;
-use crate::control::Control;
 use crate::protocol::codes::{unsubscribe, Disconnect};
 use crate::protocol::{Push, Refresh, Reply, Subscribe, Unsubscribe};
+use crate::user_command::UserCommand;
 
 impl Session {
-    /// Applies one control command; `Err` closes the connection.
-    pub async fn handle_control(&mut self, command: Control) -> Result<(), Disconnect> {
+    /// Applies one user command; `Err` closes the connection.
+    pub(crate) async fn handle_user_command(&mut self, command: UserCommand) -> Result<(), Disconnect> {
         if self.conn.is_none() {
             return Ok(());
         }
         match command {
-            Control::Subscribe { channel, .. } => {
+            UserCommand::Subscribe { channel, .. } => {
                 let already = self.conn.as_ref().is_some_and(|c| c.channels.contains_key(&channel));
                 if already {
                     return Ok(());
                 }
-                if self.conn.as_ref().is_some_and(|c| c.channels.len() >= self.gateway.config.client_channel_limit) {
+                if self.conn.as_ref().is_some_and(|c| c.channels.len() >= self.app.config.client_channel_limit) {
                     return Err(Disconnect::CHANNEL_LIMIT);
                 }
                 let state = super::SubState { server_side: true, ..Default::default() };
@@ -28,7 +28,7 @@ impl Session {
                 }
                 self.push(channel, |p| p.subscribe = Some(Subscribe::default()));
             }
-            Control::Unsubscribe { channel, insufficient_state, .. } => {
+            UserCommand::Unsubscribe { channel, insufficient_state, .. } => {
                 let server_side =
                     self.conn.as_ref().and_then(|c| c.channels.get(&channel)).is_some_and(|s| s.server_side);
                 if insufficient_state && server_side {
@@ -41,8 +41,8 @@ impl Session {
                     self.push(channel, |p| p.unsubscribe = Some(Unsubscribe { code, reason: reason.to_string() }));
                 }
             }
-            Control::Disconnect { code, reason, .. } => return Err(Disconnect::custom(code, &reason)),
-            Control::Refresh { expired, expire_at, .. } => {
+            UserCommand::Disconnect { code, reason, .. } => return Err(Disconnect::custom(code, &reason)),
+            UserCommand::Refresh { expired, expire_at, .. } => {
                 // The application says the connection is over: close at once, as Centrifugo does.
                 if expired {
                     return Err(Disconnect::EXPIRED);

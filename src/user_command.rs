@@ -1,14 +1,17 @@
-//! Server-side control commands that travel between gateways.
+//! User commands: server API calls that act on one user's connections
+//! (subscribe, unsubscribe, disconnect, refresh), carried between gateways.
 //!
-//! The HTTP API on any gateway publishes these to the user's control subject
-//! (`<prefix>.user.<user>`); every gateway with connections of that user
-//! receives them and hands them to the matching sessions.
+//! The API on any gateway publishes these to the user's subject
+//! (`<prefix>.user.<bucket>.<user>`); every gateway with connections of that
+//! user receives them and hands them to the matching sessions' queues. The
+//! hub also queues an `Unsubscribe` with `insufficient_state` itself when it
+//! sees a publication gap.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Control {
+pub enum UserCommand {
     /// Subscribe the user's connections to a channel.
     Subscribe {
         channel: String,
@@ -47,14 +50,14 @@ pub enum Control {
     },
 }
 
-impl Control {
+impl UserCommand {
     /// Whether this command applies to a connection with `client_id`.
     pub fn targets(&self, client_id: &str) -> bool {
         match self {
-            Control::Subscribe { client, .. }
-            | Control::Unsubscribe { client, .. }
-            | Control::Refresh { client, .. } => client.is_empty() || client == client_id,
-            Control::Disconnect { client, whitelist, .. } => {
+            UserCommand::Subscribe { client, .. }
+            | UserCommand::Unsubscribe { client, .. }
+            | UserCommand::Refresh { client, .. } => client.is_empty() || client == client_id,
+            UserCommand::Disconnect { client, whitelist, .. } => {
                 (client.is_empty() || client == client_id) && !whitelist.iter().any(|w| w == client_id)
             }
         }

@@ -1,0 +1,230 @@
+//! Core NATS broker: one NATS subscription per channel with local subscribers.
+//!
+//! On the wire a publication is a plain NATS message on the channel's subject
+//! (see [`super::subject`]): the body is the publication data, and optional
+//! metadata rides in headers (`headers.rs`), so any NATS client can publish
+//! to a channel.
+//!
+//! History namespaces keep two JetStream streams: the history stream, which
+//! stores publications (and numbers them), and its meta stream, which sources
+//! it and keeps each channel's last publication for `history_meta_ttl`, so a
+//! channel's position outlives its publications.
+//!
+//! Layout: this file connects and holds plain pub/sub; `streams.rs`
+//! provisions the streams and stores publications; `history.rs` reads them;
+//! `markers.rs` is the meta-stream and position-marker protocol (removal
+//! included); `survey.rs` asks and answers the other gateways; `headers.rs`
+//! is the header codec.
+
+mod headers;
+mod history;
+mod markers;
+mod streams;
+mod survey;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+use super::history::{HistoryConfig, Page, Position, Query};
+use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
+use crate::broker::subject::SubjectMap;
+use async_nats::jetstream;
+use headers::{decode_message, encode_headers};
+
+pub(crate) struct NatsBroker {
+    client: async_nats::Client,
+    /// A private subject this gateway answers itself (see `round_trip`).
+    echo: String,
+    _echo_task: AbortOnDrop,
+    subjects: SubjectMap,
+    jetstream: jetstream::Context,
+    history: HistoryConfig,
+    /// Namespace -> the history epoch its meta stream was last found (or
+    /// made) to belong to, so most reads skip that check.
+    meta_checked: parking_lot::Mutex<HashMap<String, String>>,
+}
+
+impl NatsBroker {
+    pub(crate) async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("natsgate")
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("connected to NATS");
+                        // The first Connected is the initial connection.
+                        if CONNECTED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            crate::metrics::metrics().nats_reconnects.inc();
+                        }
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    other => tracing::info!("NATS: {other}"),
+                }
+            })
+            // No retry_on_initial_connect: an unreachable NATS fails this
+            // call at once, and `crate::startup` retries it while the ports
+            // answer /health and /ready. Later disconnects are retried by
+            // the client itself (unlimited reconnects).
+            .connect(server_addrs(url).map_err(BrokerError::Unavailable)?)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let jetstream = jetstream::new(client.clone());
+        let echo = format!("{}.echo", client.new_inbox());
+        let mut echo_sub = client.subscribe(echo.clone()).await.map_err(unavailable)?;
+        let responder = client.clone();
+        let echo_task = AbortOnDrop(tokio::spawn(async move {
+            while let Some(msg) = echo_sub.next().await {
+                if let Some(reply) = msg.reply {
+                    let _ = responder.publish(reply, Bytes::new()).await;
+                }
+            }
+        }));
+        let broker = NatsBroker {
+            client,
+            echo,
+            _echo_task: echo_task,
+            subjects,
+            jetstream,
+            history,
+            meta_checked: Default::default(),
+        };
+        for (namespace, size, ttl) in broker.history.namespaces() {
+            broker.ensure_stream(namespace, size, ttl).await?;
+        }
+        Ok(broker)
+    }
+
+    /// A request to our own echo subscription. nats-server processes each
+    /// connection's protocol in order, so when the answer comes back every
+    /// SUB and PUB sent before it has been handled (`flush` only empties the
+    /// local buffer).
+    async fn round_trip(&self) -> Result<(), BrokerError> {
+        self.client.request(self.echo.clone(), Bytes::new()).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Subscribes a subject, confirms the SUB with the server, and hands each
+    /// message to `handle` on a task that ends when the guard is dropped.
+    async fn listen(
+        &self,
+        subject: String,
+        mut handle: impl FnMut(async_nats::Message) + Send + 'static,
+    ) -> Result<SubscriptionGuard, BrokerError> {
+        let mut subscriber = self.client.subscribe(subject).await.map_err(unavailable)?;
+        // The server must have the SUB before we report the subscription active.
+        self.round_trip().await?;
+        let task = tokio::spawn(async move {
+            while let Some(msg) = subscriber.next().await {
+                handle(msg);
+            }
+        });
+        Ok(SubscriptionGuard::new(AbortOnDrop(task)))
+    }
+}
+
+/// Aborting the reader task drops the NATS subscriber, which unsubscribes.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    async fn publish(&self, channel: &str, message: Message) -> Result<Option<Position>, BrokerError> {
+        let keeps_history = self.history.for_channel(channel).is_some();
+        if keeps_history && message.event.is_none() && !message.skip_history {
+            return self.publish_to_history(channel, message).await.map(Some);
+        }
+        // Not stored: history channels' subscribers listen on the republish subject.
+        let subject = if keeps_history {
+            self.subjects.republish_subject(channel)
+        } else {
+            self.subjects.channel_subject(channel)
+        };
+        let result = match encode_headers(&message) {
+            Some(headers) => self.client.publish_with_headers(subject, headers, message.data).await,
+            None => self.client.publish(subject, message.data).await,
+        };
+        result.map_err(unavailable)?;
+        // The server handles a connection's messages in order: once the round
+        // trip is answered, it has the publication.
+        self.round_trip().await?;
+        Ok(None)
+    }
+
+    async fn history(&self, channel: &str, query: Query) -> Result<Page, BrokerError> {
+        self.read_backed_history(channel, query).await
+    }
+
+    async fn remove_history(&self, channel: &str) -> Result<(), BrokerError> {
+        self.remove_channel_history(channel).await
+    }
+
+    async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError> {
+        // History channels are heard on the republish subject, where each
+        // message carries its stream sequence (the offset).
+        let subject = if self.history.for_channel(channel).is_some() {
+            self.subjects.republish_subject(channel)
+        } else {
+            self.subjects.channel_subject(channel)
+        };
+        let channel = channel.to_string();
+        self.listen(subject, move |msg| sink.deliver(&channel, decode_message(msg))).await
+    }
+
+    async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
+        self.client.publish(self.subjects.user_subject(user), payload).await.map_err(unavailable)?;
+        self.round_trip().await
+    }
+
+    async fn subscribe_user_bucket(
+        &self,
+        bucket: u32,
+        sink: Arc<dyn DeliverUserCommand>,
+    ) -> Result<SubscriptionGuard, BrokerError> {
+        let subjects = self.subjects.clone();
+        self.listen(self.subjects.user_bucket_wildcard(bucket), move |msg| {
+            if let Some(user) = subjects.user_of(msg.subject.as_str()) {
+                sink.deliver_user_command(&user, msg.payload);
+            }
+        })
+        .await
+    }
+
+    async fn survey(&self, request: Bytes) -> Result<Vec<Bytes>, BrokerError> {
+        self.ask_all(request).await
+    }
+
+    async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError> {
+        self.answer_all(handler).await
+    }
+
+    fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
+static CONNECTED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The servers of a `nats_url`: comma-separated URLs (`nats://a:4222,nats://b:4222`).
+/// An unparsable one is a configuration error, named by position only (a
+/// URL may hold a password).
+pub(crate) fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .enumerate()
+        .map(|(i, u)| u.parse().map_err(|e| format!("NATS URL #{}: {e}", i + 1)))
+        .collect()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}

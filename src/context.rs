@@ -1,0 +1,48 @@
+//! The application context: what every connection, API call and survey
+//! answer of this process shares (configuration, channel rules, token
+//! verifier, the hub of local clients, and the broker).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::TokenVerifier;
+use crate::broker::Broker;
+use crate::channels::ChannelRules;
+use crate::config::Config;
+use crate::hub::Hub;
+
+/// Built once at startup by [`crate::server::Server::bind`] and shared as
+/// `Arc<AppContext>`; nothing in it is replaced while the process runs.
+pub(crate) struct AppContext {
+    pub(crate) config: Arc<Config>,
+    /// Publishing, history, user commands and surveys go straight to the
+    /// broker; the hub uses it only to (un)subscribe its channels.
+    pub(crate) broker: Arc<dyn Broker>,
+    /// This process's clients and channel subscribers.
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) verifier: TokenVerifier,
+    /// Namespaces and channel permissions.
+    pub(crate) rules: ChannelRules,
+    pub(crate) started: Instant,
+    /// Unique per process, so `info` can tell two gateways of one name apart.
+    pub(crate) uid: String,
+}
+
+impl AppContext {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        broker: Arc<dyn Broker>,
+        verifier: TokenVerifier,
+        rules: ChannelRules,
+    ) -> Arc<Self> {
+        Arc::new(AppContext {
+            config,
+            hub: crate::hub::Hub::new(broker.clone()),
+            broker,
+            verifier,
+            rules,
+            started: Instant::now(),
+            uid: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+}

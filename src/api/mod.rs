@@ -114,7 +114,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<String> {
 }
 
 fn transport_errors(gateway: &Gateway) -> bool {
-    gateway.config.api_error_mode == "transport"
+    gateway.config.api_error_mode == crate::config::ErrorMode::Transport
 }
 
 fn reply(gateway: &Gateway, outcome: Result<Value, ApiError>) -> Response<String> {

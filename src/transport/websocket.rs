@@ -93,7 +93,7 @@ fn admit(gateway: &Gateway, shutdown: &Shutdown, headers: &HeaderMap, query: &st
         // Refused before the upgrade, as Centrifugo does: SDKs retry later.
         return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
-    if !gateway.config.origin_check.allows(headers) {
+    if !gateway.config.allowed_origins.allows(headers) {
         return Err((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let offered: Vec<&str> = headers

@@ -3,7 +3,7 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_with::{serde_as, DisplayFromStr, PickFirst, Same};
+use serde_with::{DisplayFromStr, PickFirst, Same};
 use std::time::Duration;
 
 /// Reads a number or boolean given either as itself (a JSON file) or as
@@ -15,76 +15,61 @@ pub type Lenient = PickFirst<(Same, DisplayFromStr)>;
 /// they are flattened into `Config`). Field names are Centrifugo's, so a
 /// Centrifugo namespace config carries over (Centrifugo embeds one
 /// `ChannelOptions` type the same way: `internal/rule/namespace.go`).
-#[serde_as]
+// Every number and boolean reads as itself or as text.
+#[serde_with::apply(
+    bool => #[serde_as(as = "Lenient")],
+    u32 => #[serde_as(as = "Lenient")],
+)]
+#[serde_with::serde_as]
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelOptions {
     /// Authenticated clients may subscribe on their own.
-    #[serde_as(as = "Lenient")]
     pub allow_subscribe_for_client: bool,
     /// Anonymous clients may subscribe on their own.
-    #[serde_as(as = "Lenient")]
     pub allow_subscribe_for_anonymous: bool,
     /// Authenticated clients may publish.
-    #[serde_as(as = "Lenient")]
     pub allow_publish_for_client: bool,
     /// Subscribers of the channel may publish.
-    #[serde_as(as = "Lenient")]
     pub allow_publish_for_subscriber: bool,
     /// Anonymous clients may publish (with one of the two above).
-    #[serde_as(as = "Lenient")]
     pub allow_publish_for_anonymous: bool,
     /// Authenticated clients may ask for presence.
-    #[serde_as(as = "Lenient")]
     pub allow_presence_for_client: bool,
     /// Subscribers may ask for presence.
-    #[serde_as(as = "Lenient")]
     pub allow_presence_for_subscriber: bool,
     /// Anonymous clients may ask for presence (with one of the two above).
-    #[serde_as(as = "Lenient")]
     pub allow_presence_for_anonymous: bool,
     /// Authenticated clients may ask for history.
-    #[serde_as(as = "Lenient")]
     pub allow_history_for_client: bool,
     /// Subscribers may ask for history.
-    #[serde_as(as = "Lenient")]
     pub allow_history_for_subscriber: bool,
     /// Anonymous clients may ask for history (with one of the two above).
-    #[serde_as(as = "Lenient")]
     pub allow_history_for_anonymous: bool,
     /// `name#42,43` may be subscribed only by users 42 and 43.
-    #[serde_as(as = "Lenient")]
     pub allow_user_limited_channels: bool,
     /// A regular expression the channel name (without namespace) must match;
     /// compiled when the configuration is read.
     #[serde_as(as = "DisplayFromStr")]
     pub channel_regex: ChannelRegex,
     /// Keep presence information for channels.
-    #[serde_as(as = "Lenient")]
     pub presence: bool,
     /// Send join and leave pushes (needs presence).
-    #[serde_as(as = "Lenient")]
     pub join_leave: bool,
     /// Send join and leave pushes to every subscriber without asking.
-    #[serde_as(as = "Lenient")]
     pub force_push_join_leave: bool,
     /// Publications kept per channel (needs history_ttl).
-    #[serde_as(as = "Lenient")]
     pub history_size: u32,
     /// How long publications are kept.
     #[serde(with = "humantime_serde")]
     pub history_ttl: Option<Duration>,
     /// Recover every subscription on reconnect.
-    #[serde_as(as = "Lenient")]
     pub force_recovery: bool,
     /// Let clients ask for recovery.
-    #[serde_as(as = "Lenient")]
     pub allow_recovery: bool,
     /// Detect gaps on every subscription.
-    #[serde_as(as = "Lenient")]
     pub force_positioning: bool,
     /// Let clients ask for positioning.
-    #[serde_as(as = "Lenient")]
     pub allow_positioning: bool,
 }
 

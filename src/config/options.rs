@@ -2,7 +2,7 @@
 //! `NATSGATE_*` variable and config file key.
 
 use serde::{Deserialize, Serialize};
-use serde_with::{json::JsonString, serde_as, DisplayFromStr, PickFirst, Same};
+use serde_with::{json::JsonString, DisplayFromStr, PickFirst, Same};
 use smart_default::SmartDefault;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,7 +16,15 @@ use crate::transport::origin::OriginCheck;
 /// the variable. Values are typed as they are read (durations, addresses,
 /// enums, origin patterns, regexes); [`Config::load`](super::Config::load)
 /// then checks them together and builds [`Config::rules`].
-#[serde_as]
+// Every number and boolean reads as itself or as text.
+#[serde_with::apply(
+    bool => #[serde_as(as = "Lenient")],
+    u16 => #[serde_as(as = "Lenient")],
+    u64 => #[serde_as(as = "Lenient")],
+    usize => #[serde_as(as = "Lenient")],
+    Option<u16> => #[serde_as(as = "Option<Lenient>")],
+)]
+#[serde_with::serde_as]
 #[derive(Clone, Deserialize, Serialize, SmartDefault)]
 #[serde(default)]
 pub struct Config {
@@ -26,10 +34,8 @@ pub struct Config {
     pub address: IpAddr,
     /// Port for client connections (and the HTTP API).
     #[default(8000)]
-    #[serde_as(as = "Lenient")]
     pub port: u16,
     /// Optional separate port for /metrics, /health and /ready.
-    #[serde_as(as = "Option<Lenient>")]
     pub internal_port: Option<u16>,
     /// Name of this gateway in `info` and logs; defaults to the host name.
     #[default(super::default_name())]
@@ -59,7 +65,6 @@ pub struct Config {
     pub subscription_token_ecdsa_public_key: Option<String>,
 
     /// Let clients connect without a token as anonymous users.
-    #[serde_as(as = "Lenient")]
     pub allow_anonymous_connect_without_token: bool,
     /// Options of channels without a namespace (`allow_subscribe_for_client`,
     /// `presence`, `history_size`, ...): the same type as a namespace's.
@@ -76,13 +81,10 @@ pub struct Config {
     pub history_meta_ttl: Duration,
     /// Most publications a history call returns (and a recovery restores).
     #[default(300)]
-    #[serde_as(as = "Lenient")]
     pub history_max_publication_limit: usize,
     /// Connections one user may hold on this gateway (0: unlimited); over it: 3504.
-    #[serde_as(as = "Lenient")]
     pub client_user_connection_limit: usize,
     /// Connections this gateway accepts (0: unlimited); over it: HTTP 503.
-    #[serde_as(as = "Lenient")]
     pub client_connection_limit: usize,
 
     /// How often the server pings each client.
@@ -107,19 +109,15 @@ pub struct Config {
     pub client_expired_sub_close_delay: Duration,
     /// Bytes a client's outbound queue may hold before it is disconnected (3008).
     #[default(1024 * 1024)]
-    #[serde_as(as = "Lenient")]
     pub client_queue_max_size: usize,
     /// Channels one connection may hold at once.
     #[default(128)]
-    #[serde_as(as = "Lenient")]
     pub client_channel_limit: usize,
     /// Longest channel name accepted, in bytes.
     #[default(crate::channels::DEFAULT_MAX_LENGTH)]
-    #[serde_as(as = "Lenient")]
     pub channel_max_length: usize,
     /// Largest WebSocket message accepted from a client, in bytes.
     #[default(65536)]
-    #[serde_as(as = "Lenient")]
     pub websocket_message_size_limit: usize,
     /// Space-separated `Origin` glob patterns (`https://*.example.com`);
     /// `*` allows any; empty: only requests without `Origin`. Compiled when read.
@@ -129,24 +127,20 @@ pub struct Config {
     /// Key for the HTTP server API (`X-API-Key` or `Authorization: apikey`).
     pub api_key: Option<String>,
     /// Turn off API key checks (development only).
-    #[serde_as(as = "Lenient")]
     pub api_insecure: bool,
     /// `transport` to answer API errors with HTTP status codes; otherwise 200.
     pub api_error_mode: ErrorMode,
     /// Largest API request body, in bytes.
     #[default(1024 * 1024)]
-    #[serde_as(as = "Lenient")]
     pub api_max_body_size: u64,
 
     /// Serve the GRPC server API (Centrifugo's `grpc_api`).
-    #[serde_as(as = "Lenient")]
     pub grpc_api: bool,
     /// Interface for the GRPC API; unset: `address`.
     #[serde_as(as = "Option<DisplayFromStr>")]
     pub grpc_api_address: Option<IpAddr>,
     /// Port for the GRPC API.
     #[default(10000)]
-    #[serde_as(as = "Lenient")]
     pub grpc_api_port: u16,
     /// Key expected as `authorization: apikey <key>` metadata; required when
     /// the GRPC API is on.
@@ -157,13 +151,11 @@ pub struct Config {
     /// PEM private key file for `grpc_api_tls_cert`.
     pub grpc_api_tls_key: Option<String>,
     /// Serve GRPC server reflection (for grpcurl and the like).
-    #[serde_as(as = "Lenient")]
     pub grpc_api_reflection: bool,
     /// `transport` to answer errors with GRPC statuses instead of `error`
     /// fields (a call can ask for it with `x-centrifugo-error-mode: transport`).
     pub grpc_api_error_mode: ErrorMode,
     /// Largest GRPC request message, in bytes; 0: 4 MiB (GRPC's default).
-    #[serde_as(as = "Lenient")]
     pub grpc_api_max_receive_message_size: usize,
 
     /// On SIGTERM, clients are disconnected (3001) spread over this period,

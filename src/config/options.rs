@@ -15,7 +15,9 @@ use crate::transport::origin::OriginCheck;
 /// (lower case) is the config file key and, upper-cased after `NATSGATE_`,
 /// the variable. Values are typed as they are read (durations, addresses,
 /// enums, origin patterns, regexes); [`Config::load`](super::Config::load)
-/// then checks them together and builds [`Config::rules`].
+/// then checks them together and builds [`Config::rules`]. `Serialize` is
+/// there so the option names come from this struct; it would show secrets,
+/// so logs use `Debug`, which hides them.
 // Every number and boolean reads as itself or as text.
 #[serde_with::apply(
     bool => #[serde_as(as = "Lenient")],

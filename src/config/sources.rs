@@ -96,32 +96,31 @@ impl Layers {
     /// Parses the layered values into a `Config` and validates it; errors
     /// name the variable, and the file key or flag when the value came
     /// from there. Values are never shown: some are secrets.
-    pub(super) fn into_config(self) -> Result<Config, ConfigError> {
-        let all = Value::Object(self.values);
-        let mut config: Config = match serde_path_to_error::deserialize(&all) {
-            Ok(config) => config,
-            Err(e) => {
-                let e = match top_key(e.path()) {
-                    Some(_) => e,
-                    // serde_path_to_error cannot see into `#[serde(flatten)]`:
-                    // serde buffers those entries and parses them after the
-                    // map, where the path is gone. Parse the channel options
-                    // alone to find the key.
-                    None => flattened_error(&all).unwrap_or(e),
-                };
-                let Value::Object(values) = &all else { unreachable!("built as an object") };
-                return Err(match top_key(e.path()) {
-                    Some(key) => {
-                        let problem = explain(&e.inner().to_string(), values.get(&key));
-                        describe(&self.sources, super::invalid(&key, format!("invalid {key} ({problem})")))
-                    }
-                    None => ConfigError::Parse(explain(&e.inner().to_string(), None)),
-                });
-            }
-        };
-        config.unknown = self.unknown;
+    pub(super) fn into_config(mut self) -> Result<Config, ConfigError> {
+        let all = Value::Object(std::mem::take(&mut self.values));
+        let mut config: Config = serde_path_to_error::deserialize(&all).map_err(|e| self.parse_error(e, &all))?;
+        config.unknown = std::mem::take(&mut self.unknown);
         config.validate().map_err(|e| describe(&self.sources, e))?;
         Ok(config)
+    }
+
+    /// serde_path_to_error gives the key of the bad value; the error names
+    /// its variable, and where it came from.
+    fn parse_error(&self, e: serde_path_to_error::Error<serde_json::Error>, all: &Value) -> ConfigError {
+        // serde_path_to_error cannot see into `#[serde(flatten)]`: serde
+        // buffers those entries and parses them after the map, where the
+        // path is gone. Parse the channel options alone to find the key.
+        let e = match top_key(e.path()) {
+            Some(_) => e,
+            None => flattened_error(all).unwrap_or(e),
+        };
+        match top_key(e.path()) {
+            Some(key) => {
+                let problem = explain(&e.inner().to_string(), all.get(&key));
+                describe(&self.sources, super::invalid(&key, format!("invalid {key} ({problem})")))
+            }
+            None => ConfigError::Parse(explain(&e.inner().to_string(), None)),
+        }
     }
 }
 
@@ -152,9 +151,8 @@ fn top_key(path: &serde_path_to_error::Path) -> Option<String> {
 
 fn flattened_error(all: &Value) -> Option<serde_path_to_error::Error<serde_json::Error>> {
     let names = keys(&ChannelOptions::default());
-    let Value::Object(values) = all else { return None };
     let channel: Map<String, Value> =
-        values.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        all.as_object()?.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     serde_path_to_error::deserialize::<_, ChannelOptions>(&Value::Object(channel)).err()
 }
 

@@ -20,8 +20,9 @@ First run:
   natsgate -c config.json gentoken -u alice
                                     a connection token for user alice (signed with that secret)
 
-Settings come from NATSGATE_* variables, then a .env file in the working directory (variables
-already set win), then --config FILE. Health: GET /health, /ready; metrics: GET /metrics (on
+Settings come from --config FILE, then NATSGATE_* variables (a .env file in the working
+directory fills in those not already set), then --set NAME=VALUE flags, each winning over the
+ones before. Health: GET /health, /ready; metrics: GET /metrics (on
 NATSGATE_INTERNAL_PORT when set, else on the main port).";
 
 #[derive(Parser)]
@@ -36,6 +37,10 @@ struct Cli {
     /// NATSGATE_* environment variables override it.
     #[arg(long, short = 'c', global = true, env = "NATSGATE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Sets an option (lower-case name, as in the config file) over the
+    /// file and the NATSGATE_* variables; repeatable.
+    #[arg(long = "set", global = true, value_name = "NAME=VALUE", value_parser = cli::parse_set)]
+    set: Vec<(String, String)>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,19 +97,22 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     let file = cli.config.as_deref();
+    let flags = cli.set.as_slice();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match cli::load_config(file) {
+        Command::Serve => match cli::load_config(file, flags) {
             Ok(config) => cli::serve::run(config, dotenv.as_deref()),
             Err(e) => cli::finish(Err(e)),
         },
         Command::Genconfig { output } => cli::finish(cli::genconfig::run(&output)),
-        Command::Checkconfig => cli::finish(cli::checkconfig::run(file)),
-        Command::Gentoken { user, ttl, info } => with_config(file, |config| token::gentoken(config, &user, ttl, info)),
-        Command::Gensubtoken { user, channel, ttl } => {
-            with_config(file, |config| token::gensubtoken(config, &user, &channel, ttl))
+        Command::Checkconfig => cli::finish(cli::checkconfig::run(file, flags)),
+        Command::Gentoken { user, ttl, info } => {
+            with_config(file, flags, |config| token::gentoken(config, &user, ttl, info))
         }
-        Command::Checktoken { token } => with_config(file, |config| token::checktoken(config, &token)),
-        Command::Subject { channel } => with_config(file, |config| {
+        Command::Gensubtoken { user, channel, ttl } => {
+            with_config(file, flags, |config| token::gensubtoken(config, &user, &channel, ttl))
+        }
+        Command::Checktoken { token } => with_config(file, flags, |config| token::checktoken(config, &token)),
+        Command::Subject { channel } => with_config(file, flags, |config| {
             println!("{}", SubjectMap::new(&config.nats_prefix).channel_subject(&channel));
             Ok(())
         }),
@@ -118,7 +126,8 @@ fn main() -> ExitCode {
 /// Loads the configuration, then runs `command` with it.
 fn with_config(
     file: Option<&Path>,
+    flags: &[(String, String)],
     command: impl FnOnce(&natsgate::config::Config) -> Result<(), CliError>,
 ) -> ExitCode {
-    cli::finish(cli::load_config(file).and_then(|config| command(&config)))
+    cli::finish(cli::load_config(file, flags).and_then(|config| command(&config)))
 }

@@ -23,9 +23,12 @@ use http::HeaderMap;
 /// Most flat patterns one pattern's `{..}` alternatives may expand into.
 const MAX_EXPANSION: usize = 256;
 
-/// The compiled `allowed_origins` list.
+/// The compiled `allowed_origins` list (parsed from its text by `FromStr`,
+/// shown as that text by `Display`).
 #[derive(Clone, Debug, Default)]
 pub struct OriginCheck {
+    /// The list as configured.
+    source: String,
     any: bool,
     /// Each allowed pattern with its alternatives expanded: an origin
     /// passes when it matches one of these.
@@ -51,8 +54,9 @@ impl OriginCheck {
     /// malformed pattern.
     pub fn new(list: &str) -> Result<OriginCheck, String> {
         let patterns: Vec<&str> = list.split_whitespace().collect();
+        let source = list.to_string();
         if patterns == ["*"] {
-            return Ok(OriginCheck { any: true, patterns: Vec::new() });
+            return Ok(OriginCheck { source, any: true, patterns: Vec::new() });
         }
         let mut compiled = Vec::new();
         for pattern in patterns {
@@ -60,7 +64,7 @@ impl OriginCheck {
             let flat = expand(&lower).map_err(|problem| format!("malformed origin pattern `{pattern}`: {problem}"))?;
             compiled.extend(flat);
         }
-        Ok(OriginCheck { any: false, patterns: compiled })
+        Ok(OriginCheck { source, any: false, patterns: compiled })
     }
 
     /// Whether an upgrade with these headers may proceed.
@@ -83,6 +87,19 @@ impl OriginCheck {
             tracing::info!(origin = %String::from_iter(&origin), "request Origin is not allowed");
         }
         allowed
+    }
+}
+
+impl std::str::FromStr for OriginCheck {
+    type Err = String;
+    fn from_str(list: &str) -> Result<Self, String> {
+        OriginCheck::new(list)
+    }
+}
+
+impl std::fmt::Display for OriginCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
     }
 }
 

@@ -53,7 +53,7 @@ impl Server {
     pub(crate) async fn bind(config: Config, stop: &CancellationToken) -> Result<Option<Server>, StartError> {
         let config = Arc::new(config);
         let verifier = TokenVerifier::from_config(&config)?;
-        let rules = config.channel_rules()?;
+        let rules = config.rules.clone();
         let history = HistoryConfig::from_rules(&rules, config.history_meta_ttl);
         let addr = config.listen_addr();
         let listener = listen(addr).map_err(|source| StartError::Listen { addr, source })?;

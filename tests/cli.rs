@@ -435,3 +435,32 @@ fn port_holding_a_service_link_is_explained() {
         assert!(err.contains("enableServiceLinks: false"), "{err}");
     }
 }
+
+/// `--set NAME=VALUE` flags override the file and the variables; a bad one
+/// is named as a flag, and a name that is no option is refused.
+#[test]
+fn set_flags_override_the_file_and_the_environment() {
+    let (dir, _) = generated();
+    let env = [("NATSGATE_TOKEN_HMAC_SECRET_KEY", "from-the-environment")];
+    let out = natsgate(
+        dir.path(),
+        &["-c", "config.json", "--set", "token_hmac_secret_key=from-a-flag", "gentoken", "-u", "a"],
+        &env,
+    );
+    assert_exit(&out, 0);
+    let config =
+        Config::from_iter([("NATSGATE_TOKEN_HMAC_SECRET_KEY".to_string(), "from-a-flag".to_string())]).unwrap();
+    TokenVerifier::from_config(&config)
+        .unwrap()
+        .verify_connect(stdout(&out).trim())
+        .expect("signed with the flag's key");
+
+    let out = natsgate(dir.path(), &["-c", "config.json", "checkconfig", "--set", "port=hunter2"], &[]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(err.contains("NATSGATE_PORT") && err.contains("--set port") && !err.contains("hunter2"), "{err}");
+    let out = natsgate(dir.path(), &["checkconfig", "--set", "prot=8000"], &[]);
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("did you mean `port`"), "{}", stderr(&out));
+    assert_exit(&natsgate(dir.path(), &["checkconfig", "--set", "port"], &[]), 2);
+}

@@ -115,7 +115,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response<String> {
 }
 
 fn transport_errors(app: &AppContext) -> bool {
-    app.config.api_error_mode == "transport"
+    app.config.api_error_mode == crate::config::ErrorMode::Transport
 }
 
 fn reply(app: &AppContext, outcome: Result<Value, ApiError>) -> Response<String> {

@@ -6,11 +6,10 @@
 
 pub mod options;
 
-use regex::Regex;
 use std::collections::HashMap;
 
 use crate::protocol::codes::ErrorCode;
-pub use options::{parse_namespaces, ChannelOptions};
+pub use options::{parse_namespaces, validate_namespaces, ChannelOptions, ChannelRegex, Namespace};
 
 /// Channels starting with this need a subscription token.
 pub const PRIVATE_PREFIX: char = '$';
@@ -42,25 +41,24 @@ impl Actor<'_> {
     }
 }
 
-/// The channel rules of this gateway, built once from configuration.
+/// The channel rules of this gateway, built once by configuration
+/// validation (each `channel_regex` was compiled when it was read; cloning
+/// the rules shares the compiled regexes).
+#[derive(Clone, Debug)]
 pub struct ChannelRules {
-    top: Namespace,
-    namespaces: HashMap<String, Namespace>,
+    top: ChannelOptions,
+    namespaces: HashMap<String, ChannelOptions>,
     max_length: usize,
 }
 
-struct Namespace {
-    options: ChannelOptions,
-    regex: Option<Regex>,
-}
+/// Channel names longer than this are refused unless configured otherwise
+/// (`channel_max_length`, Centrifugo's default).
+pub const DEFAULT_MAX_LENGTH: usize = 255;
 
-impl Namespace {
-    fn new(options: ChannelOptions) -> Result<Self, String> {
-        let regex = match options.channel_regex.as_str() {
-            "" => None,
-            re => Some(Regex::new(re).map_err(|e| format!("channel_regex: {e}"))?),
-        };
-        Ok(Namespace { options, regex })
+/// The rules of the default options: no namespaces, nothing allowed.
+impl Default for ChannelRules {
+    fn default() -> Self {
+        ChannelRules { top: ChannelOptions::default(), namespaces: HashMap::new(), max_length: DEFAULT_MAX_LENGTH }
     }
 }
 
@@ -81,23 +79,23 @@ impl ChannelRules {
         top.validate()?;
         let mut map = HashMap::new();
         for (name, options) in namespaces {
-            let ns = Namespace::new(options).map_err(|e| format!("namespace {name:?}: {e}"))?;
-            map.insert(name, ns);
+            options.validate().map_err(|e| format!("namespace {name:?}: {e}"))?;
+            map.insert(name, options);
         }
-        Ok(ChannelRules { top: Namespace::new(top)?, namespaces: map, max_length })
+        Ok(ChannelRules { top, namespaces: map, max_length })
     }
 
     /// Rules for one namespace ("" for the top level), if it exists.
     pub fn namespace(&self, name: &str) -> Option<&ChannelOptions> {
         if name.is_empty() {
-            Some(&self.top.options)
+            Some(&self.top)
         } else {
-            self.namespaces.get(name).map(|n| &n.options)
+            self.namespaces.get(name)
         }
     }
 
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &ChannelOptions)> {
-        std::iter::once(("", &self.top.options)).chain(self.namespaces.iter().map(|(n, ns)| (n.as_str(), &ns.options)))
+        std::iter::once(("", &self.top)).chain(self.namespaces.iter().map(|(n, ns)| (n.as_str(), ns)))
     }
 
     /// Finds a channel's namespace and checks its name: unknown namespace
@@ -114,16 +112,16 @@ impl ChannelRules {
         };
         let body = channel.strip_prefix(PRIVATE_PREFIX).unwrap_or(channel);
         let rest = if ns_name.is_empty() { channel } else { &body[ns_name.len() + 1..] };
-        let name_ok = match &ns.regex {
+        let name_ok = match ns.channel_regex.get() {
             Some(re) => re.is_match(rest),
             None => channel.is_ascii(),
         };
         if !name_ok {
             return Err(ErrorCode::BAD_REQUEST);
         }
-        let allowed_users = (ns.options.allow_user_limited_channels && channel.contains(USER_BOUNDARY))
+        let allowed_users = (ns.allow_user_limited_channels && channel.contains(USER_BOUNDARY))
             .then(|| channel.rsplit(USER_BOUNDARY).next().unwrap_or("").split(USER_SEPARATOR).collect());
-        Ok(Resolved { options: &ns.options, private: channel.starts_with(PRIVATE_PREFIX), allowed_users })
+        Ok(Resolved { options: ns, private: channel.starts_with(PRIVATE_PREFIX), allowed_users })
     }
 }
 

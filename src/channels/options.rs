@@ -1,11 +1,27 @@
-//! Channel options: the per-namespace rules (Centrifugo's names and meanings).
+//! Channel options: the per-namespace rules (Centrifugo's names and meanings),
+//! declared once for the top level and for every namespace.
 
-use serde::Deserialize;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_with::{DisplayFromStr, PickFirst, Same};
 use std::time::Duration;
 
-/// Options of a namespace, or of channels without one (the top level).
-/// Field names are Centrifugo's, so a Centrifugo namespace config carries over.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+/// Reads a number or boolean given either as itself (a JSON file) or as
+/// text (a `NATSGATE_*` variable, which `envy` always hands over as a
+/// string, also inside `#[serde(flatten)]`).
+pub type Lenient = PickFirst<(Same, DisplayFromStr)>;
+
+/// Options of a namespace, or of channels without one (the top level, where
+/// they are flattened into `Config`). Field names are Centrifugo's, so a
+/// Centrifugo namespace config carries over (Centrifugo embeds one
+/// `ChannelOptions` type the same way: `internal/rule/namespace.go`).
+// Every number and boolean reads as itself or as text.
+#[serde_with::apply(
+    bool => #[serde_as(as = "Lenient")],
+    u32 => #[serde_as(as = "Lenient")],
+)]
+#[serde_with::serde_as]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelOptions {
     /// Authenticated clients may subscribe on their own.
@@ -18,16 +34,24 @@ pub struct ChannelOptions {
     pub allow_publish_for_subscriber: bool,
     /// Anonymous clients may publish (with one of the two above).
     pub allow_publish_for_anonymous: bool,
+    /// Authenticated clients may ask for presence.
     pub allow_presence_for_client: bool,
+    /// Subscribers may ask for presence.
     pub allow_presence_for_subscriber: bool,
+    /// Anonymous clients may ask for presence (with one of the two above).
     pub allow_presence_for_anonymous: bool,
+    /// Authenticated clients may ask for history.
     pub allow_history_for_client: bool,
+    /// Subscribers may ask for history.
     pub allow_history_for_subscriber: bool,
+    /// Anonymous clients may ask for history (with one of the two above).
     pub allow_history_for_anonymous: bool,
     /// `name#42,43` may be subscribed only by users 42 and 43.
     pub allow_user_limited_channels: bool,
-    /// A regular expression the channel name (without namespace) must match.
-    pub channel_regex: String,
+    /// A regular expression the channel name (without namespace) must match;
+    /// compiled when the configuration is read.
+    #[serde_as(as = "DisplayFromStr")]
+    pub channel_regex: ChannelRegex,
     /// Keep presence information for channels.
     pub presence: bool,
     /// Send join and leave pushes (needs presence).
@@ -49,34 +73,97 @@ pub struct ChannelOptions {
     pub allow_positioning: bool,
 }
 
+/// `channel_regex`, compiled once; empty text means no rule.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelRegex(Option<Regex>);
+
+impl ChannelRegex {
+    /// Whether `name` passes: always when there is no rule.
+    pub fn get(&self) -> Option<&Regex> {
+        self.0.as_ref()
+    }
+}
+
+impl std::str::FromStr for ChannelRegex {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "" => Ok(ChannelRegex(None)),
+            re => Regex::new(re).map(|re| ChannelRegex(Some(re))).map_err(|e| format!("not a valid regex: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_ref().map_or("", Regex::as_str))
+    }
+}
+
+/// Two rules are equal when their sources are.
+impl PartialEq for ChannelRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// One entry of the `namespaces` option: a `name` and, beside it, the
+/// channel options of that namespace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Namespace {
+    pub name: String,
+    #[serde(flatten)]
+    pub options: ChannelOptions,
+}
+
+/// By hand rather than derived: `#[serde(flatten)]` would silently accept
+/// unknown keys, and a misspelt option inside a namespace must be an error
+/// that names the namespace.
+impl<'de> Deserialize<'de> for Namespace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut entry = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let name = match entry.remove("name") {
+            Some(serde_json::Value::String(name)) => name,
+            _ => return Err(D::Error::custom("every namespace needs a string `name`")),
+        };
+        if !valid_namespace_name(&name) {
+            return Err(D::Error::custom(format!(
+                "invalid namespace name {name:?}: use at least two of [-a-zA-Z0-9_]"
+            )));
+        }
+        let options = serde_path_to_error::deserialize(serde_json::Value::Object(entry)).map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." { String::new() } else { format!("{at}: ") };
+            D::Error::custom(format!("namespace {name:?}: {at}{}", e.into_inner()))
+        })?;
+        Ok(Namespace { name, options })
+    }
+}
+
 /// Namespace names: letters, digits, `-` and `_`, at least two characters.
 pub fn valid_namespace_name(name: &str) -> bool {
     name.len() >= 2 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Parses the `namespaces` option: a JSON array of objects, each with a
-/// `name` and channel options. Errors name the namespace and the problem.
-pub fn parse_namespaces(json: &str) -> Result<Vec<(String, ChannelOptions)>, String> {
-    let list: Vec<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_str(json).map_err(|e| format!("not a JSON array of namespace objects: {e}"))?;
-    let mut out: Vec<(String, ChannelOptions)> = Vec::with_capacity(list.len());
-    for mut entry in list {
-        let name = match entry.remove("name") {
-            Some(serde_json::Value::String(name)) => name,
-            _ => return Err("every namespace needs a string `name`".into()),
-        };
-        if !valid_namespace_name(&name) {
-            return Err(format!("invalid namespace name {name:?}: use at least two of [-a-zA-Z0-9_]"));
+/// Checks a namespace list: no name twice, each namespace's options
+/// consistent. Errors name the namespace and the problem.
+pub fn validate_namespaces(list: &[Namespace]) -> Result<(), String> {
+    for (i, ns) in list.iter().enumerate() {
+        if list[..i].iter().any(|other| other.name == ns.name) {
+            return Err(format!("namespace {:?} is defined twice", ns.name));
         }
-        if out.iter().any(|(n, _)| *n == name) {
-            return Err(format!("namespace {name:?} is defined twice"));
-        }
-        let options: ChannelOptions =
-            serde_json::from_value(serde_json::Value::Object(entry)).map_err(|e| format!("namespace {name:?}: {e}"))?;
-        options.validate().map_err(|e| format!("namespace {name:?}: {e}"))?;
-        out.push((name, options));
+        ns.options.validate().map_err(|e| format!("namespace {:?}: {e}", ns.name))?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Parses and checks a `namespaces` JSON array, as the configuration does.
+pub fn parse_namespaces(json: &str) -> Result<Vec<(String, ChannelOptions)>, String> {
+    let list: Vec<Namespace> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON array of namespace objects: {e}"))?;
+    validate_namespaces(&list)?;
+    Ok(list.into_iter().map(|ns| (ns.name, ns.options)).collect())
 }
 
 impl ChannelOptions {
@@ -100,9 +187,6 @@ impl ChannelOptions {
         }
         if self.force_push_join_leave && !self.join_leave {
             return Err("force_push_join_leave needs join_leave".into());
-        }
-        if !self.channel_regex.is_empty() {
-            regex::Regex::new(&self.channel_regex).map_err(|e| format!("channel_regex is not a valid regex: {e}"))?;
         }
         Ok(())
     }

@@ -234,7 +234,7 @@ fn user_limited_channels() {
 fn channel_regex_applies_to_the_name_after_the_namespace() {
     let rules = rules_with(|o| {
         o.allow_subscribe_for_client = true;
-        o.channel_regex = "^[a-z]+$".into();
+        o.channel_regex = "^[a-z]+$".parse().unwrap();
     });
     assert!(rules.resolve("ns:room").is_ok());
     assert_eq!(rules.resolve("ns:Room1").err(), Some(ErrorCode::BAD_REQUEST));

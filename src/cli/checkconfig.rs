@@ -9,8 +9,8 @@ use crate::config::{Config, ConfigError, CONFIG_ENV, ENV_PREFIX};
 /// Loads the configuration and the token keys the way `serve` does; fails
 /// on names that are no option (which `serve` only warns about); warns (on
 /// stderr) about settings that make the gateway refuse everything.
-pub fn run(file: Option<&Path>) -> Result<(), CliError> {
-    let config = load_config(file)?;
+pub fn run(file: Option<&Path>, flags: &[(String, String)]) -> Result<(), CliError> {
+    let config = load_config(file, flags)?;
     // The gateway only warns about names that are no option (Kubernetes
     // adds some); before deploy they are most likely typos.
     if let Some(message) = config.unknown_names_message() {

@@ -77,7 +77,13 @@ pub fn load_dotenv() -> Result<Option<PathBuf>, CliError> {
     }
 }
 
-/// Loads the configuration (file, then environment).
-pub fn load_config(file: Option<&Path>) -> Result<Config, CliError> {
-    Ok(Config::load(file)?)
+/// Loads the configuration (file, then environment, then `--set` flags).
+pub fn load_config(file: Option<&Path>, flags: &[(String, String)]) -> Result<Config, CliError> {
+    Ok(Config::load(file, flags)?)
+}
+
+/// Parses a `--set NAME=VALUE` flag.
+pub fn parse_set(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_string(), value.to_string()))
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenVerifier;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::server::{termination_signal, Server, StartError};
 
 /// The user the development token is made for.
@@ -20,7 +20,7 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if config.log_format == "json" {
+    if config.log_format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

@@ -93,7 +93,7 @@ fn admit(app: &AppContext, shutdown: &Shutdown, headers: &HeaderMap, query: &str
         // Refused before the upgrade, as Centrifugo does: SDKs retry later.
         return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
-    if !app.config.origin_check.allows(headers) {
+    if !app.config.allowed_origins.allows(headers) {
         return Err((StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let offered: Vec<&str> = headers

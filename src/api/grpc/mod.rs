@@ -86,7 +86,7 @@ impl GrpcApi {
             n => n,
         };
         let service = CentrifugoApiServer::new(Api {
-            transport_errors: config.grpc_api_error_mode == "transport",
+            transport_errors: config.grpc_api_error_mode == crate::config::ErrorMode::Transport,
             app: app.clone(),
         })
         .max_decoding_message_size(limit);

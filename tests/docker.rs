@@ -45,7 +45,17 @@ fn skip(test: &str, why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message} (CI=true: the Docker tests must run; bash .ci/run starts a daemon with .ci/dockerd)");
     }
-    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+    // Written to the real stderr: libtest's capture (print macros only)
+    // would hide a passing test's message.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
+}
+
+/// A line on the real stderr, shown even when libtest captures output (the
+/// build's duration and the image size belong in every CI log).
+fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Runs `cmd`, bounded by `timeout`; returns its output (stdout, stderr).
@@ -159,14 +169,13 @@ struct Images {
     nginx: String,
 }
 
-/// Builds (or reuses) the image once per test binary. `Ok(None)`: no
-/// usable Docker (the reason, for `skip`). A failed build is `Err`.
+/// Builds (or reuses) the image once per test binary. Err("skip:why"): no
+/// usable Docker on this machine; any other Err: a failed build.
 fn images() -> Result<Images, String> {
     static IMAGES: OnceLock<Result<Images, String>> = OnceLock::new();
     IMAGES.get_or_init(build_images).clone()
 }
 
-/// Err with a leading "skip:" means this machine has no usable Docker.
 fn build_images() -> Result<Images, String> {
     let docker = Docker::find().map_err(|why| format!("skip:{why}"))?;
     let mut cmd = Command::new(repo().join(".ci/docker-images"));
@@ -187,7 +196,7 @@ fn build_images() -> Result<Images, String> {
     let id = |image: &str| docker.ok(&["image", "inspect", "--format", "{{.Id}}", image]);
     let tag = format!("natsgate-ci/natsgate:src-{:016x}", source_hash(&[id(&base), id(&rust)]));
     if docker.succeeds(&["image", "inspect", &tag]) {
-        eprintln!("docker: reusing {tag} (same Dockerfile, build context and base images)");
+        note(&format!("docker: reusing {tag} (same Dockerfile, build context and base images)"));
     } else {
         let started = Instant::now();
         let mut cmd = docker.command(&["build", "--progress=plain"]);
@@ -200,7 +209,7 @@ fn build_images() -> Result<Images, String> {
             let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
             return Err(format!("docker build failed:\n{}", tail.join("\n")));
         }
-        eprintln!("docker: built {tag} in {:.0?}", started.elapsed());
+        note(&format!("docker: built {tag} in {:.0?}", started.elapsed()));
         // Older builds of this tree are no longer needed: keep the disk in check.
         let listed = docker.ok(&["image", "ls", "natsgate-ci/natsgate", "--format", "{{.Repository}}:{{.Tag}}"]);
         for old in listed.lines().filter(|t| *t != tag) {
@@ -208,7 +217,7 @@ fn build_images() -> Result<Images, String> {
         }
     }
     let size: u64 = docker.ok(&["image", "inspect", "--format", "{{.Size}}", &tag]).parse().unwrap_or(0);
-    eprintln!("docker: image {tag} is {:.1} MB", size as f64 / 1e6);
+    note(&format!("docker: image {tag} is {:.1} MB", size as f64 / 1e6));
     Ok(Images { natsgate: tag, nats: image("NATS")?, nginx: image("NGINX")?, docker })
 }
 
@@ -245,7 +254,7 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// Gets the images, or says why the test is skipped (Ok(None)).
+/// The images, or None after saying why the test is skipped.
 fn images_or_skip(test: &str) -> Option<Images> {
     match images() {
         Ok(images) => Some(images),

@@ -36,7 +36,10 @@ fn skip(test: &str, why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message} (CI=true: this test must run; bash .ci/run installs nginx)");
     }
-    eprintln!("\n!!!!!!!! {message} !!!!!!!!\n");
+    // Written to the real stderr: libtest's capture (print macros only)
+    // would hide a passing test's message.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {message} !!!!!!!!\n");
 }
 
 /// The shipped config with the two upstream servers pointed at `upstreams`

@@ -550,9 +550,15 @@ async fn compose_cluster_serves_clients_through_nginx() {
     let url = format!("ws://127.0.0.1:{port}/connection/websocket");
     let channel = "compose-news";
     let mut clients = Vec::new();
-    for user in ["alice", "bob"] {
+    // Alice's token comes from the README's command (the image's CLI, in a
+    // gateway container, with the cluster's secret); Bob's from the test.
+    let minted =
+        project.run(&["exec", "-T", "natsgate-1", "natsgate", "gentoken", "-u", "alice"], Duration::from_secs(60));
+    assert!(minted.status.success(), "gentoken in the container: {}", text(&minted.stderr));
+    let alice = text(&minted.stdout).lines().last().unwrap_or_default().to_string();
+    for token in [alice, hs256_token(secret, "bob", Some(3600), json!({}))] {
         let mut client = WsClient::connect(&url, Protocol::Json).await;
-        client.connect_token(&hs256_token(secret, user, Some(3600), json!({}))).await;
+        client.connect_token(&token).await;
         client.subscribe(channel).await;
         clients.push(client);
     }

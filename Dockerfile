@@ -1,5 +1,8 @@
-# natsgate container image. (No `# syntax=` line: it would make BuildKit pull
-# a frontend image first; the cache mounts below work without it on Docker 23+.)
+# natsgate container image. No `# syntax=` line: it would make BuildKit pull
+# a frontend image (docker/dockerfile) from a registry first; the cache mounts
+# below work with BuildKit's built-in frontend (checked with Docker 20.10,
+# which tests/docker.rs builds this file with, DOCKER_BUILDKIT=1). BuildKit is
+# the default builder since Docker 23.
 #
 #   docker build -t natsgate:dev .
 #   docker run --rm --stop-timeout 35 -p 8000:8000 -p 9000:9000 \
@@ -14,7 +17,10 @@
 #
 # Stage 1 builds the release binary from the locked dependency set; stage 2 is
 # a slim Debian runtime running as an unprivileged numeric user (so Kubernetes'
-# runAsNonRoot can verify it).
+# runAsNonRoot can verify it). Both base images are build arguments, for a
+# mirror or a pinned digest (tests/docker.rs passes local stand-ins, made by
+# .ci/docker-images, because it cannot pull). The build context is the
+# whitelist in .dockerignore.
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim

@@ -12,7 +12,9 @@
 //!   `/usr/bin/natsgate` resolving to the installed binary through an overlay
 //!   on `/usr/bin` in a private mount namespace (nothing changes on the host);
 //! - the .rpm (`cargo generate-rpm` over a stripped copy of the binary) is
-//!   read with `rpm -qp`: files, config files, owners and modes, scriptlets.
+//!   read with `rpm -qp` (files, config files, owners and modes, scriptlets,
+//!   requirements), then installed with `rpm --root` into another Debian
+//!   root, where its `%pre` makes the user, and erased.
 //!
 //! Needs root (chroot, mount), cargo-deb, cargo-generate-rpm, dpkg, rpm,
 //! systemd-analyze, strip, unshare and the rootfs; `bash .ci/run` installs
@@ -571,4 +573,35 @@ fn rpm_holds_the_binary_unit_config_and_user_scriptlets() {
         .to_string();
     let ours = run_ok(Command::new("sha256sum").arg(root_dir().join("deploy/packaging/natsgate.service")));
     assert_eq!(ours.split_whitespace().next(), Some(digest.as_str()), "the rpm's unit differs from deploy/packaging's");
+
+    // Its scriptlets run: installed with rpm into the Debian root (no rpm
+    // database knows Debian's libc there, hence --nodeps), the %pre makes the
+    // user before the secrets file is given its group; erase removes it.
+    if !can_run("the .rpm install", &require(&["chroot", "tar"], &[], true)) {
+        return;
+    }
+    let root_guard = match debian_root() {
+        Ok(root) => root,
+        Err(why) => {
+            can_run("the .rpm install", &Err(why));
+            return;
+        }
+    };
+    let root = root_guard.path();
+    let rpm_root = |args: &[&str]| {
+        let mut cmd = Command::new("rpm");
+        cmd.arg("--root").arg(root).args(args);
+        cmd
+    };
+    run_ok(&mut rpm_root(&["--initdb"]));
+    run_ok(rpm_root(&["-i", "--nodeps", "--nosignature"]).arg(&rpm));
+    let passwd = run_ok(&mut chroot(root, None, &[], &["getent", "passwd", "natsgate"]));
+    assert!(passwd.trim().ends_with(":/nonexistent:/sbin/nologin"), "{passwd}");
+    let owner = run_ok(&mut chroot(root, None, &[], &["stat", "-c", "%U:%G %a", "/etc/natsgate/natsgate.env"]));
+    assert_eq!(owner.trim(), "root:natsgate 640", "the secrets file");
+    let version = run_ok(&mut chroot(root, None, &[], &["natsgate", "version"]));
+    assert_eq!(version.trim(), format!("natsgate {VERSION}"));
+    run_ok(&mut rpm_root(&["-e", "natsgate"]));
+    assert!(!root.join("usr/bin/natsgate").exists(), "rpm -e left the binary");
+    assert!(!root.join("etc/natsgate/config.json").exists(), "rpm -e left an unchanged config file");
 }

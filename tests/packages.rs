@@ -306,7 +306,8 @@ fn deb_installs_into_debian_runs_as_its_user_and_purges_cleanly() {
     let root_guard = match debian_root() {
         Ok(root) => root,
         Err(why) => {
-            assert!(can_run("the .deb install test", &Err(why)), "unreachable");
+            // Panics under CI=true, else says why it skips.
+            can_run("the .deb install test", &Err(why));
             return;
         }
     };

@@ -1,0 +1,234 @@
+//! Hub contention benchmark: fan-out on one busy channel while other tasks
+//! subscribe and unsubscribe on other channels, over the in-memory broker.
+//!
+//! Four figures, meant to be read in pairs:
+//! - `fanout/quiet` vs `fanout/churn`: time to fan one publication out to
+//!   [`HOT_SUBSCRIBERS`] subscribers, alone and while [`CHURNERS`] threads
+//!   subscribe and unsubscribe on other channels without pause;
+//! - `subscribe/quiet` vs `subscribe/fanout`: one subscribe plus unsubscribe
+//!   on a cold channel, alone and while a thread publishes to the hot channel
+//!   without pause.
+//!
+//! A hub that holds one lock over a whole fan-out makes the second figure of
+//! each pair grow with the fan-out's length; a hub whose fan-out holds
+//! nothing the other channels need keeps them close (on a machine with a
+//! free core for the background thread: on fewer cores they also share CPU).
+//!
+//! Run: `cargo bench --bench hub -- --measurement-time 3`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use natsgate::broker::memory::MemoryBroker;
+use natsgate::broker::{Broker, HistoryConfig, Message};
+use natsgate::hub::{ClientHandle, Hub};
+use natsgate::outbox::Outbox;
+use natsgate::protocol::Protocol;
+
+/// Subscribers of the busy channel: enough that one fan-out takes a while.
+const HOT_SUBSCRIBERS: u64 = 5_000;
+/// Threads subscribing and unsubscribing on other channels.
+const CHURNERS: usize = 1;
+/// Publications between two drains of the hot subscribers' queues.
+const DRAIN_EVERY: u64 = 32;
+const HOT: &str = "hot";
+
+fn client(hub: &Hub, i: u64) -> Arc<ClientHandle> {
+    let (control, _) = tokio::sync::mpsc::channel(1);
+    Arc::new(ClientHandle {
+        key: hub.next_key(),
+        client_id: format!("client-{i}"),
+        user: format!("user-{i}"),
+        protocol: if i % 2 == 0 { Protocol::Json } else { Protocol::Protobuf },
+        conn_info: Bytes::new(),
+        // Large enough that the drains below keep every client connected.
+        outbox: Arc::new(Outbox::new(1 << 30)),
+        control,
+    })
+}
+
+/// Subscribes `client` to `channel` so that it receives publications at once.
+async fn join(hub: &Hub, channel: &str, client: &Arc<ClientHandle>) {
+    hub.subscribe(channel, client, Bytes::new(), false, false, false).await.expect("memory broker subscribes");
+    hub.activate(channel, client.key, 0);
+}
+
+struct Setup {
+    hub: Arc<Hub>,
+    hot: Arc<Vec<Arc<ClientHandle>>>,
+}
+
+fn setup(rt: &tokio::runtime::Runtime) -> Setup {
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(HistoryConfig::default()));
+    let hub = Hub::new(broker);
+    let hot: Vec<_> = (0..HOT_SUBSCRIBERS).map(|i| client(&hub, i)).collect();
+    rt.block_on(async {
+        for c in &hot {
+            join(&hub, HOT, c).await;
+        }
+    });
+    Setup { hub, hot: Arc::new(hot) }
+}
+
+fn message() -> Message {
+    Message { data: Bytes::from_static(br#"{"text":"hello everyone","n":1}"#), ..Default::default() }
+}
+
+/// Empties every hot subscriber's queue, as their socket writers would.
+async fn drain(hot: &[Arc<ClientHandle>]) {
+    let mut batch = VecDeque::new();
+    for c in hot {
+        if c.outbox.queued_bytes() > 0 {
+            c.outbox.next(&mut batch).await;
+            batch.clear();
+        }
+    }
+}
+
+async fn publish(hub: &Hub, hot: &[Arc<ClientHandle>], n: u64) {
+    hub.broker().publish(HOT, message()).await.expect("memory broker publishes");
+    if n % DRAIN_EVERY == DRAIN_EVERY - 1 {
+        drain(hot).await;
+    }
+}
+
+/// A background thread running `work` in a loop until the returned guard drops.
+struct Background {
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    started: Instant,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    fn spawn<F, Fut>(work: F) -> Background
+    where
+        F: Fn(u64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let (s, o) = (stop.clone(), ops.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let mut n = 0;
+                while !s.load(Ordering::Relaxed) {
+                    work(n).await;
+                    n += 1;
+                    o.store(n, Ordering::Relaxed);
+                }
+            });
+        });
+        Background { stop, ops, started: Instant::now(), thread: Some(thread) }
+    }
+}
+
+impl Background {
+    /// Loops done per second since the start.
+    fn rate(&self) -> f64 {
+        self.ops.load(Ordering::Relaxed) as f64 / self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Subscribes and unsubscribes one client on 64 cold channels in turn.
+fn churner(hub: &Arc<Hub>, id: u64) -> Background {
+    let hub = hub.clone();
+    let me = client(&hub, 1_000_000 + id);
+    Background::spawn(move |n| {
+        let (hub, me) = (hub.clone(), me.clone());
+        async move {
+            let channel = format!("cold-{id}-{}", n % 64);
+            join(&hub, &channel, &me).await;
+            hub.unsubscribe(&channel, me.key);
+        }
+    })
+}
+
+fn fanout(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let s = setup(&rt);
+    let mut group = c.benchmark_group("fanout");
+    group.sample_size(10);
+    group.throughput(criterion::Throughput::Elements(HOT_SUBSCRIBERS));
+    group.bench_function("quiet", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for n in 0..iters {
+                    publish(&s.hub, &s.hot, n).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    let churners: Vec<_> = (0..CHURNERS as u64).map(|i| churner(&s.hub, i)).collect();
+    group.bench_function("churn", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for n in 0..iters {
+                    publish(&s.hub, &s.hot, n).await;
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+    let rate: f64 = churners.iter().map(Background::rate).sum();
+    drop(churners);
+    eprintln!("fanout: meanwhile the churners made {rate:.0} subscribe+unsubscribe pairs/s");
+}
+
+fn subscribe(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let s = setup(&rt);
+    let me = client(&s.hub, 2_000_000);
+    let mut group = c.benchmark_group("subscribe");
+    group.sample_size(10);
+    let mut measure = |name: &str| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for n in 0..iters {
+                        let channel = format!("cold-{}", n % 64);
+                        let started = Instant::now();
+                        join(&s.hub, &channel, &me).await;
+                        s.hub.unsubscribe(&channel, me.key);
+                        spent += started.elapsed();
+                    }
+                    spent
+                })
+            })
+        });
+    };
+    measure("quiet");
+    let (hub, hot) = (s.hub.clone(), s.hot.clone());
+    let publisher = Background::spawn(move |n| {
+        let (hub, hot) = (hub.clone(), hot.clone());
+        async move { publish(&hub, &hot, n).await }
+    });
+    measure("fanout");
+    group.finish();
+    let rate = publisher.rate();
+    drop(publisher);
+    eprintln!("subscribe: meanwhile the publisher fanned out {rate:.0} publications/s");
+}
+
+criterion_group!(benches, fanout, subscribe);
+criterion_main!(benches);

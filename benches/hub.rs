@@ -44,7 +44,7 @@ fn client(hub: &Hub, i: u64) -> Arc<ClientHandle> {
         key: hub.next_key(),
         client_id: format!("client-{i}"),
         user: format!("user-{i}"),
-        protocol: if i % 2 == 0 { Protocol::Json } else { Protocol::Protobuf },
+        protocol: if i.is_multiple_of(2) { Protocol::Json } else { Protocol::Protobuf },
         conn_info: Bytes::new(),
         // Large enough that the drains below keep every client connected.
         outbox: Arc::new(Outbox::new(1 << 30)),
@@ -54,7 +54,7 @@ fn client(hub: &Hub, i: u64) -> Arc<ClientHandle> {
 
 /// Subscribes `client` to `channel` so that it receives publications at once.
 async fn join(hub: &Hub, channel: &str, client: &Arc<ClientHandle>) {
-    hub.subscribe(channel, client, Bytes::new(), false, false, false).await.expect("memory broker subscribes");
+    hub.subscribe(channel, client, Bytes::new(), false, false).await.expect("memory broker subscribes");
     hub.activate(channel, client.key, 0);
 }
 

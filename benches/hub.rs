@@ -201,6 +201,9 @@ fn subscribe(c: &mut Criterion) {
     let mut group = c.benchmark_group("subscribe");
     group.sample_size(10);
     let mut measure = |name: &str| {
+        // The mean hides a subscribe that waited for a whole fan-out among
+        // thousands that did not: the tail shows it.
+        let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -210,12 +213,24 @@ fn subscribe(c: &mut Criterion) {
                         let started = Instant::now();
                         join(&s.hub, &channel, &me).await;
                         s.hub.unsubscribe(&channel, me.key);
-                        spent += started.elapsed();
+                        let took = started.elapsed();
+                        spent += took;
+                        let _ = latencies.record(took.as_nanos() as u64);
                     }
                     spent
                 })
             })
         });
+        let q = |p: f64| latencies.value_at_quantile(p) as f64 / 1000.0;
+        eprintln!(
+            "subscribe/{name}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, p99.99 {:.1} µs, max {:.1} µs over {} subscribes",
+            q(0.5),
+            q(0.99),
+            q(0.999),
+            q(0.9999),
+            latencies.max() as f64 / 1000.0,
+            latencies.len()
+        );
     };
     measure("quiet");
     let (hub, hot) = (s.hub.clone(), s.hot.clone());

@@ -101,6 +101,18 @@ async fn publish(hub: &Hub, hot: &[Arc<ClientHandle>], fanning: &AtomicBool, n: 
     }
 }
 
+/// Times this thread has slept so far (voluntary context switches): a
+/// thread that waits for a lock sleeps, one merely preempted by the
+/// scheduler does not, so this counts lock waits apart from CPU sharing.
+fn sleeps() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
+        usage.ru_nvcsw
+    }
+}
+
 /// A background thread running `work` in a loop until the returned guard drops.
 struct Background {
     stop: Arc<AtomicBool>,
@@ -169,29 +181,28 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     group.sample_size(10);
     group.throughput(criterion::Throughput::Elements(HOT_SUBSCRIBERS));
-    group.bench_function("quiet", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for n in 0..iters {
-                    publish(&s.hub, &s.hot, &s.fanning, n).await;
-                }
-                started.elapsed()
+    let measure = |group: &mut criterion::BenchmarkGroup<_>, name: &str| {
+        let (mut publications, mut slept) = (0, 0);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let before = sleeps();
+                    let started = Instant::now();
+                    for n in 0..iters {
+                        publish(&s.hub, &s.hot, &s.fanning, n).await;
+                    }
+                    let took = started.elapsed();
+                    publications += iters;
+                    slept += sleeps() - before;
+                    took
+                })
             })
-        })
-    });
+        });
+        eprintln!("fanout/{name}: the publishing thread slept {slept} times in {publications} publications");
+    };
+    measure(&mut group, "quiet");
     let churners: Vec<_> = (0..CHURNERS as u64).map(|i| churner(&s.hub, i)).collect();
-    group.bench_function("churn", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let started = Instant::now();
-                for n in 0..iters {
-                    publish(&s.hub, &s.hot, &s.fanning, n).await;
-                }
-                started.elapsed()
-            })
-        })
-    });
+    measure(&mut group, "churn");
     group.finish();
     let rate: f64 = churners.iter().map(Background::rate).sum();
     drop(churners);
@@ -211,6 +222,7 @@ fn subscribe(c: &mut Criterion) {
         // lock shared with the fan-out they wait for its end.
         let mut latencies = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
         let mut overlapped = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        let mut slept = 0;
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
@@ -218,10 +230,12 @@ fn subscribe(c: &mut Criterion) {
                     for n in 0..iters {
                         let channel = format!("cold-{}", n % 64);
                         let during = s.fanning.load(Ordering::Relaxed);
+                        let before = sleeps();
                         let started = Instant::now();
                         join(&s.hub, &channel, &me).await;
                         s.hub.unsubscribe(&channel, me.key);
                         let took = started.elapsed();
+                        slept += (sleeps() > before) as u64;
                         spent += took;
                         let _ = latencies.record(took.as_nanos() as u64);
                         if during {
@@ -242,6 +256,7 @@ fn subscribe(c: &mut Criterion) {
             latencies.max() as f64 / 1000.0,
             latencies.len()
         );
+        eprintln!("subscribe/{name}: {slept} of {} subscribes slept (waited for a lock)", latencies.len());
         if !overlapped.is_empty() {
             let q = |p: f64| overlapped.value_at_quantile(p) as f64 / 1000.0;
             eprintln!(

@@ -110,9 +110,8 @@ impl Outbox {
         }
     }
 
-    /// Bytes queued now.
-    #[cfg(test)]
-    fn queued_bytes(&self) -> usize {
+    /// Bytes queued now (tests and the hub benchmark drain by it).
+    pub fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
     }
 }

@@ -211,7 +211,7 @@ fn unit_runs_unprivileged_with_fds_restarts_and_a_stop_timeout_beyond_the_drain(
 
 #[test]
 fn default_config_and_environment_file_name_only_real_options() {
-    let options: BTreeSet<&str> = natsgate::config::Config::option_names().iter().copied().collect();
+    let options: BTreeSet<&str> = natsgate::config::Config::option_names().iter().map(String::as_str).collect();
     let config: serde_json::Value =
         serde_json::from_str(&read(&root_dir().join("deploy/packaging/config.json"))).expect("config.json is JSON");
     for key in config.as_object().expect("config.json is an object").keys() {

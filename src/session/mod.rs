@@ -12,6 +12,8 @@ pub(crate) mod error;
 mod publish;
 mod subscribe;
 mod user_command;
+#[cfg(test)]
+mod tests;
 
 use bytes::BytesMut;
 use std::collections::HashMap;
@@ -51,8 +53,9 @@ pub(crate) struct Session {
     conn: Option<Connected>,
     /// A connect was answered with an error; nothing more is accepted.
     connect_refused: bool,
-    /// Recovering subscriptions to release once their replies are queued:
-    /// (channel, last offset sent in the reply).
+    /// New subscriptions whose pushes the hub holds until the reply that
+    /// announces them is queued: (channel, last history offset the reply
+    /// carried or stood for, 0 if none).
     activations: Vec<(String, u64)>,
 }
 
@@ -67,9 +70,6 @@ pub(crate) struct SubState {
     pub(crate) info: bytes::Bytes,
     /// The client asked for join/leave pushes (or the namespace forces them).
     pub(crate) join_leave: bool,
-    /// Subscribed with recovery: live publications wait in the hub until
-    /// the subscribe reply is queued.
-    pub(crate) recovering: bool,
     /// Told when publications were missed (2500, or 3010 if server-side).
     pub(crate) positioned: bool,
 }
@@ -187,7 +187,7 @@ impl Session {
         if !batch.is_empty() {
             self.outbox.push(batch.freeze());
         }
-        self.release_recovered();
+        self.release_subscriptions();
         result
     }
 
@@ -201,11 +201,12 @@ impl Session {
         })
     }
 
-    /// Lets live publications flow to subscriptions whose recovery reply is
-    /// now queued.
-    fn release_recovered(&mut self) {
+    /// Lets pushes flow to the subscriptions whose announcing replies are
+    /// now queued (see [`crate::hub`]: never a push before that reply).
+    fn release_subscriptions(&mut self) {
+        let activations = std::mem::take(&mut self.activations);
         let Some(conn) = self.conn.as_ref() else { return };
-        for (channel, sent) in self.activations.drain(..) {
+        for (channel, sent) in activations {
             self.app.hub.activate(&channel, conn.handle.key, sent);
         }
     }

@@ -66,7 +66,7 @@ impl Session {
             options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
         let positioned = options.history_enabled()
             && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
-        let state = SubState { expire_at, server_side: false, info, join_leave, recovering: recoverable, positioned };
+        let state = SubState { expire_at, server_side: false, info, join_leave, positioned };
         self.join_channel(&channel, state).await?;
         let (expires, ttl) = super::ttl_of(expire_at);
         let mut result = SubscribeResult { expires, ttl, positioned, ..Default::default() };
@@ -86,6 +86,8 @@ impl Session {
                 Ok(page) => {
                     result.epoch = page.position.epoch;
                     result.offset = page.position.offset;
+                    // Publications up to here are behind the client's position.
+                    self.set_activation(&channel, result.offset);
                 }
                 Err(e) => {
                     self.leave_channel(&channel);
@@ -137,8 +139,16 @@ impl Session {
         // advance (centrifuge: "attach stream offset from request").
         result.offset = if result.recovered { req.offset } else { position.offset };
         result.publications = publications.into_iter().map(Publication::from).collect();
-        self.activations.push((channel.to_string(), sent.max(req.offset)));
+        self.set_activation(channel, sent.max(req.offset));
         Ok(result)
+    }
+
+    /// Records the last history offset a pending subscribe reply carries or
+    /// stands for: held publications up to it are not sent again.
+    fn set_activation(&mut self, channel: &str, sent: u64) {
+        if let Some(activation) = self.activations.iter_mut().rev().find(|(c, _)| c == channel) {
+            activation.1 = sent;
+        }
     }
 
     pub(super) fn unsubscribe(&mut self, req: UnsubscribeRequest) -> Reply {
@@ -181,9 +191,11 @@ impl Session {
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         let hub = &self.app.hub;
-        hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, state.recovering, state.positioned)
-            .await?;
+        hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, state.positioned).await?;
         conn.channels.insert(channel.to_string(), state);
+        // Its pushes wait in the hub until the caller has queued the reply
+        // that announces it and calls `release_subscriptions`.
+        self.activations.push((channel.to_string(), 0));
         if let Some(conn) = self.conn.as_ref() {
             self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Join);
         }
@@ -201,6 +213,7 @@ impl Session {
         let info = conn.client_info(channel);
         conn.channels.remove(channel);
         self.app.hub.unsubscribe(channel, conn.handle.key);
+        self.activations.retain(|(c, _)| c != channel);
         self.announce(channel, info, crate::broker::PresenceEvent::Leave);
         true
     }

@@ -27,6 +27,7 @@ impl Session {
                     return Ok(());
                 }
                 self.push(channel, |p| p.subscribe = Some(Subscribe::default()));
+                self.release_subscriptions();
             }
             UserCommand::Unsubscribe { channel, insufficient_state, .. } => {
                 let server_side =

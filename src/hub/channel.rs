@@ -1,0 +1,292 @@
+//! One channel of the hub: its local subscribers, and the fan-out of what
+//! the broker delivers for it.
+//!
+//! A fan-out reads only its own channel (the subscribers' read lock), so it
+//! never waits for, nor delays, another channel's subscribes, unsubscribes or
+//! deliveries. A subscriber starts *held*: its pushes wait in the subscriber
+//! until the session has queued the reply that announces the subscription
+//! ([`Channel::activate`]); from then on pushes go straight to the client's
+//! queue, the common path taking no per-subscriber lock.
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::sync::OnceCell;
+
+use super::ClientHandle;
+use crate::broker::{now_ms, Deliver, Message, PresenceEvent, SubscriptionGuard};
+use crate::user_command::UserCommand;
+use crate::metrics::metrics;
+use crate::protocol::codes::Disconnect;
+use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
+
+/// Pushes held for one subscriber while its subscribe is answered, at most.
+pub(super) const MAX_PENDING: usize = 10_000;
+
+/// A channel with at least one local subscriber.
+pub(super) struct Channel {
+    pub(super) name: String,
+    members: RwLock<Members>,
+    /// Offset of the last publication seen (history channels), to detect gaps.
+    last_offset: AtomicU64,
+    /// Filled once the broker subscription is active; shared by concurrent
+    /// first subscribers so the broker is asked once. Dropped with the
+    /// channel, which unsubscribes the broker.
+    pub(super) broker_sub: OnceCell<SubscriptionGuard>,
+}
+
+struct Members {
+    subscribers: HashMap<u64, Subscriber>,
+    /// The last subscriber left and the channel is leaving the index: no one
+    /// may join it any more (they make a new one).
+    closed: bool,
+}
+
+/// One local subscription of a channel.
+pub(super) struct Subscriber {
+    client: Arc<ClientHandle>,
+    /// `chan_info` for presence and publications.
+    chan_info: Bytes,
+    /// Receives join and leave pushes.
+    join_leave: bool,
+    /// Positioned: told (2500/3010) when the gateway sees a publication gap.
+    positioned: bool,
+    /// A gap was seen: nothing more is delivered until the session drops
+    /// the subscription, so the client never sees a later publication first.
+    stalled: AtomicBool,
+    /// Set once the subscribe reply is queued: pushes go straight out.
+    live: AtomicBool,
+    /// Until then pushes wait here as (offset, encoded); offset 0 for those
+    /// outside the history (joins, leaves, publications of channels without
+    /// history). None once live.
+    held: Mutex<Option<Vec<(u64, Bytes)>>>,
+}
+
+impl Subscriber {
+    pub(super) fn new(client: Arc<ClientHandle>, chan_info: Bytes, join_leave: bool, positioned: bool) -> Self {
+        Subscriber {
+            client,
+            chan_info,
+            join_leave,
+            positioned,
+            stalled: AtomicBool::new(false),
+            live: AtomicBool::new(false),
+            held: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    fn push(&self, offset: u64, bytes: Bytes) {
+        if self.live.load(Ordering::Acquire) {
+            self.client.outbox.push(bytes);
+            return;
+        }
+        // Rare: only while the subscribe is answered. The lock orders this
+        // push against `activate`, which empties the list and turns live.
+        let mut held = self.held.lock();
+        match held.as_mut() {
+            Some(list) if list.len() < MAX_PENDING => list.push((offset, bytes)),
+            // Too much arrived meanwhile: the client must start over.
+            Some(_) => self.client.outbox.close(Disconnect::INSUFFICIENT_STATE),
+            None => {
+                self.client.outbox.push(bytes);
+            }
+        }
+    }
+
+    /// Queues what was held, except publications the subscribe reply already
+    /// carried or stood for (history offset <= `sent`), and goes live.
+    fn activate(&self, sent: u64) {
+        let mut held = self.held.lock();
+        for (offset, bytes) in held.take().unwrap_or_default() {
+            if offset == 0 || offset > sent {
+                self.client.outbox.push(bytes);
+            }
+        }
+        self.live.store(true, Ordering::Release);
+    }
+}
+
+impl Channel {
+    pub(super) fn new(name: &str) -> Arc<Channel> {
+        Arc::new(Channel {
+            name: name.to_string(),
+            members: RwLock::new(Members { subscribers: HashMap::new(), closed: false }),
+            last_offset: AtomicU64::new(0),
+            broker_sub: OnceCell::new(),
+        })
+    }
+
+    /// The broker's sink for this channel. It holds the channel weakly (the
+    /// channel holds the broker subscription), and a late delivery from a
+    /// dropped broker subscription reaches this channel, never a newer one
+    /// of the same name.
+    pub(super) fn sink(self: &Arc<Self>) -> Arc<dyn Deliver> {
+        Arc::new(Sink(Arc::downgrade(self)))
+    }
+
+    /// Adds a subscriber, held until [`Channel::activate`]. Gives it back if
+    /// the channel is closed.
+    pub(super) fn join(&self, key: u64, subscriber: Subscriber) -> Result<(), Subscriber> {
+        let mut members = self.members.write();
+        if members.closed {
+            return Err(subscriber);
+        }
+        members.subscribers.insert(key, subscriber);
+        Ok(())
+    }
+
+    /// Removes a subscriber. True when it was the last one: the channel is
+    /// then closed and must leave the index.
+    pub(super) fn leave(&self, key: u64) -> bool {
+        let mut members = self.members.write();
+        members.subscribers.remove(&key);
+        if members.subscribers.is_empty() && !members.closed {
+            members.closed = true;
+            return true;
+        }
+        false
+    }
+
+    /// Lets a subscriber's pushes flow (see [`Subscriber::activate`]).
+    pub(super) fn activate(&self, key: u64, sent: u64) {
+        if let Some(sub) = self.members.read().subscribers.get(&key) {
+            sub.activate(sent);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.members.read().subscribers.len()
+    }
+
+    /// Client ID -> ClientInfo of the subscribers.
+    pub(super) fn presence(&self) -> HashMap<String, ClientInfo> {
+        let members = self.members.read();
+        let info = |s: &Subscriber| ClientInfo {
+            user: s.client.user.clone(),
+            client: s.client.client_id.clone(),
+            conn_info: s.client.conn_info.clone(),
+            chan_info: s.chan_info.clone(),
+        };
+        members.subscribers.values().map(|s| (s.client.client_id.clone(), info(s))).collect()
+    }
+
+    /// Fans one broker message out to the subscribers.
+    fn deliver(&self, message: Message) {
+        let channel = self.name.as_str();
+        if let Some(sent) = message.time_ms {
+            metrics().delivery_lag.observe(now_ms().saturating_sub(sent) as f64 / 1000.0);
+        }
+        let members = self.members.read();
+        if let Some(event) = message.event {
+            return deliver_presence_event(channel, &members, event, message.info.unwrap_or_default());
+        }
+        if message.offset > 0 {
+            let last = self.last_offset.swap(message.offset, Ordering::Relaxed);
+            // The stream says which offset came before this one in the channel.
+            if last != 0 && message.prev_offset.is_some_and(|prev| prev != last) {
+                tracing::debug!(channel, last, offset = message.offset, "publication gap");
+                stall_positioned(channel, &members);
+            }
+        }
+        // A position marker only moves the channel's offset (so the next
+        // publication, which names it as previous, is no gap).
+        if message.marker.is_some() {
+            return;
+        }
+        let publication = Publication::from(message);
+        let mut encoded = Encoded::default();
+        for sub in members.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {
+            if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {
+                sub.push(publication.offset, bytes);
+            }
+        }
+    }
+}
+
+/// The broker's handle on a channel.
+struct Sink(Weak<Channel>);
+
+impl Deliver for Sink {
+    fn deliver(&self, _channel: &str, message: Message) {
+        if let Some(channel) = self.0.upgrade() {
+            channel.deliver(message);
+        }
+    }
+}
+
+/// After a gap, positioned subscribers get nothing more and their session is
+/// told to unsubscribe them with "insufficient state".
+fn stall_positioned(channel: &str, members: &Members) {
+    for sub in members.subscribers.values().filter(|s| s.positioned) {
+        if sub.stalled.swap(true, Ordering::Relaxed) {
+            continue;
+        }
+        let command =
+            UserCommand::Unsubscribe { channel: channel.to_string(), client: String::new(), insufficient_state: true };
+        if sub.client.commands.try_send(Box::new(command)).is_err() {
+            sub.client.outbox.close(Disconnect::INSUFFICIENT_STATE);
+        }
+    }
+}
+
+/// Join and leave pushes go only to subscribers that asked for them.
+fn deliver_presence_event(channel: &str, members: &Members, event: PresenceEvent, info: ClientInfo) {
+    let mut push = Push { channel: channel.to_string(), ..Default::default() };
+    match event {
+        PresenceEvent::Join => push.join = Some(Join { info: Some(info) }),
+        PresenceEvent::Leave => push.leave = Some(Leave { info: Some(info) }),
+    }
+    let reply = Reply { push: Some(push), ..Default::default() };
+    let mut json: Option<Option<Bytes>> = None;
+    let mut protobuf: Option<Option<Bytes>> = None;
+    for sub in members.subscribers.values().filter(|s| s.join_leave) {
+        let slot = match sub.client.protocol {
+            Protocol::Json => &mut json,
+            Protocol::Protobuf => &mut protobuf,
+        };
+        if let Some(bytes) = slot.get_or_insert_with(|| sub.client.protocol.encode_one(&reply).ok()) {
+            sub.push(0, bytes.clone());
+        }
+    }
+}
+
+/// One publication encoded lazily, at most once per protocol.
+#[derive(Default)]
+struct Encoded {
+    json: Option<Option<Bytes>>,
+    protobuf: Option<Bytes>,
+}
+
+impl Encoded {
+    fn get(&mut self, protocol: Protocol, channel: &str, publication: &Publication) -> Option<Bytes> {
+        match protocol {
+            Protocol::Protobuf => {
+                // Protobuf embeds bytes as they are; encoding cannot fail.
+                self.protobuf
+                    .get_or_insert_with(|| encode(Protocol::Protobuf, channel, publication).unwrap_or_default());
+                self.protobuf.clone()
+            }
+            Protocol::Json => self
+                .json
+                .get_or_insert_with(|| {
+                    // JSON clients get data embedded as raw JSON: anything else
+                    // (a direct NATS publisher sending binary) cannot reach them.
+                    let encoded = encode(Protocol::Json, channel, publication);
+                    if encoded.is_none() {
+                        metrics().dropped_publications.with_label_values(&["invalid_json"]).inc();
+                        tracing::warn!(channel, "publication data is not valid JSON: not delivered to JSON clients");
+                    }
+                    encoded
+                })
+                .clone(),
+        }
+    }
+}
+
+fn encode(protocol: Protocol, channel: &str, publication: &Publication) -> Option<Bytes> {
+    let mut out = BytesMut::with_capacity(publication.data.len() + channel.len() + 48);
+    protocol.encode_publication_push(channel, publication, &mut out).ok()?;
+    Some(out.freeze())
+}

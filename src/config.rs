@@ -45,6 +45,42 @@ pub struct Config {
     pub nats_url: Option<String>,
     /// First token of every NATS subject natsgate uses.
     pub nats_prefix: String,
+    // Secured NATS and client TLS (issue 13): read into
+    // `crate::broker::nats_connect::NatsConnect` and `crate::transport::tls`.
+    // Names: Centrifugo's NATS broker (`nats.tls.*`, flattened), its NATS
+    // consumer (`credentials_file`, `username`, `password`, `token`), the NATS
+    // clients (`nkey`, `name`), Centrifugo v5 (`tls`, `tls_cert`, `tls_key`,
+    // `tls_external`).
+    /// Path of a NATS `.creds` file (user JWT and NKey seed).
+    pub nats_credentials_file: Option<String>,
+    /// NKey seed (`SU...`), or the path of a file holding it.
+    pub nats_nkey: Option<String>,
+    /// NATS authentication token.
+    pub nats_token: Option<String>,
+    /// NATS user name (with `nats_password`).
+    pub nats_username: Option<String>,
+    /// NATS password.
+    pub nats_password: Option<String>,
+    /// Require TLS to NATS (also on with a `tls://` URL or a server that asks).
+    pub nats_tls: bool,
+    /// CA certificate(s) to verify NATS servers with: a PEM file path or PEM text.
+    pub nats_tls_server_ca_pem: Option<String>,
+    /// Client certificate for NATS (mutual TLS): a PEM file path or PEM text.
+    pub nats_tls_cert_pem: Option<String>,
+    /// Private key of `nats_tls_cert_pem`: a PEM file path or PEM text.
+    pub nats_tls_key_pem: Option<String>,
+    /// Connection name shown by the NATS server (`/connz`); empty: `natsgate <name>`.
+    pub nats_name: String,
+    /// Replicas of the JetStream history streams (1 to 5; at most the cluster size).
+    pub nats_history_replicas: usize,
+    /// Serve the client port (WebSocket, HTTP API) over TLS.
+    pub tls: bool,
+    /// PEM certificate chain file for `tls`.
+    pub tls_cert: Option<String>,
+    /// PEM private key file for `tls`.
+    pub tls_key: Option<String>,
+    /// With `tls`: leave the internal port (`internal_port`) plain.
+    pub tls_external: bool,
 
     /// HMAC secret for HS256/384/512 connection tokens.
     pub token_hmac_secret_key: Option<String>,
@@ -253,6 +289,21 @@ impl Default for Config {
             name: default_name(),
             nats_url: None,
             nats_prefix: "natsgate".into(),
+            nats_credentials_file: None,
+            nats_nkey: None,
+            nats_token: None,
+            nats_username: None,
+            nats_password: None,
+            nats_tls: false,
+            nats_tls_server_ca_pem: None,
+            nats_tls_cert_pem: None,
+            nats_tls_key_pem: None,
+            nats_name: String::new(),
+            nats_history_replicas: 1,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_external: false,
             token_hmac_secret_key: None,
             token_rsa_public_key: None,
             token_ecdsa_public_key: None,
@@ -329,7 +380,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &format_args!("{}:{}", self.address, self.port))
             .field("name", &self.name)
-            .field("nats_url", &self.nats_url)
+            .field("nats_url", &self.nats_url.as_deref().map(crate::broker::nats_connect::redact_url))
+            .field("nats_auth", &crate::broker::nats_connect::auth_method(self))
+            .field("nats_tls", &self.nats_tls)
+            .field("tls", &self.tls)
             .field("nats_prefix", &self.nats_prefix)
             .field("token_hmac_secret_key", &set(&self.token_hmac_secret_key))
             .field("api_key", &set(&self.api_key))
@@ -517,6 +571,7 @@ impl Config {
             return Err(invalid("api_max_body_size", "must be at least 1024 bytes"));
         }
         self.validate_grpc_api()?;
+        self.validate_security()?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "must be `text` or `json`"));
         }
@@ -540,6 +595,42 @@ impl Config {
         // refuses to start one: the HTTP API without a key refuses every call.
         if self.grpc_api && self.grpc_api_key.as_deref().is_none_or(str::is_empty) {
             return Err(invalid("grpc_api_key", "must be set when NATSGATE_GRPC_API is on"));
+        }
+        Ok(())
+    }
+
+    /// Secured NATS and client TLS: one auth method, pairs complete.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
+        let methods = [
+            set(&self.nats_credentials_file),
+            set(&self.nats_nkey),
+            set(&self.nats_token),
+            set(&self.nats_username) || set(&self.nats_password),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(invalid(
+                "nats_credentials_file",
+                "choose one NATS authentication: NATSGATE_NATS_CREDENTIALS_FILE, NATSGATE_NATS_NKEY, \
+                 NATSGATE_NATS_TOKEN or NATSGATE_NATS_USERNAME with NATSGATE_NATS_PASSWORD",
+            ));
+        }
+        if set(&self.nats_username) != set(&self.nats_password) {
+            return Err(invalid("nats_username", "needs NATSGATE_NATS_PASSWORD, and the other way round"));
+        }
+        if set(&self.nats_tls_cert_pem) != set(&self.nats_tls_key_pem) {
+            return Err(invalid("nats_tls_cert_pem", "needs NATSGATE_NATS_TLS_KEY_PEM, and the other way round"));
+        }
+        if !(1..=5).contains(&self.nats_history_replicas) {
+            return Err(invalid("nats_history_replicas", "must be between 1 and 5 (JetStream's limit)"));
+        }
+        if self.tls && !(set(&self.tls_cert) && set(&self.tls_key)) {
+            return Err(invalid("tls", "needs NATSGATE_TLS_CERT and NATSGATE_TLS_KEY"));
+        }
+        // Centrifugo ignores them without `tls`; serving plain text to an
+        // operator who gave certificates would be a silent downgrade.
+        if !self.tls && (set(&self.tls_cert) || set(&self.tls_key)) {
+            return Err(invalid("tls_cert", "is set but NATSGATE_TLS is not: set NATSGATE_TLS=true to serve TLS"));
         }
         Ok(())
     }

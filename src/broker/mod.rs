@@ -10,6 +10,7 @@ pub mod history;
 pub mod memory;
 pub mod memory_history;
 pub mod nats;
+pub mod nats_connect;
 pub mod subject;
 
 use async_trait::async_trait;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::history::{select, HistoryConfig, Page, Position, Query};
+use super::nats_connect::NatsConnect;
 use super::subject::SubjectMap;
 use super::{Answer, Broker, BrokerError, Deliver, DeliverControl, Message, SubscriptionGuard};
 use crate::protocol::ClientInfo;
@@ -46,6 +47,8 @@ pub struct NatsBroker {
     subjects: SubjectMap,
     jetstream: jetstream::Context,
     history: HistoryConfig,
+    /// `num_replicas` of the streams this gateway creates.
+    replicas: usize,
     /// Namespace -> the history epoch its meta stream was last found (or
     /// made) to belong to, so most reads skip that check.
     meta_checked: parking_lot::Mutex<HashMap<String, String>>,
@@ -66,9 +69,17 @@ struct Snapshot {
 }
 
 impl NatsBroker {
-    pub async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("natsgate")
+    /// Connects with `connect`'s servers, authentication, TLS and name
+    /// (see [`super::nats_connect`]) and makes sure the history streams exist.
+    pub async fn connect(
+        connect: &NatsConnect,
+        subjects: SubjectMap,
+        history: HistoryConfig,
+    ) -> Result<Self, BrokerError> {
+        let client = connect
+            .options()
+            .await
+            .map_err(BrokerError::Unavailable)?
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -86,7 +97,7 @@ impl NatsBroker {
             // call at once, and `crate::startup` retries it while the ports
             // answer /health and /ready. Later disconnects are retried by
             // the client itself (unlimited reconnects).
-            .connect(server_addrs(url).map_err(BrokerError::Unavailable)?)
+            .connect(connect.servers.clone())
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
@@ -107,6 +118,7 @@ impl NatsBroker {
             subjects,
             jetstream,
             history,
+            replicas: connect.history_replicas,
             meta_checked: Default::default(),
         };
         for (namespace, size, ttl) in broker.history.namespaces() {
@@ -133,6 +145,7 @@ impl NatsBroker {
             max_age: ttl,
             duplicate_window: ttl.min(IDEMPOTENCY_WINDOW),
             allow_direct: true,
+            num_replicas: self.replicas,
             republish: Some(jetstream::stream::Republish {
                 source,
                 destination: self.subjects.republish_wildcard(namespace),
@@ -166,6 +179,7 @@ impl NatsBroker {
             // deduplicates too: at the server's minimum window it does not
             // drop a key the history stream accepted again after its own.
             duplicate_window: Duration::from_millis(100),
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -179,7 +193,8 @@ impl NatsBroker {
         let config = self.meta_config(namespace, epoch);
         match self.jetstream.get_stream(&config.name).await {
             Ok(meta) if meta.cached_info().config.description == config.description => {
-                if meta.cached_info().config.max_age != config.max_age {
+                let held = &meta.cached_info().config;
+                if held.max_age != config.max_age || held.num_replicas != config.num_replicas {
                     self.jetstream.update_stream(&config).await.map_err(unavailable)?;
                 }
             }

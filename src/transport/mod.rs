@@ -5,4 +5,5 @@
 
 pub mod listener;
 pub mod origin;
+pub mod tls;
 pub mod websocket;

@@ -293,7 +293,7 @@ fn unusable_security_settings_are_refused_at_startup() {
             Ok(gw) => panic!("started with {env:?}:\n{}", gw.log()),
             Err(report) => report.clone(),
         };
-        assert!(log.contains("exit status: 64"), "{env:?}: exits with the config code:\n{log}");
+        assert!(log.contains("exit status: 78"), "{env:?}: exits with the config code:\n{log}");
         assert!(log.contains(expected), "{env:?}: names {expected}:\n{log}");
         let logged = log.split("----- natsgate log").nth(1).unwrap_or_default();
         assert!(!logged.contains("hunter2"), "{env:?}: the value is not shown:\n{logged}");
@@ -397,6 +397,8 @@ fn cluster_gateway(name: &str, urls: &str) -> Gateway {
             ("NATSGATE_API_KEY", API_KEY),
             ("NATSGATE_NATS_URL", urls),
             ("NATSGATE_NATS_HISTORY_REPLICAS", "3"),
+            // A recovery may span the whole outage.
+            ("NATSGATE_HISTORY_MAX_PUBLICATION_LIMIT", "1000"),
             (
                 "NATSGATE_NAMESPACES",
                 r#"[{"name":"h","history_size":1000,"history_ttl":"300s","force_recovery":true,"force_positioning":true}]"#,
@@ -552,7 +554,8 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
     assert!(resumed < Duration::from_secs(20), "resumed within 20 s: {resumed:?}");
     // History agrees: every accepted publication is still held.
     let http = reqwest::Client::new();
-    let history = api_call(&http, &publisher_side, API_KEY, "history", &json!({"channel": channel, "limit": -1})).await;
+    let history =
+        api_call(&http, &publisher_side, API_KEY, "history", &json!({"channel": channel, "limit": 1000})).await;
     let held: Vec<u64> = history["result"]["publications"]
         .as_array()
         .map(|l| l.iter().filter_map(|p| p["data"]["n"].as_u64()).collect())

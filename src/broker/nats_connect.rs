@@ -108,7 +108,7 @@ impl NatsConnect {
     /// so a missing file is reported at startup, naming the option.
     pub fn from_config(config: &Config) -> Result<Option<NatsConnect>, String> {
         let Some(url) = config.nats_url.as_deref() else { return Ok(None) };
-        let servers = server_addrs(url).map_err(|e| format!("NATSGATE_NATS_URL: {e}"))?;
+        let (servers, url_auth) = strip_credentials(server_addrs(url).map_err(|e| format!("NATSGATE_NATS_URL: {e}"))?)?;
         if servers.is_empty() {
             return Err("NATSGATE_NATS_URL names no server".into());
         }
@@ -201,6 +201,32 @@ impl NatsTls {
     }
 }
 
+/// Moves `user:password@` (or `token@`) out of the URLs into an auth
+/// method, so that no URL handed to async-nats (which logs the servers it
+/// tries at debug level) holds a secret. The first URL with credentials
+/// gives them, as nats.go does.
+fn strip_credentials(servers: Vec<ServerAddr>) -> Result<(Vec<ServerAddr>, NatsAuth), String> {
+    let mut auth = NatsAuth::None;
+    let mut out = Vec::with_capacity(servers.len());
+    for server in servers {
+        let user = server.username().filter(|u| !u.is_empty()).map(str::to_string);
+        let password = server.password().map(str::to_string);
+        if matches!(auth, NatsAuth::None) {
+            auth = match (user, password) {
+                (Some(user), Some(password)) => NatsAuth::UserPassword { user, password },
+                (Some(token), None) => NatsAuth::Token(token),
+                _ => NatsAuth::None,
+            };
+        }
+        let mut url = server.into_inner();
+        // Only fails for URLs that cannot have credentials (none here).
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        out.push(ServerAddr::from_url(url).map_err(|e| format!("NATSGATE_NATS_URL: {}", e.kind()))?);
+    }
+    Ok((out, auth))
+}
+
 fn auth_of(config: &Config) -> Result<NatsAuth, String> {
     let set = |o: &Option<String>| o.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
     if let Some(path) = set(&config.nats_credentials_file) {
@@ -270,6 +296,19 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(redact_url("nats://a:4222"), "nats://a:4222");
         assert_eq!(redact_url("nats://u:hunter2@a:4222,tls://tok@b"), "nats://u:***@a:4222,tls://***@b");
+    }
+
+    #[test]
+    fn url_credentials_leave_the_url() {
+        let addrs = server_addrs("nats://u:hunter2@a:4222,nats://b:4222").unwrap();
+        let (servers, auth) = strip_credentials(addrs).unwrap();
+        assert!(
+            matches!(auth, NatsAuth::UserPassword { ref user, ref password } if user == "u" && password == "hunter2")
+        );
+        assert!(servers.iter().all(|s| s.username().is_none() && s.password().is_none()));
+        assert!(!format!("{servers:?}").contains("hunter2"));
+        let (_, auth) = strip_credentials(server_addrs("nats://s3cret@a").unwrap()).unwrap();
+        assert!(matches!(auth, NatsAuth::Token(ref t) if t == "s3cret"));
     }
 
     #[test]

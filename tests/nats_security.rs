@@ -125,7 +125,11 @@ async fn user_and_password_authentication() {
     let wrong = "pw-wrong-90c2d1";
     let refused = gateway(&nats).envs(&[("NATSGATE_NATS_USERNAME", "natsgate"), ("NATSGATE_NATS_PASSWORD", wrong)]);
     assert_refused_without_leaking(refused, &[password, wrong]);
-    // A password inside the URL is not logged either.
+    // Credentials inside the URL work, and are not logged either.
+    let url = format!("nats://natsgate:{password}@127.0.0.1:{}", nats.port());
+    let gw = gateway(&nats).env("NATSGATE_NATS_URL", &url).start();
+    assert_round_trip(&gw).await;
+    assert!(!gw.log().contains(password), "the log shows the URL's password:\n{}", gw.log());
     let url = format!("nats://natsgate:{wrong}@127.0.0.1:{}", nats.port());
     assert_refused_without_leaking(gateway(&nats).env("NATSGATE_NATS_URL", &url), &[wrong]);
 }
@@ -389,6 +393,10 @@ impl Cluster {
     }
 }
 
+fn http_monitor() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("reqwest client")
+}
+
 fn cluster_gateway(name: &str, urls: &str) -> Gateway {
     Gateway::builder()
         .permissive()
@@ -401,7 +409,7 @@ fn cluster_gateway(name: &str, urls: &str) -> Gateway {
             ("NATSGATE_HISTORY_MAX_PUBLICATION_LIMIT", "1000"),
             (
                 "NATSGATE_NAMESPACES",
-                r#"[{"name":"h","history_size":1000,"history_ttl":"300s","force_recovery":true,"force_positioning":true}]"#,
+                r#"[{"name":"hist","history_size":1000,"history_ttl":"300s","force_recovery":true,"force_positioning":true,"allow_subscribe_for_client":true}]"#,
             ),
         ])
         // A new cluster elects its JetStream meta leader first.
@@ -422,7 +430,7 @@ fn recovered(result: &Value) -> Vec<(u64, u64)> {
 /// Prints the time to resume delivery and the count of lost publications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_keeps_delivering_and_recovering() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let subscriber_side = cluster_gateway("gw-sub", &cluster.urls(None));
     let victim = cluster.node_of(&http, "natsgate gw-sub").await;
@@ -433,14 +441,33 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
 
     // The streams were created with 3 replicas.
     let nc = async_nats::connect(cluster.nodes[(victim + 1) % 3].url()).await.unwrap();
-    let js = async_nats::jetstream::new(nc);
+    let js = async_nats::jetstream::new(nc.clone());
     let subjects = natsgate::broker::subject::SubjectMap::new("natsgate");
-    for name in [subjects.stream_name("h"), subjects.meta_stream_name("h")] {
+    // Their leaders move off the victim first, so that publishing goes on
+    // while the subscriber's gateway loses its node: the test is about the
+    // gateway's failover, not JetStream's leader election (which, when the
+    // killed node led the stream, holds publications back for the election
+    // and the client's publish timeout, about 10 s here, and loses nothing).
+    let victim_name = format!("natsgate-test-{}", cluster.nodes[victim].port());
+    for name in [subjects.stream_name("hist"), subjects.meta_stream_name("hist")] {
         let mut stream = js.get_stream(&name).await.unwrap_or_else(|e| panic!("stream {name}: {e}"));
         assert_eq!(stream.info().await.unwrap().config.num_replicas, 3, "{name}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = stream.info().await.unwrap_or_else(|e| panic!("stream {name}: {e}")).clone();
+            let leader = info.cluster.and_then(|c| c.leader);
+            if leader.as_ref().is_some_and(|l| *l != victim_name) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "stream {name} keeps its leader on {victim_name}");
+            if leader.is_some() {
+                let _ = nc.request(format!("$JS.API.STREAM.LEADER.STEPDOWN.{name}"), "".into()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
-    let channel = "h:failover";
+    let channel = "hist:failover";
     let mut client = WsClient::connect(&subscriber_side.ws_url(), Protocol::Json).await;
     client.connect_token(&hs256_token(SECRET, "alice", Some(3600), json!({}))).await;
     let reply = client.request(json!({"subscribe": {"channel": channel, "recoverable": true}})).await;
@@ -463,7 +490,7 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
                 let _ = killed_tx.take().map(|tx| tx.send(()));
                 kill_at = Some(Instant::now());
             }
-            let body = json!({"channel": "h:failover", "data": {"n": n}});
+            let body = json!({"channel": "hist:failover", "data": {"n": n}});
             let reply =
                 http.post(format!("{publisher_url}/api/publish")).header("X-API-Key", API_KEY).json(&body).send().await;
             match reply {
@@ -480,7 +507,6 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
 
     let mut received: Vec<(u64, u64)> = Vec::new();
     let mut killed = Some(killed_rx);
-    let mut nodes = cluster.nodes;
     let mut kill_time: Option<Instant> = None;
     let mut resumed: Option<Duration> = None;
     let mut resubscribes = 0;
@@ -490,7 +516,7 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
         assert!(Instant::now() < deadline, "delivery did not complete; received {} publications", received.len());
         if let Some(rx) = killed.as_mut() {
             if rx.try_recv().is_ok() {
-                nodes[victim].stop();
+                cluster.nodes[victim].stop();
                 kill_time = Some(Instant::now());
                 killed = None;
             }
@@ -552,6 +578,10 @@ async fn cluster_failover_keeps_delivering_and_recovering() {
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, once each: {got:?}");
     assert!(got.contains(&(KILL_AFTER - 1)) && got.contains(&(TOTAL - 1)), "before and after the kill");
     assert!(resumed < Duration::from_secs(20), "resumed within 20 s: {resumed:?}");
+    // The subscriber's gateway moved to another node.
+    assert_ne!(cluster.node_of(&http_monitor(), "natsgate gw-sub").await, victim, "gw-sub reconnected elsewhere");
+    let (_, metrics) = subscriber_side.http_get("/metrics").expect("GET /metrics");
+    assert!(metrics.contains("natsgate_nats_reconnects_total 1"), "one reconnection counted:\n{metrics}");
     // History agrees: every accepted publication is still held.
     let http = reqwest::Client::new();
     let history =

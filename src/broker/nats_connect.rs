@@ -127,13 +127,12 @@ impl NatsConnect {
         }
         let name =
             if config.nats_name.is_empty() { format!("natsgate {}", config.name) } else { config.nats_name.clone() };
-        Ok(Some(NatsConnect {
-            servers,
-            auth: auth_of(config)?,
-            tls,
-            name,
-            history_replicas: config.nats_history_replicas,
-        }))
+        // The options win over credentials in the URL.
+        let auth = match auth_of(config)? {
+            NatsAuth::None => url_auth,
+            auth => auth,
+        };
+        Ok(Some(NatsConnect { servers, auth, tls, name, history_replicas: config.nats_history_replicas }))
     }
 
     /// The async-nats options for one connection attempt. A credentials

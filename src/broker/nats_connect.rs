@@ -117,7 +117,7 @@ impl NatsConnect {
         let cert = pem("NATSGATE_NATS_TLS_CERT_PEM", &config.nats_tls_cert_pem)?;
         let key = pem("NATSGATE_NATS_TLS_KEY_PEM", &config.nats_tls_key_pem)?;
         let client_cert = cert.zip(key);
-        let tls = (config.nats_tls || server_ca_pem.is_some() || client_cert.is_some()).then(|| NatsTls {
+        let tls = (config.nats_tls || server_ca_pem.is_some() || client_cert.is_some()).then_some(NatsTls {
             required: config.nats_tls,
             server_ca_pem,
             client_cert,

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use crate::api;
 use crate::auth::TokenVerifier;
 use crate::broker::memory::MemoryBroker;
+use crate::broker::nats::connect::NatsConnect;
 use crate::broker::subject::SubjectMap;
 use crate::broker::{Broker, HistoryConfig};
 use crate::config::Config;
@@ -28,9 +30,10 @@ pub(crate) enum StartError {
     Nats(String),
     #[error(transparent)]
     Grpc(#[from] api::grpc::GrpcError),
-    /// The NATS URL does not parse (a configuration error).
+    /// A setting that parses but cannot be used: the NATS URL, an NKey
+    /// seed, a TLS or credentials file (a configuration error).
     #[error("{0}")]
-    NatsUrl(String),
+    BadSetting(String),
 }
 
 /// A gateway bound to its port, ready to run.
@@ -40,6 +43,9 @@ pub(crate) struct Server {
     internal_listener: Option<TcpListener>,
     /// The GRPC API and its listener, when `NATSGATE_GRPC_API` is on.
     grpc: Option<(api::grpc::GrpcApi, TcpListener)>,
+    /// TLS of the client port and of the internal port (`NATSGATE_TLS`).
+    tls: Option<TlsAcceptor>,
+    internal_tls: Option<TlsAcceptor>,
     shutdown: Shutdown,
     /// Keeps this gateway answering `info` and `channels` surveys.
     _surveys: crate::broker::SubscriptionGuard,
@@ -64,15 +70,19 @@ impl Server {
             }
             None => None,
         };
-        let broker: Arc<dyn Broker> = match &config.nats_url {
-            Some(url) => {
-                let listeners: Vec<&TcpListener> =
-                    std::iter::once(&listener).chain(internal_listener.as_ref()).collect();
+        let (tls, internal_tls) = crate::transport::tls::acceptors(&config).map_err(StartError::BadSetting)?;
+        let nats = NatsConnect::from_config(&config).map_err(StartError::BadSetting)?;
+        let broker: Arc<dyn Broker> = match &nats {
+            Some(nats) => {
+                tracing::info!(nats = ?nats, "connecting to NATS");
+                let listeners: Vec<(&TcpListener, Option<TlsAcceptor>)> = std::iter::once((&listener, tls.clone()))
+                    .chain(internal_listener.as_ref().map(|l| (l, internal_tls.clone())))
+                    .collect();
                 let subjects = SubjectMap::new(&config.nats_prefix);
-                match crate::startup::connect_nats(url, &subjects, &history, &listeners, stop).await {
+                match crate::startup::connect_nats(nats, &subjects, &history, &listeners, stop).await {
                     Ok(Some(broker)) => Arc::new(broker),
                     Ok(None) => return Ok(None),
-                    Err(e) => return Err(StartError::NatsUrl(e)),
+                    Err(e) => return Err(StartError::BadSetting(e)),
                 }
             }
             None => Arc::new(MemoryBroker::new(history)),
@@ -96,7 +106,16 @@ impl Server {
             }
             None => None,
         };
-        Ok(Some(Server { app, listener, internal_listener, grpc, shutdown: Shutdown::new(), _surveys: surveys }))
+        Ok(Some(Server {
+            app,
+            listener,
+            internal_listener,
+            grpc,
+            tls,
+            internal_tls,
+            shutdown: Shutdown::new(),
+            _surveys: surveys,
+        }))
     }
 
     pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
@@ -109,7 +128,7 @@ impl Server {
     /// shutdown timeout. The GRPC API stops accepting when draining begins
     /// and lets calls in flight finish within the same timeout.
     pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { app, listener, internal_listener, grpc, shutdown, _surveys } = self;
+        let Server { app, listener, internal_listener, grpc, tls, internal_tls, shutdown, _surveys } = self;
         let grpc = grpc.map(|(grpc, grpc_listener)| {
             let draining = shutdown.clone();
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
@@ -127,16 +146,22 @@ impl Server {
             Some(internal) => {
                 let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
                 // The internal port keeps answering /ready (false) while draining.
-                let ops_task = tokio::spawn(listener::serve(internal, ops.recover(api::recover), None, async move {
-                    let _ = done_rx.await;
-                }));
-                listener::serve(listener, clients.recover(api::recover), websocket, stop_accepting).await;
+                let ops_task = tokio::spawn(listener::serve(
+                    internal,
+                    ops.recover(api::recover),
+                    None,
+                    internal_tls,
+                    async move {
+                        let _ = done_rx.await;
+                    },
+                ));
+                listener::serve(listener, clients.recover(api::recover), websocket, tls, stop_accepting).await;
                 drain(&app, &shutdown, grpc).await;
                 let _ = done_tx.send(());
                 let _ = ops_task.await;
             }
             None => {
-                listener::serve(listener, clients.or(ops).recover(api::recover), websocket, stop_accepting).await;
+                listener::serve(listener, clients.or(ops).recover(api::recover), websocket, tls, stop_accepting).await;
                 drain(&app, &shutdown, grpc).await;
             }
         }

@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::nats::connect::NatsConnect;
 use crate::broker::nats::NatsBroker;
 use crate::broker::subject::SubjectMap;
 use crate::broker::HistoryConfig;
@@ -25,30 +27,26 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Connects to NATS (and sets up the JetStream streams), retrying until it
 /// succeeds, while `listeners` answer `/health` 200, `/ready` 503 and every
 /// other request 503. `Ok(None)` if `stop` is cancelled first; the listeners
-/// are left open for the gateway either way. A URL that does not parse is
-/// an error at once (retrying cannot fix it).
+/// are left open for the gateway either way. Each listener comes with its
+/// TLS acceptor, if it serves TLS. Connection errors never hold secrets
+/// ([`crate::broker::nats::connect`]).
 pub(crate) async fn connect_nats(
-    url: &str,
+    connect: &NatsConnect,
     subjects: &SubjectMap,
     history: &HistoryConfig,
-    listeners: &[&TcpListener],
+    listeners: &[(&TcpListener, Option<TlsAcceptor>)],
     stop: &CancellationToken,
 ) -> Result<Option<NatsBroker>, String> {
-    match crate::broker::nats::server_addrs(url) {
-        Ok(addrs) if !addrs.is_empty() => {}
-        Ok(_) => return Err("NATSGATE_NATS_URL names no server".into()),
-        Err(e) => return Err(format!("NATSGATE_NATS_URL: {e}")),
-    }
     let connected = CancellationToken::new();
-    let serving = futures_util::future::join_all(
-        listeners.iter().map(|l| listener::serve(*l, crate::ops::connecting_routes(), None, connected.cancelled())),
-    );
+    let serving = futures_util::future::join_all(listeners.iter().map(|(l, tls)| {
+        listener::serve(*l, crate::ops::connecting_routes(), None, tls.clone(), connected.cancelled())
+    }));
     let connecting = async {
         let mut delay = RETRY_FIRST;
         let mut attempts = 0u32;
         let broker = loop {
             attempts += 1;
-            match NatsBroker::connect(url, subjects.clone(), history.clone()).await {
+            match NatsBroker::connect(connect, subjects.clone(), history.clone()).await {
                 Ok(broker) => break broker,
                 Err(e) => {
                     tracing::warn!(

@@ -47,6 +47,7 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
     // With NATS the gateways of a deployment must share the backend's key,
     // so a missing key is only warned about.
     let dev_mode = !has_keys && config.nats_url.is_none();
+    let tls = config.tls;
     if dev_mode {
         config.token_hmac_secret_key = Some(super::genconfig::random_secret());
     } else if !has_keys && !config.allow_anonymous_connect_without_token {
@@ -97,17 +98,18 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
             Err(e) => {
                 tracing::error!("{e}");
                 return match e {
-                    StartError::Config(_) | StartError::NatsUrl(_) => ExitCode::from(super::EXIT_CONFIG),
+                    StartError::Config(_) | StartError::BadSetting(_) => ExitCode::from(super::EXIT_CONFIG),
                     _ => ExitCode::FAILURE,
                 };
             }
         };
         let addr = server.local_addr();
         tracing::info!("natsgate {} listening on {addr} using {broker}", crate::VERSION);
-        let url = client_url(addr);
+        let scheme = if tls { "wss" } else { "ws" };
+        let url = client_url(addr).replacen("ws", scheme, 1);
         if addr.ip().is_unspecified() {
             tracing::info!(
-                "listening on every interface: clients connect to ws://<this host>:{}/connection/websocket \
+                "listening on every interface: clients connect to {scheme}://<this host>:{}/connection/websocket \
                  (from this machine: {url})",
                 addr.port()
             );

@@ -48,6 +48,43 @@ pub struct Config {
     /// First token of every NATS subject natsgate uses.
     #[default("natsgate")]
     pub nats_prefix: String,
+    // Secured NATS and client TLS: read into
+    // `crate::broker::nats::connect::NatsConnect` and `crate::transport::tls`.
+    // Names: Centrifugo's NATS broker (`nats.tls.*`, flattened), its NATS
+    // consumer (`credentials_file`, `username`, `password`, `token`), the NATS
+    // clients (`nkey`, `name`), Centrifugo v5 (`tls`, `tls_cert`, `tls_key`,
+    // `tls_external`).
+    /// Path of a NATS `.creds` file (user JWT and NKey seed).
+    pub nats_credentials_file: Option<String>,
+    /// NKey seed (`SU...`), or the path of a file holding it.
+    pub nats_nkey: Option<String>,
+    /// NATS authentication token.
+    pub nats_token: Option<String>,
+    /// NATS user name (with `nats_password`).
+    pub nats_username: Option<String>,
+    /// NATS password.
+    pub nats_password: Option<String>,
+    /// Require TLS to NATS (also on with a `tls://` URL or a server that asks).
+    pub nats_tls: bool,
+    /// CA certificate(s) to verify NATS servers with: a PEM file path or PEM text.
+    pub nats_tls_server_ca_pem: Option<String>,
+    /// Client certificate for NATS (mutual TLS): a PEM file path or PEM text.
+    pub nats_tls_cert_pem: Option<String>,
+    /// Private key of `nats_tls_cert_pem`: a PEM file path or PEM text.
+    pub nats_tls_key_pem: Option<String>,
+    /// Connection name shown by the NATS server (`/connz`); empty: `natsgate <name>`.
+    pub nats_name: String,
+    /// Replicas of the JetStream history streams (1 to 5; at most the cluster size).
+    #[default(1)]
+    pub nats_history_replicas: usize,
+    /// Serve the client port (WebSocket, HTTP API) over TLS.
+    pub tls: bool,
+    /// PEM certificate chain file for `tls`.
+    pub tls_cert: Option<String>,
+    /// PEM private key file for `tls`.
+    pub tls_key: Option<String>,
+    /// With `tls`: leave the internal port (`internal_port`) plain.
+    pub tls_external: bool,
 
     /// HMAC secret for HS256/384/512 connection tokens.
     pub token_hmac_secret_key: Option<String>,

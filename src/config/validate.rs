@@ -48,7 +48,44 @@ impl Config {
         if self.api_max_body_size < 1024 {
             return Err(invalid("api_max_body_size", "must be at least 1024 bytes"));
         }
-        self.validate_grpc_api()
+        self.validate_grpc_api()?;
+        self.validate_security()
+    }
+
+    /// Secured NATS and client TLS: one auth method, pairs complete.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
+        let methods = [
+            set(&self.nats_credentials_file),
+            set(&self.nats_nkey),
+            set(&self.nats_token),
+            set(&self.nats_username) || set(&self.nats_password),
+        ];
+        if methods.iter().filter(|m| **m).count() > 1 {
+            return Err(invalid(
+                "nats_credentials_file",
+                "choose one NATS authentication: NATSGATE_NATS_CREDENTIALS_FILE, NATSGATE_NATS_NKEY, \
+                 NATSGATE_NATS_TOKEN or NATSGATE_NATS_USERNAME with NATSGATE_NATS_PASSWORD",
+            ));
+        }
+        if set(&self.nats_username) != set(&self.nats_password) {
+            return Err(invalid("nats_username", "needs NATSGATE_NATS_PASSWORD, and the other way round"));
+        }
+        if set(&self.nats_tls_cert_pem) != set(&self.nats_tls_key_pem) {
+            return Err(invalid("nats_tls_cert_pem", "needs NATSGATE_NATS_TLS_KEY_PEM, and the other way round"));
+        }
+        if !(1..=5).contains(&self.nats_history_replicas) {
+            return Err(invalid("nats_history_replicas", "must be between 1 and 5 (JetStream's limit)"));
+        }
+        if self.tls && !(set(&self.tls_cert) && set(&self.tls_key)) {
+            return Err(invalid("tls", "needs NATSGATE_TLS_CERT and NATSGATE_TLS_KEY"));
+        }
+        // Centrifugo ignores them without `tls`; serving plain text to an
+        // operator who gave certificates would be a silent downgrade.
+        if !self.tls && (set(&self.tls_cert) || set(&self.tls_key)) {
+            return Err(invalid("tls_cert", "is set but NATSGATE_TLS is not: set NATSGATE_TLS=true to serve TLS"));
+        }
+        Ok(())
     }
 
     /// A position must outlive the publications it points after, or a

@@ -17,10 +17,10 @@ use tokio::sync::OnceCell;
 
 use super::ClientHandle;
 use crate::broker::{now_ms, Deliver, Message, PresenceEvent, SubscriptionGuard};
-use crate::user_command::UserCommand;
 use crate::metrics::metrics;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
+use crate::user_command::UserCommand;
 
 /// Pushes held for one subscriber while its subscribe is answered, at most.
 pub(super) const MAX_PENDING: usize = 10_000;

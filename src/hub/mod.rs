@@ -32,9 +32,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError};
-use crate::user_command::UserCommand;
 use crate::outbox::Outbox;
 use crate::protocol::{ClientInfo, Protocol};
+use crate::user_command::UserCommand;
 use channel::{Channel, Subscriber};
 use index::Index;
 use users::Users;

@@ -10,10 +10,10 @@ use super::channel::MAX_PENDING;
 use super::{ClientHandle, Hub};
 use crate::broker::memory::MemoryBroker;
 use crate::broker::{BrokerError, HistoryConfig, Message, PresenceEvent, SubscriptionGuard};
-use crate::user_command::UserCommand;
 use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::{ClientInfo, Protocol};
+use crate::user_command::UserCommand;
 
 fn hub() -> Arc<Hub> {
     Hub::new(Arc::new(MemoryBroker::new(HistoryConfig::default())))

@@ -11,9 +11,9 @@ mod connect;
 pub(crate) mod error;
 mod publish;
 mod subscribe;
-mod user_command;
 #[cfg(test)]
 mod tests;
+mod user_command;
 
 use bytes::BytesMut;
 use std::collections::HashMap;

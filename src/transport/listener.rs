@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use warp::Filter;
 
 use super::websocket;
@@ -43,10 +44,14 @@ enum Kind {
 /// With `websocket`, upgrades to `/connection/websocket` take the fast path.
 /// `listener` is a `TcpListener` or a reference to one: the startup phase
 /// (`crate::startup`) serves a borrowed listener and keeps it for the gateway.
+/// With `tls` every connection first completes a TLS handshake and then
+/// takes the hyper path (a peek cannot read through TLS; the warp WebSocket
+/// route upgrades those connections).
 pub(crate) async fn serve<F>(
     listener: impl Borrow<TcpListener>,
     filter: F,
     websocket: Option<(Arc<AppContext>, Shutdown)>,
+    tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) where
     F: Filter + Clone + Send + Sync + 'static,
@@ -71,7 +76,17 @@ pub(crate) async fn serve<F>(
         let service = TowerToHyperService::new(warp::service(filter.clone()));
         let websocket = websocket.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            if let Some(acceptor) = tls {
+                let Some(stream) = super::tls::handshake(&acceptor, stream).await else { return };
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(e) = Box::pin(watcher.watch(connection)).await {
+                    tracing::debug!("https connection: {e}");
+                }
+                return;
+            }
             if let Some((app, shutdown)) = websocket {
                 match classify(&stream).await {
                     Kind::WebSocket => {

@@ -4,4 +4,5 @@
 //! drive the same [`crate::session::Session`].
 
 pub(crate) mod listener;
+pub(crate) mod tls;
 pub(crate) mod websocket;

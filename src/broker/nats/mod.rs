@@ -16,6 +16,7 @@
 //! included); `survey.rs` asks and answers the other gateways; `headers.rs`
 //! is the header codec.
 
+pub(crate) mod connect;
 mod headers;
 mod history;
 mod markers;
@@ -33,6 +34,7 @@ use super::history::{HistoryConfig, Page, Position, Query};
 use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 use crate::broker::subject::SubjectMap;
 use async_nats::jetstream;
+use connect::NatsConnect;
 use headers::{decode_message, encode_headers};
 
 pub(crate) struct NatsBroker {
@@ -43,15 +45,25 @@ pub(crate) struct NatsBroker {
     subjects: SubjectMap,
     jetstream: jetstream::Context,
     history: HistoryConfig,
+    /// `num_replicas` of the streams this gateway creates.
+    replicas: usize,
     /// Namespace -> the history epoch its meta stream was last found (or
     /// made) to belong to, so most reads skip that check.
     meta_checked: parking_lot::Mutex<HashMap<String, String>>,
 }
 
 impl NatsBroker {
-    pub(crate) async fn connect(url: &str, subjects: SubjectMap, history: HistoryConfig) -> Result<Self, BrokerError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("natsgate")
+    /// Connects with `connect`'s servers, authentication, TLS and name
+    /// (see [`connect`](self::connect)) and makes sure the history streams exist.
+    pub(crate) async fn connect(
+        connect: &NatsConnect,
+        subjects: SubjectMap,
+        history: HistoryConfig,
+    ) -> Result<Self, BrokerError> {
+        let client = connect
+            .options()
+            .await
+            .map_err(BrokerError::Unavailable)?
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => {
@@ -69,7 +81,7 @@ impl NatsBroker {
             // call at once, and `crate::startup` retries it while the ports
             // answer /health and /ready. Later disconnects are retried by
             // the client itself (unlimited reconnects).
-            .connect(server_addrs(url).map_err(BrokerError::Unavailable)?)
+            .connect(connect.servers.clone())
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let jetstream = jetstream::new(client.clone());
@@ -90,6 +102,7 @@ impl NatsBroker {
             subjects,
             jetstream,
             history,
+            replicas: connect.history_replicas,
             meta_checked: Default::default(),
         };
         for (namespace, size, ttl) in broker.history.namespaces() {

@@ -32,6 +32,7 @@ impl NatsBroker {
             max_messages_per_subject: i64::from(size) + 1,
             max_age: ttl,
             duplicate_window: ttl.min(IDEMPOTENCY_WINDOW),
+            num_replicas: self.replicas,
             allow_direct: true,
             republish: Some(jetstream::stream::Republish {
                 source,
@@ -66,6 +67,7 @@ impl NatsBroker {
             // deduplicates too: at the server's minimum window it does not
             // drop a key the history stream accepted again after its own.
             duplicate_window: Duration::from_millis(100),
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -79,7 +81,8 @@ impl NatsBroker {
         let config = self.meta_config(namespace, epoch);
         match self.jetstream.get_stream(&config.name).await {
             Ok(meta) if meta.cached_info().config.description == config.description => {
-                if meta.cached_info().config.max_age != config.max_age {
+                let held = &meta.cached_info().config;
+                if held.max_age != config.max_age || held.num_replicas != config.num_replicas {
                     self.jetstream.update_stream(&config).await.map_err(unavailable)?;
                 }
             }

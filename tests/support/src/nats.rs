@@ -23,6 +23,9 @@ pub struct NatsServer {
     process: LoggedChild,
     dir: TempDir,
     port: u16,
+    /// Extra command-line arguments (a config file, cluster routes, ...);
+    /// `None`: the default `-js` server.
+    extra: Option<Vec<String>>,
 }
 
 impl NatsServer {
@@ -36,8 +39,20 @@ impl NatsServer {
     /// told to connect to before the server existed).
     pub fn start_on(port: u16) -> Self {
         let dir = tempfile::Builder::new().prefix("natsgate-nats-").tempdir().expect("tempdir");
-        let process = spawn(port, dir.path());
-        let server = Self { process, dir, port };
+        let process = spawn(port, dir.path(), None);
+        let server = Self { process, dir, port, extra: None };
+        server.wait_ready();
+        server
+    }
+
+    /// A server on `port` started with `args` instead of `-js` (the store
+    /// directory is still `-sd`; `{dir}` in an argument is replaced by it),
+    /// e.g. `-c nats.conf` for authentication or TLS, or cluster routes.
+    /// Waits until it greets a client (TLS servers greet in plain text).
+    pub fn start_with(port: u16, dir: TempDir, args: &[String]) -> Self {
+        let extra: Vec<String> = args.iter().map(|a| a.replace("{dir}", &dir.path().display().to_string())).collect();
+        let process = spawn(port, dir.path(), Some(&extra));
+        let server = Self { process, dir, port, extra: Some(extra) };
         server.wait_ready();
         server
     }
@@ -75,7 +90,7 @@ impl NatsServer {
     /// waits until it accepts clients.
     pub fn start_again(&mut self) {
         self.process.kill();
-        self.process = spawn(self.port, self.dir.path());
+        self.process = spawn(self.port, self.dir.path(), self.extra.as_deref());
         self.wait_ready();
     }
 
@@ -115,12 +130,16 @@ fn greets(port: u16) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
 
-fn spawn(port: u16, store: &Path) -> LoggedChild {
+fn spawn(port: u16, store: &Path, extra: Option<&[String]>) -> LoggedChild {
     let bin = nats_server_bin();
     let mut cmd = Command::new(&bin);
-    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+    cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
         .args(["-n", &format!("natsgate-test-{port}")]);
+    match extra {
+        Some(args) => cmd.args(args),
+        None => cmd.arg("-js"),
+    };
     LoggedChild::spawn("nats-server", cmd, &store.join("nats-server.log"))
         .unwrap_or_else(|e| panic!("spawn {} failed: {e}", bin.display()))
 }

@@ -667,7 +667,7 @@ fn every_value_is_used_by_a_template() {
 }
 
 // ---------------------------------------------------------------------------
-// Dockerfile and .dockerignore (text checks: no docker engine here).
+// Dockerfile and .dockerignore (text checks; tests/docker.rs builds and runs the image).
 
 #[test]
 fn dockerfile_builds_locked_release_and_runs_unprivileged() {

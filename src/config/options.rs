@@ -39,7 +39,8 @@ pub struct Config {
     pub port: u16,
     /// Optional separate port for /metrics, /health and /ready.
     pub internal_port: Option<u16>,
-    /// Name of this gateway in `info` and logs; defaults to the host name.
+    /// Name of this gateway in `info` and logs; defaults to `$HOSTNAME` when
+    /// exported (Docker and Kubernetes do, systemd does not), else `natsgate`.
     #[default(super::default_name())]
     pub name: String,
 

@@ -45,8 +45,16 @@ fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { var: format!("{ENV_PREFIX}{}", field.to_uppercase()), problem: problem.into() }
 }
 
+/// `$HOSTNAME` (Docker and Kubernetes set it to the container or pod), else
+/// the kernel's host name (systemd exports no HOSTNAME, and packaged gateways
+/// on different hosts must not share a name), else `natsgate`.
 fn default_name() -> String {
-    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "natsgate".to_string())
+    let kernel = || std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string());
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| kernel().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "natsgate".to_string())
 }
 
 impl Config {

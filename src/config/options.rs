@@ -40,7 +40,7 @@ pub struct Config {
     /// Optional separate port for /metrics, /health and /ready.
     pub internal_port: Option<u16>,
     /// Name of this gateway in `info` and logs; defaults to `$HOSTNAME` when
-    /// exported (Docker and Kubernetes do, systemd does not), else `natsgate`.
+    /// exported (Docker and Kubernetes do), else the kernel's host name.
     #[default(super::default_name())]
     pub name: String,
 

@@ -21,7 +21,16 @@ pub fn run(file: Option<&Path>, flags: &[(String, String)]) -> Result<(), CliErr
     }
     let verifier = TokenVerifier::from_config(&config)?;
     if !verifier.has_keys() && !config.allow_anonymous_connect_without_token {
-        eprintln!("natsgate: warning: no token key is configured, so every client connection is refused");
+        // As `serve` decides (src/cli/serve.rs): on the embedded broker a
+        // missing key means development mode, with NATS refused clients.
+        if config.nats_url.is_none() {
+            eprintln!(
+                "natsgate: warning: no token key is configured: `natsgate serve` will run in development mode \
+                 (an ephemeral secret for this run only); set one for anything else"
+            );
+        } else {
+            eprintln!("natsgate: warning: no token key is configured, so every client connection is refused");
+        }
     }
     if config.api_key.as_deref().unwrap_or("").is_empty() && !config.api_insecure {
         eprintln!("natsgate: warning: no api_key is configured, so the HTTP API refuses every request");

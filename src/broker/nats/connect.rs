@@ -88,17 +88,37 @@ impl NatsAuth {
 /// The NATS authentication method a config chose, for its `Debug` output
 /// (by which options are set; nothing is read or checked).
 pub(crate) fn auth_method(config: &Config) -> &'static str {
-    let set = |o: &Option<String>| o.as_deref().is_some_and(|v| !v.is_empty());
-    if set(&config.nats_credentials_file) {
-        "credentials file"
-    } else if set(&config.nats_nkey) {
-        "nkey"
-    } else if set(&config.nats_token) {
-        "token"
-    } else if set(&config.nats_username) {
-        "user and password"
+    match chosen_auth(config) {
+        None => "none",
+        Some(AuthOption::CredentialsFile(_)) => "credentials file",
+        Some(AuthOption::Nkey(_)) => "nkey",
+        Some(AuthOption::Token(_)) => "token",
+        Some(AuthOption::UserPassword(..)) => "user and password",
+    }
+}
+
+/// The authentication option a config sets, as written.
+enum AuthOption<'a> {
+    CredentialsFile(&'a str),
+    Nkey(&'a str),
+    Token(&'a str),
+    UserPassword(&'a str, &'a str),
+}
+
+/// Which authentication option wins, in one order for the connection and
+/// for `Debug` (config validation allows only one; an empty value is unset).
+fn chosen_auth(config: &Config) -> Option<AuthOption<'_>> {
+    fn set(o: &Option<String>) -> Option<&str> {
+        o.as_deref().filter(|v| !v.is_empty())
+    }
+    if let Some(path) = set(&config.nats_credentials_file) {
+        Some(AuthOption::CredentialsFile(path))
+    } else if let Some(value) = set(&config.nats_nkey) {
+        Some(AuthOption::Nkey(value))
+    } else if let Some(token) = set(&config.nats_token) {
+        Some(AuthOption::Token(token))
     } else {
-        "none"
+        set(&config.nats_username).zip(set(&config.nats_password)).map(|(u, p)| AuthOption::UserPassword(u, p))
     }
 }
 
@@ -227,20 +247,15 @@ fn strip_credentials(servers: Vec<ServerAddr>) -> Result<(Vec<ServerAddr>, NatsA
 }
 
 fn auth_of(config: &Config) -> Result<NatsAuth, String> {
-    let set = |o: &Option<String>| o.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
-    if let Some(path) = set(&config.nats_credentials_file) {
-        return Ok(NatsAuth::CredentialsFile(path.into()));
-    }
-    if let Some(value) = set(&config.nats_nkey) {
-        return Ok(NatsAuth::Nkey(nkey_seed(&value)?));
-    }
-    if let Some(token) = set(&config.nats_token) {
-        return Ok(NatsAuth::Token(token));
-    }
-    match (set(&config.nats_username), set(&config.nats_password)) {
-        (Some(user), Some(password)) => Ok(NatsAuth::UserPassword { user, password }),
-        _ => Ok(NatsAuth::None),
-    }
+    Ok(match chosen_auth(config) {
+        None => NatsAuth::None,
+        Some(AuthOption::CredentialsFile(path)) => NatsAuth::CredentialsFile(path.into()),
+        Some(AuthOption::Nkey(value)) => NatsAuth::Nkey(nkey_seed(value)?),
+        Some(AuthOption::Token(token)) => NatsAuth::Token(token.to_string()),
+        Some(AuthOption::UserPassword(user, password)) => {
+            NatsAuth::UserPassword { user: user.to_string(), password: password.to_string() }
+        }
+    })
 }
 
 /// `NATSGATE_NATS_NKEY` is the user seed itself, or the path of a file

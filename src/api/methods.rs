@@ -23,6 +23,11 @@ use crate::user_command::UserCommand;
 /// Most commands one `batch` call may hold.
 pub(crate) const MAX_BATCH: usize = 1000;
 
+/// Most publications of one `broadcast` (or commands of one parallel
+/// `batch`) in flight at once: enough to fill a group commit (see
+/// `broker::nats::confirm`), bounded so one call cannot flood the broker.
+const IN_FLIGHT: usize = 64;
+
 fn bad_request() -> ApiError {
     ApiError(ErrorCode::BAD_REQUEST)
 }
@@ -100,7 +105,8 @@ pub(crate) async fn batch(
         }
     };
     let replies = if parallel {
-        futures_util::future::join_all(commands.into_iter().map(one)).await
+        use futures_util::StreamExt;
+        futures_util::stream::iter(commands.into_iter().map(one)).buffered(IN_FLIGHT).collect().await
     } else {
         let mut out = Vec::with_capacity(commands.len());
         for command in commands {
@@ -125,10 +131,14 @@ async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError>
                 return Err(bad_request());
             }
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
-            let mut responses = Vec::with_capacity(p.channels.len());
-            for channel in &p.channels {
-                responses.push(publish(app, channel, data.clone(), p.tags.clone(), p.skip_history, key.clone()).await);
-            }
+            // Concurrently (bounded), answered in the request's order.
+            use futures_util::StreamExt;
+            let (tags, skip) = (p.tags, p.skip_history);
+            let publishes = p.channels.into_iter().map(|channel| {
+                let (data, tags, key) = (data.clone(), tags.clone(), key.clone());
+                async move { publish(app, &channel, data, tags, skip, key).await }
+            });
+            let responses = futures_util::stream::iter(publishes).buffered(IN_FLIGHT).collect().await;
             Ok(Reply::Broadcast(responses))
         }
         Command::Subscribe(p) => {

@@ -134,10 +134,13 @@ fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Erro
 }
 
 /// A JSON payload field as its raw text, the bytes published as they are;
-/// `null` included, as [`raw`].
+/// `null` included, as [`raw`]. Copied once from the body (into the boxed
+/// raw value, whose allocation becomes the `Bytes`): from here to the NATS
+/// connection's buffer it is only reference-counted.
 fn raw_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
     let raw = Box::<RawValue>::deserialize(d)?;
-    Ok(Some(Bytes::copy_from_slice(raw.get().as_bytes())))
+    let text: Box<str> = raw.into();
+    Ok(Some(Bytes::from(text.into_boxed_bytes())))
 }
 
 /// `map<string,string>` where a `null` value reads as "".

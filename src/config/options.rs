@@ -214,6 +214,19 @@ pub struct Config {
     /// `text` or `json`.
     pub log_format: LogFormat,
 
+    // NATS reconnects (`crate::broker::nats::connect`): async-nats waits
+    // this long (plus a random share of the jitter) between attempts, so a
+    // restarted nats-server is found again within about delay + jitter.
+    /// Wait between NATS reconnect attempts (the first attempt is immediate).
+    #[default(Duration::from_millis(50))]
+    #[serde(with = "humantime_serde")]
+    pub nats_reconnect_delay: Duration,
+    /// Random extra wait of up to this much per NATS reconnect attempt, so
+    /// many gateways do not reconnect in lockstep.
+    #[default(Duration::from_millis(50))]
+    #[serde(with = "humantime_serde")]
+    pub nats_reconnect_jitter: Duration,
+
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.
     /// Not an option.

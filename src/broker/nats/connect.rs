@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::server_addrs;
 use async_nats::ServerAddr;
@@ -31,6 +32,9 @@ pub(crate) struct NatsConnect {
     pub(crate) name: String,
     /// Replicas of each JetStream history stream (`nats_history_replicas`).
     pub(crate) history_replicas: usize,
+    /// Wait between reconnect attempts, and the most added to it at random
+    /// (`nats_reconnect_delay`, `nats_reconnect_jitter`).
+    pub(crate) reconnect: (Duration, Duration),
 }
 
 /// One NATS authentication method (config validation allows at most one).
@@ -68,6 +72,7 @@ impl std::fmt::Debug for NatsConnect {
             .field("tls", &self.tls.as_ref().map(|t| (t.required, t.server_ca_pem.is_some(), t.client_cert.is_some())))
             .field("name", &self.name)
             .field("history_replicas", &self.history_replicas)
+            .field("reconnect", &self.reconnect)
             .finish()
     }
 }
@@ -152,14 +157,24 @@ impl NatsConnect {
             NatsAuth::None => url_auth,
             auth => auth,
         };
-        Ok(Some(NatsConnect { servers, auth, tls, name, history_replicas: config.nats_history_replicas }))
+        Ok(Some(NatsConnect {
+            servers,
+            auth,
+            tls,
+            name,
+            history_replicas: config.nats_history_replicas,
+            reconnect: (config.nats_reconnect_delay, config.nats_reconnect_jitter),
+        }))
     }
 
     /// The async-nats options for one connection attempt. A credentials
     /// file is read here, at each attempt, so one mounted after the gateway
     /// started is picked up by the startup retries.
     pub(crate) async fn options(&self) -> Result<async_nats::ConnectOptions, String> {
-        let mut options = async_nats::ConnectOptions::new().name(&self.name);
+        let (delay, jitter) = self.reconnect;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(&self.name)
+            .reconnect_delay_callback(move |attempts| reconnect_wait(attempts, delay, jitter));
         options = match &self.auth {
             NatsAuth::None => options,
             NatsAuth::CredentialsFile(path) => options.credentials_file(path).await.map_err(|e| {
@@ -218,6 +233,23 @@ impl NatsTls {
             }
         }
     }
+}
+
+/// How long async-nats waits before reconnect attempt `attempts` (1 is the
+/// first after a disconnect): nothing for the first, then `delay` plus up to
+/// `jitter` at random. async-nats' own default doubles the wait up to 4 s,
+/// so after an outage of a few seconds a gateway came back up to 2-4 s
+/// after nats-server did, and direct NATS publications to channels without
+/// history reached nobody meanwhile (issue 19).
+fn reconnect_wait(attempts: usize, delay: Duration, jitter: Duration) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let extra = match jitter.as_micros() as u64 {
+        0 => 0,
+        max => rand::random_range(0..=max),
+    };
+    delay + Duration::from_micros(extra)
 }
 
 /// Moves `user:password@` (or `token@`) out of the URLs into an auth
@@ -305,6 +337,17 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_waits_are_bounded() {
+        let (delay, jitter) = (Duration::from_millis(50), Duration::from_millis(20));
+        assert_eq!(reconnect_wait(1, delay, jitter), Duration::ZERO, "the first attempt is immediate");
+        for attempts in [2, 3, 100, usize::MAX] {
+            let wait = reconnect_wait(attempts, delay, jitter);
+            assert!(wait >= delay && wait <= delay + jitter, "{attempts}: {wait:?}");
+        }
+        assert_eq!(reconnect_wait(5, delay, Duration::ZERO), delay);
+    }
 
     #[test]
     fn urls_are_redacted() {

@@ -14,9 +14,12 @@
 //! provisions the streams and stores publications; `history.rs` reads them;
 //! `markers.rs` is the meta-stream and position-marker protocol (removal
 //! included); `survey.rs` asks and answers the other gateways; `headers.rs`
-//! is the header codec.
+//! is the header codec; `confirm.rs` confirms publications with shared
+//! round trips (group commit); `epochs.rs` caches each namespace's epoch.
 
+mod confirm;
 pub(crate) mod connect;
+mod epochs;
 mod headers;
 mod history;
 mod markers;
@@ -39,9 +42,13 @@ use headers::{decode_message, encode_headers};
 
 pub(crate) struct NatsBroker {
     client: async_nats::Client,
-    /// A private subject this gateway answers itself (see `round_trip`).
-    echo: String,
+    /// Confirms publications and SUBs with shared round trips to a private
+    /// subject this gateway answers itself (see `confirm.rs`).
+    confirmer: confirm::Confirmer,
     _echo_task: AbortOnDrop,
+    /// Each history namespace's epoch (see `epochs.rs`).
+    epochs: Arc<epochs::Epochs>,
+    _advisories: Option<AbortOnDrop>,
     subjects: SubjectMap,
     jetstream: jetstream::Context,
     history: HistoryConfig,
@@ -60,21 +67,34 @@ impl NatsBroker {
         subjects: SubjectMap,
         history: HistoryConfig,
     ) -> Result<Self, BrokerError> {
+        let (disconnected, disconnects) = tokio::sync::watch::channel(0u64);
+        let epochs = Arc::new(epochs::Epochs::default());
+        let on_event = epochs.clone();
         let client = connect
             .options()
             .await
             .map_err(BrokerError::Unavailable)?
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => {
-                        tracing::info!("connected to NATS");
-                        // The first Connected is the initial connection.
-                        if CONNECTED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                            crate::metrics::metrics().nats_reconnects.inc();
+            .event_callback(move |event| {
+                let epochs = on_event.clone();
+                let disconnected = disconnected.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("connected to NATS");
+                            // Stream advisories may have been missed meanwhile.
+                            epochs.clear();
+                            // The first Connected is the initial connection.
+                            if CONNECTED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                crate::metrics::metrics().nats_reconnects.inc();
+                            }
                         }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("disconnected from NATS");
+                            // Fails the round trips in flight (see `confirm.rs`).
+                            disconnected.send_modify(|n| *n += 1);
+                        }
+                        other => tracing::info!("NATS: {other}"),
                     }
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                    other => tracing::info!("NATS: {other}"),
                 }
             })
             // No retry_on_initial_connect: an unreachable NATS fails this
@@ -95,29 +115,51 @@ impl NatsBroker {
                 }
             }
         }));
-        let broker = NatsBroker {
+        let confirmer = confirm::Confirmer::start(client.clone(), echo, disconnects);
+        let mut broker = NatsBroker {
             client,
-            echo,
+            confirmer,
             _echo_task: echo_task,
+            epochs,
+            _advisories: None,
             subjects,
             jetstream,
             history,
             replicas: connect.history_replicas,
             meta_checked: Default::default(),
         };
+        if broker.history.namespaces().next().is_some() {
+            broker._advisories = Some(broker.watch_streams().await?);
+        }
         for (namespace, size, ttl) in broker.history.namespaces() {
             broker.ensure_stream(namespace, size, ttl).await?;
         }
         Ok(broker)
     }
 
-    /// A request to our own echo subscription. nats-server processes each
-    /// connection's protocol in order, so when the answer comes back every
-    /// SUB and PUB sent before it has been handled (`flush` only empties the
-    /// local buffer).
+    /// Waits until nats-server has handled every SUB this gateway sent
+    /// before the call (one shared round trip, see `confirm.rs`; `flush`
+    /// only empties the local buffer).
     async fn round_trip(&self) -> Result<(), BrokerError> {
-        self.client.request(self.echo.clone(), Bytes::new()).await.map_err(unavailable)?;
-        Ok(())
+        self.confirmer.confirm(None).await
+    }
+
+    /// Publishes a core NATS message and returns once nats-server has it:
+    /// refused at once while disconnected, and never confirmed if the
+    /// connection changed before the confirming round trip came back.
+    async fn publish_confirmed(
+        &self,
+        subject: String,
+        headers: Option<async_nats::HeaderMap>,
+        payload: Bytes,
+    ) -> Result<(), BrokerError> {
+        let generation = self.confirmer.generation(&self.client)?;
+        let queued = match headers {
+            Some(headers) => self.client.publish_with_headers(subject, headers, payload).await,
+            None => self.client.publish(subject, payload).await,
+        };
+        queued.map_err(unavailable)?;
+        self.confirmer.confirm(Some(generation)).await
     }
 
     /// Subscribes a subject, confirms the SUB with the server, and hands each
@@ -161,14 +203,7 @@ impl Broker for NatsBroker {
         } else {
             self.subjects.channel_subject(channel)
         };
-        let result = match encode_headers(&message) {
-            Some(headers) => self.client.publish_with_headers(subject, headers, message.data).await,
-            None => self.client.publish(subject, message.data).await,
-        };
-        result.map_err(unavailable)?;
-        // The server handles a connection's messages in order: once the round
-        // trip is answered, it has the publication.
-        self.round_trip().await?;
+        self.publish_confirmed(subject, encode_headers(&message), message.data).await?;
         Ok(None)
     }
 
@@ -193,8 +228,7 @@ impl Broker for NatsBroker {
     }
 
     async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {
-        self.client.publish(self.subjects.user_subject(user), payload).await.map_err(unavailable)?;
-        self.round_trip().await
+        self.publish_confirmed(self.subjects.user_subject(user), None, payload).await
     }
 
     async fn subscribe_user_bucket(

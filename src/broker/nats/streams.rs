@@ -49,6 +49,8 @@ impl NatsBroker {
         if stream.cached_info().config != config {
             self.jetstream.update_stream(config).await.map_err(unavailable)?;
         }
+        // Maybe a new incarnation: its epoch is read again on next use.
+        self.epochs.clear();
         self.ensure_meta(namespace, &epoch_of(stream.cached_info())).await?;
         Ok(stream)
     }
@@ -138,8 +140,13 @@ impl NatsBroker {
     }
 
     /// Stores a publication in the namespace's stream (JetStream acks it);
-    /// the stream republishes it to subscribers with its sequence.
+    /// the stream republishes it to subscribers with its sequence. One
+    /// round trip, the ack: the epoch comes from the cache (`epochs.rs`),
+    /// read with a `STREAM.INFO` only when not known.
     pub(super) async fn publish_to_history(&self, channel: &str, message: Message) -> Result<Position, BrokerError> {
+        // Refused at once while disconnected; the ack proves storage anyway.
+        self.confirmer.generation(&self.client)?;
+        let namespace = crate::channels::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
         let mut headers = encode_headers(&message).unwrap_or_default();
         if let Some(key) = &message.idempotency_key {
@@ -157,12 +164,16 @@ impl NatsBroker {
             };
             match ack {
                 Ok(ack) => {
-                    let (stream, epoch) = self.stream_of(channel).await?;
-                    drop(stream);
+                    if let Some(epoch) = self.epochs.get(namespace, ack.sequence) {
+                        return Ok(Position { offset: ack.sequence, epoch });
+                    }
+                    let (_, epoch) = self.stream_of(channel).await?;
+                    self.epochs.set(namespace, epoch.clone(), ack.sequence);
                     return Ok(Position { offset: ack.sequence, epoch });
                 }
-                // The stream may have been deleted: recreate it once.
-                Err(_) if attempt == 0 => {
+                // No stream answered (deleted): make it again, once. Not
+                // after a timeout, which could store the publication twice.
+                Err(e) if attempt == 0 && e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {
                     attempt += 1;
                     let (size, ttl) = self.history.for_channel(channel).ok_or(BrokerError::NoHistory)?;
                     self.ensure_stream(crate::channels::namespace_of(channel), size, ttl).await?;

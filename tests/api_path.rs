@@ -29,6 +29,7 @@ fn gateway(name: &str, nats: &NatsServer) -> GatewayBuilder {
         ("NATSGATE_NAME", name),
         ("NATSGATE_API_KEY", API_KEY),
         ("NATSGATE_NAMESPACES", NAMESPACES),
+        ("NATSGATE_CLIENT_CHANNEL_LIMIT", "1000"),
     ])
 }
 
@@ -186,14 +187,12 @@ async fn epoch_cache_follows_a_stream_made_again_by_another_gateway() {
     let a = gateway("gw-a", &nats).start();
     let b = gateway("gw-b", &nats).start();
     let http = http_client();
-    let publish = |gw: &Gateway, n: u64| {
-        let body = json!({"channel": "hist:epoch", "data": {"n": n}});
-        let (http, gw) = (http.clone(), gw);
-        async move { api_result(&http, gw, API_KEY, "publish", &body).await }
-    };
+    async fn publish(http: &reqwest::Client, gw: &Gateway, n: u64) -> Value {
+        api_result(http, gw, API_KEY, "publish", &json!({"channel": "hist:epoch", "data": {"n": n}})).await
+    }
     // A learns the epoch (twice: the second comes from its cache).
-    let first = publish(&a, 0).await;
-    let again = publish(&a, 1).await;
+    let first = publish(&http, &a, 0).await;
+    let again = publish(&http, &a, 1).await;
     assert_eq!(first["epoch"], again["epoch"], "same stream, same epoch");
     assert!(first["epoch"].as_str().is_some_and(|e| !e.is_empty()));
 
@@ -203,14 +202,14 @@ async fn epoch_cache_follows_a_stream_made_again_by_another_gateway() {
 
     // B makes the stream again on its next publish, and goes past A's
     // last sequence.
-    let mut made_again = publish(&b, 100).await;
+    let mut made_again = publish(&http, &b, 100).await;
     for n in 101..110 {
-        made_again = publish(&b, n).await;
+        made_again = publish(&http, &b, n).await;
     }
     assert_ne!(made_again["epoch"], first["epoch"], "a new stream is a new epoch");
     assert!(made_again["offset"].as_u64().unwrap() > again["offset"].as_u64().unwrap());
 
-    let after = publish(&a, 2).await;
+    let after = publish(&http, &a, 2).await;
     assert_eq!(after["epoch"], made_again["epoch"], "A's publication reports the stream's current epoch");
     let page = api_result(&http, &a, API_KEY, "history", &json!({"channel": "hist:epoch", "limit": 0})).await;
     assert_eq!(page["epoch"], after["epoch"], "history agrees");

@@ -31,6 +31,8 @@ fn gateway(name: &str, nats: &NatsServer) -> GatewayBuilder {
         ("NATSGATE_NAME", name),
         ("NATSGATE_API_KEY", API_KEY),
         ("NATSGATE_NAMESPACES", NAMESPACES),
+        ("NATSGATE_CLIENT_CHANNEL_LIMIT", "1000"),
+        ("NATSGATE_HISTORY_MAX_PUBLICATION_LIMIT", "5000"),
     ])
 }
 
@@ -164,7 +166,7 @@ async fn nats_killed_under_load_no_success_reply_for_a_lost_publication() {
     for (channel, out) in &outcomes {
         eprintln!("{channel}: {} acked, errors {:?}, slowest reply {:?}", out.acked.len(), out.errors, out.slowest);
         assert!(out.errors.keys().all(|code| *code == 100), "{channel}: only error 100: {:?}", out.errors);
-        assert!(out.slowest < Duration::from_secs(6), "{channel}: a reply took {:?}", out.slowest);
+        assert!(out.slowest < Duration::from_secs(3), "{channel}: a reply took {:?}", out.slowest);
     }
     let errors: usize = outcomes.values().map(|o| o.errors.values().sum::<usize>()).sum();
     assert!(errors > 0, "the outage was seen by the API");
@@ -188,16 +190,21 @@ async fn nats_killed_under_load_no_success_reply_for_a_lost_publication() {
 
     // Plain channels: every acked publication reached the subscriber on the
     // publishing gateway, in order.
+    // (Publications answered with an error may have arrived too: an error
+    // does not prove a loss.)
     let mut delivered: HashMap<String, Vec<u64>> = HashMap::new();
-    let expected: usize = plain.iter().map(|c| outcomes[c].acked.len()).sum();
-    let mut got = 0;
+    let missing = |delivered: &HashMap<String, Vec<u64>>| {
+        plain.iter().any(|c| {
+            let got: BTreeSet<u64> = delivered.get(c).cloned().unwrap_or_default().into_iter().collect();
+            outcomes[c].acked.iter().any(|n| !got.contains(n))
+        })
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while got < expected {
+    while missing(&delivered) {
         let Ok(Some(message)) = tokio::time::timeout_at(deadline, pushes.recv()).await else { break };
         let channel = message["push"]["channel"].as_str().unwrap_or_default().to_string();
         if plain.contains(&channel) {
             delivered.entry(channel).or_default().push(message["push"]["pub"]["data"]["n"].as_u64().expect("n"));
-            got += 1;
         }
     }
     for channel in &plain {

@@ -97,7 +97,13 @@ async fn serve(
     // itself, so before the echo request sent below.
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         disconnects.borrow_and_update();
+        // A disconnect reported before the line above: do not wait for the
+        // next connection to answer (its answer could not confirm anyway).
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
         let lost = async {
+            if !connected {
+                return;
+            }
             if disconnects.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }

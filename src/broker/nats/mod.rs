@@ -46,6 +46,8 @@ pub(crate) struct NatsBroker {
     /// subject this gateway answers itself (see `confirm.rs`).
     confirmer: confirm::Confirmer,
     _echo_task: AbortOnDrop,
+    /// Changes on every disconnect (see `confirm.rs`).
+    disconnects: tokio::sync::watch::Receiver<u64>,
     /// Each history namespace's epoch (see `epochs.rs`).
     epochs: Arc<epochs::Epochs>,
     _advisories: Option<AbortOnDrop>,
@@ -81,7 +83,8 @@ impl NatsBroker {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("connected to NATS");
-                            // Stream advisories may have been missed meanwhile.
+                            // Stream advisories may have been missed meanwhile
+                            // (epochs also keep their connection generation).
                             epochs.clear();
                             // The first Connected is the initial connection.
                             if CONNECTED_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -115,11 +118,12 @@ impl NatsBroker {
                 }
             }
         }));
-        let confirmer = confirm::Confirmer::start(client.clone(), echo, disconnects);
+        let confirmer = confirm::Confirmer::start(client.clone(), echo, disconnects.clone());
         let mut broker = NatsBroker {
             client,
             confirmer,
             _echo_task: echo_task,
+            disconnects,
             epochs,
             _advisories: None,
             subjects,

@@ -145,7 +145,7 @@ impl NatsBroker {
     /// read with a `STREAM.INFO` only when not known.
     pub(super) async fn publish_to_history(&self, channel: &str, message: Message) -> Result<Position, BrokerError> {
         // Refused at once while disconnected; the ack proves storage anyway.
-        self.confirmer.generation(&self.client)?;
+        let connection = self.confirmer.generation(&self.client)?;
         let namespace = crate::channels::namespace_of(channel);
         let subject = self.subjects.channel_subject(channel);
         let mut headers = encode_headers(&message).unwrap_or_default();
@@ -154,21 +154,34 @@ impl NatsBroker {
         }
         let mut attempt = 0;
         loop {
+            // An ack cannot come back over another connection: a disconnect
+            // fails the wait at once (the publication may have been stored).
+            let mut disconnects = self.disconnects.clone();
+            disconnects.borrow_and_update();
+            if self.confirmer.generation(&self.client)? != connection {
+                return Err(BrokerError::Unavailable("reconnected to NATS while publishing".into()));
+            }
             let sent =
                 self.jetstream.publish_with_headers(subject.clone(), headers.clone(), message.data.clone()).await;
             let ack = match sent {
-                Ok(ack) => ack.await,
+                Ok(ack) => tokio::select! {
+                    ack = ack => ack,
+                    _ = disconnects.changed() => {
+                        return Err(BrokerError::Unavailable("disconnected from NATS before the ack".into()));
+                    }
+                },
                 Err(e) => {
                     Err(jetstream::context::PublishError::with_source(jetstream::context::PublishErrorKind::Other, e))
                 }
             };
             match ack {
                 Ok(ack) => {
-                    if let Some(epoch) = self.epochs.get(namespace, ack.sequence) {
+                    if let Some(epoch) = self.epochs.get(namespace, ack.sequence, connection) {
                         return Ok(Position { offset: ack.sequence, epoch });
                     }
+                    let version = self.epochs.version();
                     let (_, epoch) = self.stream_of(channel).await?;
-                    self.epochs.set(namespace, epoch.clone(), ack.sequence);
+                    self.epochs.set(namespace, epoch.clone(), ack.sequence, connection, version);
                     return Ok(Position { offset: ack.sequence, epoch });
                 }
                 // No stream answered (deleted): make it again, once. Not

@@ -246,14 +246,10 @@ async fn every_subscription_is_live_soon_after_nats_returns() {
     let accepting = accepting_since(port).await;
     let window_start = Instant::now();
 
-    let publisher = async {
-        let nc = tokio::time::timeout(TIMEOUT, async_nats::connect(format!("nats://127.0.0.1:{port}")))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        nc
-    }
-    .await;
+    let publisher = tokio::time::timeout(TIMEOUT, async_nats::connect(format!("nats://127.0.0.1:{port}")))
+        .await
+        .expect("connect in time")
+        .expect("connect");
     let subjects = SubjectMap::new("natsgate");
     let mut first: HashMap<String, Duration> = HashMap::new();
     let deadline = window_start + Duration::from_secs(10);

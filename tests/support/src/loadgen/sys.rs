@@ -77,6 +77,16 @@ pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
     };
+    stat_cpu_secs(&path)
+}
+
+/// CPU time (user + system) one thread of this process has used so far, in
+/// seconds, from `/proc/self/task/<tid>/stat`.
+pub fn thread_cpu_secs(tid: i32) -> Option<f64> {
+    stat_cpu_secs(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn stat_cpu_secs(path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -43,8 +43,9 @@ pub struct Floor {
 }
 
 impl Floor {
-    /// Starts the acceptor and the sender, pinned to `cpu` if given.
-    pub fn start(protocol: Proto, cpu: Option<usize>) -> Result<Floor, Error> {
+    /// Starts the acceptor and the sender, pinned to `cpu` and at `nice`
+    /// if given.
+    pub fn start(protocol: Proto, cpu: Option<usize>, nice: Option<i32>) -> Result<Floor, Error> {
         let ws = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let trigger = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let (ws_port, trigger_port) = (ws.local_addr()?.port(), trigger.local_addr()?.port());
@@ -54,14 +55,14 @@ impl Floor {
         {
             let (stop, channels, tid_tx) = (stop.clone(), channels.clone(), tid_tx.clone());
             std::thread::Builder::new().name("floor-accept".into()).spawn(move || {
-                start_thread(cpu, &tid_tx);
+                start_thread(cpu, nice, &tid_tx);
                 accept_loop(ws, protocol, &stop, &channels);
             })?;
         }
         {
             let (stop, channels) = (stop.clone(), channels.clone());
             std::thread::Builder::new().name("floor-send".into()).spawn(move || {
-                start_thread(cpu, &tid_tx);
+                start_thread(cpu, nice, &tid_tx);
                 send_loop(trigger, protocol, &stop, &channels);
             })?;
         }
@@ -87,10 +88,15 @@ impl Drop for Floor {
     }
 }
 
-fn start_thread(cpu: Option<usize>, tid: &mpsc::Sender<i32>) {
+fn start_thread(cpu: Option<usize>, nice: Option<i32>, tid: &mpsc::Sender<i32>) {
     if let Some(cpu) = cpu {
         if let Err(e) = sys::pin_to_cpu(cpu) {
             eprintln!("loadgen: floor cannot pin to CPU {cpu}: {e}");
+        }
+    }
+    if let Some(nice) = nice {
+        if let Err(e) = sys::set_nice(nice) {
+            eprintln!("loadgen: floor cannot set nice {nice}: {e}");
         }
     }
     // SAFETY: gettid has no preconditions.

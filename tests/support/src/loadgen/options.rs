@@ -88,6 +88,13 @@ pub struct Options {
     /// Pin the generator itself to this CPU.
     #[arg(long)]
     pub pin_self: Option<usize>,
+    /// Scheduling priority (nice value, e.g. -10) for the spawned servers,
+    /// the floor's threads and the generator itself, which also move to a
+    /// session (a kernel autogroup) of their own with that nice, so that
+    /// other work on a shared machine disturbs the run less (negative
+    /// values need root).
+    #[arg(long, allow_hyphen_values = true)]
+    pub nice: Option<i32>,
     /// Worker threads of the generator's runtime (default: CPUs it may run on).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -98,6 +98,11 @@ impl Servers {
         }
     }
 
+    /// CPU seconds used so far by the floor's threads (None for other targets).
+    pub fn floor_cpu_secs(&self) -> Option<f64> {
+        self.floor.as_ref().and_then(Floor::cpu_secs)
+    }
+
     fn spawn_all(&mut self, system: System, opts: &Options, dir: &Path) -> Result<(), Error> {
         match system {
             System::Floor => return self.start_floor(opts),
@@ -113,7 +118,7 @@ impl Servers {
         std::fs::write(&conf, nats_config(nats_port, ws_port))?;
         let mut cmd = Command::new(nats_server_bin(&opts.nats_server_bin));
         cmd.arg("-c").arg(&conf);
-        let nats = Spawned::spawn("nats-server", cmd, opts.pin_server, &dir.join("nats-server.log"))?;
+        let nats = Spawned::spawn("nats-server", cmd, opts, &dir.join("nats-server.log"))?;
         let nats_pid = nats.pid();
         self.processes.push(nats);
         self.wait_ready("nats-server", || greets_nats(nats_port))?;
@@ -152,7 +157,7 @@ impl Servers {
                 for (k, v) in &opts.gateway_env {
                     cmd.env(k, v);
                 }
-                let gateway = Spawned::spawn("natsgate", cmd, opts.pin_server, &dir.join("natsgate.log"))?;
+                let gateway = Spawned::spawn("natsgate", cmd, opts, &dir.join("natsgate.log"))?;
                 self.endpoints.server_pid = Some(gateway.pid());
                 self.endpoints.nats_pid = Some(nats_pid);
                 self.processes.push(gateway);
@@ -166,7 +171,7 @@ impl Servers {
 
     /// The floor's threads, in this process (see `floor`).
     fn start_floor(&mut self, opts: &Options) -> Result<(), Error> {
-        let floor = Floor::start(opts.protocol, opts.pin_server)?;
+        let floor = Floor::start(opts.protocol, opts.pin_server, opts.nice)?;
         self.endpoints.ws_url = format!("ws://127.0.0.1:{}/connection/websocket", floor.ws_port);
         self.endpoints.trigger_addr = Some(format!("127.0.0.1:{}", floor.trigger_port));
         self.floor = Some(floor);
@@ -204,7 +209,7 @@ impl Servers {
                 cmd.env_remove(key);
             }
         }
-        let centrifugo = Spawned::spawn("centrifugo", cmd, opts.pin_server, &dir.join("centrifugo.log"))?;
+        let centrifugo = Spawned::spawn("centrifugo", cmd, opts, &dir.join("centrifugo.log"))?;
         self.endpoints.server_pid = Some(centrifugo.pid());
         self.processes.push(centrifugo);
         self.wait_ready("centrifugo", || health_ok(port))?;
@@ -314,7 +319,17 @@ struct Spawned {
 impl Spawned {
     /// Spawns with the open-files soft limit at the hard limit and,
     /// optionally, pinned to one CPU (what `taskset -c N` does).
-    fn spawn(name: &'static str, mut cmd: Command, cpu: Option<usize>, log: &Path) -> Result<Spawned, Error> {
+    fn spawn(name: &'static str, cmd: Command, opts: &Options, log: &Path) -> Result<Spawned, Error> {
+        Spawned::spawn_with(name, cmd, opts.pin_server, opts.nice, log)
+    }
+
+    fn spawn_with(
+        name: &'static str,
+        mut cmd: Command,
+        cpu: Option<usize>,
+        nice: Option<i32>,
+        log: &Path,
+    ) -> Result<Spawned, Error> {
         let out = File::create(log)?;
         cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // SAFETY: only async-signal-safe calls (setrlimit, sched_setaffinity)
@@ -324,6 +339,9 @@ impl Spawned {
                 sys::raise_nofile_limit()?;
                 if let Some(cpu) = cpu {
                     sys::pin_to_cpu(cpu)?;
+                }
+                if let Some(nice) = nice {
+                    sys::set_nice(nice)?;
                 }
                 Ok(())
             });

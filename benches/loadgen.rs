@@ -26,6 +26,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    if let Some(nice) = opts.nice {
+        if let Err(e) = loadgen::sys::own_cpu_group(nice) {
+            eprintln!("loadgen: cannot set the autogroup's nice to {nice}: {e}");
+        }
+        // Before the runtime starts, so every worker thread inherits it.
+        if let Err(e) = loadgen::sys::set_nice(nice) {
+            eprintln!("loadgen: cannot set nice {nice}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let threads =
         opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {

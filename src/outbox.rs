@@ -3,7 +3,8 @@
 //! Bounded in bytes. Anyone may push (the hub fanning out, the session
 //! replying) without waiting; when the queue overflows the client is marked
 //! for disconnection with 3008 instead of slowing the pusher down. The writer
-//! drains everything queued into one frame, so bursts coalesce.
+//! drains everything queued into frames, so bursts coalesce; with a write
+//! delay it also waits a little for more (see `transport::websocket`).
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -49,9 +50,15 @@ impl Outbox {
             return false;
         }
         state.bytes += message.len();
+        let was_empty = state.queue.is_empty();
         state.queue.push_back(message);
         drop(state);
-        self.notify.notify_one();
+        // Only the first message of a batch needs to wake the writer: it
+        // takes the whole queue under this lock, so a message pushed behind
+        // others is taken with them. Saves a wake-up per push in bursts.
+        if was_empty {
+            self.notify.notify_one();
+        }
         true
     }
 
@@ -99,6 +106,21 @@ impl Outbox {
         }
     }
 
+    /// Appends whatever was queued since [`next`](Self::next) to `batch`,
+    /// without waiting: the writer's second look after its write delay.
+    pub fn take_more(&self, batch: &mut VecDeque<Bytes>) {
+        let mut state = self.state.lock();
+        if state.queue.is_empty() {
+            return;
+        }
+        state.bytes = 0;
+        if batch.is_empty() {
+            std::mem::swap(&mut state.queue, batch);
+        } else {
+            batch.extend(state.queue.drain(..));
+        }
+    }
+
     /// Resolves once the connection has been asked to close.
     pub async fn closing(&self) -> Disconnect {
         loop {
@@ -119,6 +141,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn overflow_closes_with_slow() {
@@ -145,5 +168,50 @@ mod tests {
         batch.clear();
         assert_eq!(outbox.next(&mut batch).await, Some(Disconnect::SHUTDOWN));
         assert!(!outbox.push(Bytes::from_static(b"c")));
+    }
+
+    #[tokio::test]
+    async fn take_more_appends_in_order_and_frees_the_byte_budget() {
+        let outbox = Outbox::new(4);
+        outbox.push(Bytes::from_static(b"ab"));
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next(&mut batch).await, None);
+        outbox.take_more(&mut batch);
+        assert_eq!(batch, ["ab"], "nothing more queued: unchanged");
+        outbox.push(Bytes::from_static(b"cd"));
+        outbox.push(Bytes::from_static(b"ef"));
+        assert_eq!(outbox.queued_bytes(), 4);
+        outbox.take_more(&mut batch);
+        assert_eq!(batch, ["ab", "cd", "ef"]);
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_behind_others_is_still_taken() {
+        // Only the first push of a batch notifies; the writer must still
+        // see every message, also when it arrives after a drain.
+        let outbox = Arc::new(Outbox::new(1000));
+        let mut batch = VecDeque::new();
+        for round in 0..3u8 {
+            outbox.push(Bytes::from(vec![round; 1]));
+            outbox.push(Bytes::from(vec![round; 2]));
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), outbox.next(&mut batch));
+            assert_eq!(next.await.expect("writer woken"), None);
+            assert_eq!(batch.len(), 2, "round {round}");
+            batch.clear();
+        }
+        let waiter = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                let mut batch = VecDeque::new();
+                outbox.next(&mut batch).await;
+                batch
+            })
+        };
+        tokio::task::yield_now().await;
+        outbox.push(Bytes::from_static(b"x"));
+        outbox.push(Bytes::from_static(b"y"));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("woken").unwrap();
+        assert!(!got.is_empty() && got[0] == "x", "{got:?}");
     }
 }

@@ -226,6 +226,19 @@ pub struct Config {
     #[default(Duration::from_millis(50))]
     #[serde(with = "humantime_serde")]
     pub nats_reconnect_jitter: Duration,
+    // Write coalescing (Centrifugo PRO's `client_write_delay` and
+    // `client_max_messages_in_frame`, centrifuge's `WriteDelay` and
+    // `MaxMessagesInFrame`).
+    /// How long a client's writer waits, after a message arrives, for more
+    /// to put in the same WebSocket frame (0: write at once).
+    #[serde(with = "humantime_serde")]
+    pub client_write_delay: Duration,
+    /// Most messages (replies and pushes) in one WebSocket frame; -1: no
+    /// limit (the default: whatever is queued goes in one frame); 0: 16,
+    /// centrifuge's default.
+    #[default(-1)]
+    #[serde_as(as = "Lenient")]
+    pub client_max_messages_in_frame: i64,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

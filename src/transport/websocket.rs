@@ -8,7 +8,9 @@
 //!
 //! Each connection runs two tasks: the reader drives the session; the
 //! writer drains the outbox into coalesced frames and pings. A slow client
-//! only ever blocks its own writer.
+//! only ever blocks its own writer. With `client_write_delay` the writer
+//! waits that long after a message for more to share its frame, as
+//! centrifuge's writer does (`writer.go`, `waitSendMessage`).
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -24,7 +26,8 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::handshake::server::{Request as HandshakeRequest, Response as HandshakeResponse};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
@@ -329,6 +332,7 @@ async fn write_loop<S: Socket>(
     let mut awaiting_pong = false;
     let ping = ping_message(protocol);
     let mut batch = VecDeque::new();
+    let coalesce = Coalesce::from_config(&app.config);
 
     let reason = loop {
         tokio::select! {
@@ -337,14 +341,18 @@ async fn write_loop<S: Socket>(
                 if let Some(reason) = closed {
                     break reason;
                 }
+                // A close asked for during the delay ends the wait; the
+                // next pass writes what is left, then the close.
+                coalesce.collect(&outbox, &mut batch).await;
                 sent.inc_by(batch.len() as u64);
-                let frame = into_frame(protocol, &mut batch);
                 // The write goes first: replies queued just before a close
                 // must reach the client. Only a write that cannot finish
                 // (a client not reading) is abandoned for the close.
                 tokio::select! {
                     biased;
-                    result = sink.send(frame) => if result.is_err() { return },
+                    result = write_frames(&mut sink, protocol, &mut batch, coalesce.max_messages) => {
+                        if result.is_err() { return }
+                    }
                     reason = outbox.closing() => break reason,
                 }
             }
@@ -386,24 +394,183 @@ fn ping_message(protocol: Protocol) -> Bytes {
     }
 }
 
-/// Joins queued messages into one WebSocket frame, leaving `messages` empty.
-fn into_frame(protocol: Protocol, messages: &mut VecDeque<Bytes>) -> Message {
-    let payload = if messages.len() == 1 {
+/// The writer's coalescing settings (`client_write_delay`,
+/// `client_max_messages_in_frame`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Coalesce {
+    /// Zero: write what is queued at once.
+    delay: Duration,
+    /// Most messages per frame; None: no limit.
+    max_messages: Option<usize>,
+}
+
+/// centrifuge's `defaultMaxMessagesInFrame`, used for a configured 0.
+const DEFAULT_MAX_MESSAGES_IN_FRAME: usize = 16;
+
+impl Coalesce {
+    fn from_config(config: &crate::config::Config) -> Coalesce {
+        Coalesce::new(config.client_write_delay, config.client_max_messages_in_frame)
+    }
+
+    /// As centrifuge reads `MaxMessagesInFrame`: 0 is its default (16),
+    /// any negative value is no limit.
+    fn new(delay: Duration, max_messages: i64) -> Coalesce {
+        let max_messages = match max_messages {
+            0 => Some(DEFAULT_MAX_MESSAGES_IN_FRAME),
+            n if n < 0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        Coalesce { delay, max_messages }
+    }
+
+    /// With a delay, and fewer messages than fit one frame, waits the
+    /// delay (or until the connection is asked to close) and adds what
+    /// arrived meanwhile to `batch`.
+    async fn collect(&self, outbox: &Outbox, batch: &mut VecDeque<Bytes>) {
+        if self.delay.is_zero() || self.max_messages.is_some_and(|max| batch.len() >= max) {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = outbox.closing() => {}
+        }
+        outbox.take_more(batch);
+    }
+}
+
+/// Writes `messages` (leaving it empty) as frames of at most `max`
+/// messages each, flushing once at the end.
+async fn write_frames<S: Socket>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    protocol: Protocol,
+    messages: &mut VecDeque<Bytes>,
+    max: Option<usize>,
+) -> Result<(), WsError> {
+    let per_frame = max.unwrap_or(usize::MAX).max(1);
+    if messages.len() <= per_frame {
+        return sink.send(into_frame(protocol, messages, per_frame)).await;
+    }
+    while !messages.is_empty() {
+        sink.feed(into_frame(protocol, messages, per_frame)).await?;
+    }
+    sink.flush().await
+}
+
+/// Joins up to `max` queued messages (taken from the front) into one
+/// WebSocket frame: JSON messages newline-separated, Protobuf ones
+/// length-prefixed already, so simply concatenated.
+fn into_frame(protocol: Protocol, messages: &mut VecDeque<Bytes>, max: usize) -> Message {
+    let count = messages.len().min(max);
+    let payload = if count == 1 {
         messages.pop_front().unwrap_or_default()
     } else {
-        let size = messages.iter().map(|m| m.len() + 1).sum();
+        let size = messages.iter().take(count).map(|m| m.len() + 1).sum();
         let mut frame = BytesMut::with_capacity(size);
-        for message in messages.drain(..) {
+        for message in messages.drain(..count) {
             protocol.join_into(&mut frame, &message);
         }
         frame.freeze()
     };
     match protocol {
-        // Our JSON encoder only writes UTF-8.
-        Protocol::Json => match Utf8Bytes::try_from(payload) {
-            Ok(text) => Message::Text(text),
-            Err(_) => Message::Text(Utf8Bytes::from_static("")),
-        },
+        // A text frame built without `Utf8Bytes`' check: every JSON message
+        // comes from our encoder, which writes only UTF-8 (raw `data` is
+        // validated once per publication when it is encoded), so checking
+        // it again here would cost a pass over every frame per subscriber.
+        Protocol::Json => Message::Frame(Frame::message(payload, OpCode::Data(Data::Text), true)),
         Protocol::Protobuf => Message::Binary(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(items: &[&'static str]) -> VecDeque<Bytes> {
+        items.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()
+    }
+
+    fn payload(message: Message) -> (OpCode, Bytes) {
+        match message {
+            Message::Frame(frame) => (frame.header().opcode, frame.into_payload()),
+            Message::Binary(data) => (OpCode::Data(Data::Binary), data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_messages_join_with_newlines_as_text_frames() {
+        let mut messages = queue(&[r#"{"push":1}"#, r#"{"push":2}"#, r#"{"push":3}"#]);
+        let (opcode, data) = payload(into_frame(Protocol::Json, &mut messages, 2));
+        assert_eq!(opcode, OpCode::Data(Data::Text));
+        assert_eq!(&data[..], b"{\"push\":1}\n{\"push\":2}");
+        let (_, data) = payload(into_frame(Protocol::Json, &mut messages, 2));
+        assert_eq!(&data[..], b"{\"push\":3}");
+        assert!(messages.is_empty());
+    }
+
+    #[test]
+    fn protobuf_messages_concatenate_length_prefixed() {
+        let mut messages: VecDeque<Bytes> =
+            [&[2u8, 8, 1][..], &[0], &[1, 7]].iter().map(|m| Bytes::copy_from_slice(m)).collect();
+        let (opcode, data) = payload(into_frame(Protocol::Protobuf, &mut messages, usize::MAX));
+        assert_eq!(opcode, OpCode::Data(Data::Binary));
+        assert_eq!(&data[..], &[2, 8, 1, 0, 1, 7]);
+    }
+
+    #[test]
+    fn max_messages_reads_as_centrifuge_does() {
+        let ms = Duration::from_millis(5);
+        assert_eq!(Coalesce::new(ms, 0).max_messages, Some(16));
+        assert_eq!(Coalesce::new(ms, -1).max_messages, None);
+        assert_eq!(Coalesce::new(ms, -7).max_messages, None);
+        assert_eq!(Coalesce::new(ms, 3).max_messages, Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn collect_waits_the_delay_for_more_messages() {
+        let outbox = Arc::new(Outbox::new(1 << 10));
+        let coalesce = Coalesce::new(Duration::from_millis(20), -1);
+        outbox.push(Bytes::from_static(b"1"));
+        let mut batch = VecDeque::new();
+        assert_eq!(outbox.next(&mut batch).await, None);
+        let pusher = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                outbox.push(Bytes::from_static(b"2"));
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                outbox.push(Bytes::from_static(b"3"));
+            })
+        };
+        let started = Instant::now();
+        coalesce.collect(&outbox, &mut batch).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(20));
+        assert_eq!(batch, ["1", "2"], "what came within the delay, not later");
+        pusher.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn collect_does_not_wait_without_delay_or_with_a_full_frame() {
+        let outbox = Outbox::new(1 << 10);
+        let mut batch = queue(&["a", "b"]);
+        let started = Instant::now();
+        Coalesce::new(Duration::ZERO, -1).collect(&outbox, &mut batch).await;
+        Coalesce::new(Duration::from_secs(1), 2).collect(&outbox, &mut batch).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn collect_stops_waiting_on_close_and_keeps_the_messages() {
+        let outbox = Outbox::new(1 << 10);
+        let coalesce = Coalesce::new(Duration::from_secs(10), -1);
+        outbox.push(Bytes::from_static(b"1"));
+        let mut batch = VecDeque::new();
+        outbox.next(&mut batch).await;
+        outbox.push(Bytes::from_static(b"2"));
+        outbox.close(Disconnect::SHUTDOWN);
+        let started = Instant::now();
+        coalesce.collect(&outbox, &mut batch).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(batch, ["1", "2"]);
     }
 }

@@ -6,7 +6,8 @@
 //! publication (count, order, end-to-end latency) in the shared [`Stats`].
 //!
 //! Two dialects: Centrifugo protocol v2 (JSON or Protobuf) for natsgate,
-//! and the NATS text protocol over WebSocket for nats-server's listener.
+//! Centrifugo and the floor, and the NATS text protocol over WebSocket for
+//! nats-server's listener.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -89,8 +90,8 @@ pub async fn run(plan: Arc<Plan>, seat: Seat, stats: Arc<Stats>, connecting: Arc
     };
     stats.client_ready(began.elapsed().as_nanos() as u64);
     let result = match plan.system {
-        System::Natsgate => read_centrifugo(ws, plan.protocol, Batch::new(plan.warmup), &stats, &stop).await,
         System::NatsWs => read_nats(ws, Batch::new(plan.warmup), &stats, &stop).await,
+        _ => read_centrifugo(ws, plan.protocol, Batch::new(plan.warmup), &stats, &stop).await,
     };
     if let Err(e) = result {
         if !stop.is_cancelled() {
@@ -102,8 +103,8 @@ pub async fn run(plan: Arc<Plan>, seat: Seat, stats: Arc<Stats>, connecting: Arc
 async fn open_and_subscribe(plan: &Plan, seat: &Seat) -> Result<Ws, Error> {
     let mut ws = open(plan, seat.index).await?;
     match plan.system {
-        System::Natsgate => subscribe_centrifugo(&mut ws, plan.protocol, seat).await?,
         System::NatsWs => subscribe_nats(&mut ws, seat).await?,
+        _ => subscribe_centrifugo(&mut ws, plan.protocol, seat).await?,
     }
     Ok(ws)
 }
@@ -131,7 +132,7 @@ async fn open(plan: &Plan, index: usize) -> Result<Ws, Error> {
     let stream = socket.connect(plan.server).await?;
     stream.set_nodelay(true)?;
     let mut request = plan.ws_url.as_str().into_client_request()?;
-    if plan.system == System::Natsgate && plan.protocol == Proto::Protobuf {
+    if plan.system.speaks_centrifugo() && plan.protocol == Proto::Protobuf {
         request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("centrifuge-protobuf"));
     }
     let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(ws_config())).await?;

@@ -3,9 +3,11 @@
 //!
 //! Layout:
 //! - `options`: command line, scenario presets, the resolved workload;
-//! - `servers`: spawns nats-server and natsgate (or wraps running ones);
+//! - `servers`: spawns nats-server, natsgate, Centrifugo (or wraps running ones);
+//! - `floor`: the physical floor, a minimal sender of pre-encoded frames;
 //! - `clients`: one task per WebSocket subscriber (Centrifugo or NATS dialect);
-//! - `publisher`: publishes via NATS or the HTTP API, rate-limited or windowed;
+//! - `publisher`: publishes via NATS, an HTTP API or the floor's trigger,
+//!   rate-limited or windowed;
 //! - `stats`: counters and the latency histogram the clients share;
 //! - `report`: the figures of one run and the side-by-side table;
 //! - `sys`: rlimits, CPU pinning, RSS, ports, clocks.
@@ -13,6 +15,7 @@
 //! All traffic stays on loopback: every URL is checked before use.
 
 pub mod clients;
+pub mod floor;
 pub mod options;
 pub mod publisher;
 pub mod report;
@@ -65,15 +68,22 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     let mut servers = tokio::task::spawn_blocking(move || Servers::start(system, &spawn_opts)).await??;
     let ep = &servers.endpoints;
     let server_addr = loopback(&ep.ws_url, "ws")?;
-    loopback(&ep.nats_url, "nats")?;
-    let via = match opts.publish_via {
+    if !ep.nats_url.is_empty() {
+        loopback(&ep.nats_url, "nats")?;
+    }
+    let publish_via = system.publish_via(opts.publish_via);
+    let via = match publish_via {
         PublishVia::Nats => publisher::Via::Nats { url: ep.nats_url.clone() },
-        PublishVia::Http if system == System::Natsgate => {
+        PublishVia::Http => {
             let url = ep.api_url.clone().ok_or("--publish-via http needs --api-url")?;
             loopback(&url, "http")?;
             publisher::Via::Http { url, api_key: opts.api_key.clone(), concurrency: opts.http_concurrency }
         }
-        PublishVia::Http => return Err("nats-ws has no HTTP API: use --publish-via nats".into()),
+        PublishVia::Direct => {
+            let addr = ep.trigger_addr.clone().ok_or("the floor has no trigger address")?;
+            loopback(&format!("tcp://{addr}"), "floor")?;
+            publisher::Via::Direct { addr }
+        }
     };
     let (server_pid, nats_pid) = (ep.server_pid, ep.nats_pid);
     say(
@@ -98,12 +108,13 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     let seats: Vec<clients::Seat> = (0..w.clients)
         .map(|k| clients::Seat {
             index: k,
-            token: match system {
-                System::Natsgate => natsgate::auth::mint_hs256(
+            token: if system.speaks_centrifugo() {
+                natsgate::auth::mint_hs256(
                     &opts.secret,
                     &serde_json::json!({ "sub": format!("loadgen-{}", k % w.users) }),
-                ),
-                System::NatsWs => String::new(),
+                )
+            } else {
+                String::new()
             },
             channel: channels[k % w.channels].clone(),
             subject: subjects[k % w.channels].clone(),
@@ -118,7 +129,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
     let connecting = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
-    let cpu_start = CpuMark::take(server_pid, nats_pid);
+    let cpu_start = CpuMark::take(&servers);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for seat in seats {
@@ -128,7 +139,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    let connect_cpu = cpu_start.since(server_pid, nats_pid);
+    let connect_cpu = cpu_start.since(&servers);
     say(
         opts,
         format_args!(
@@ -152,7 +163,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
         subjects,
         fanout: fanout.clone(),
     };
-    let cpu_start = CpuMark::take(server_pid, nats_pid);
+    let cpu_start = CpuMark::take(&servers);
     let outcome = publisher::publish(via, &publish_plan, &stats).await?;
     let expected: u64 = (0..w.messages).map(|i| fanout[i % w.channels]).sum();
     say(opts, format_args!("{}: published {} messages; draining", system.name(), outcome.published));
@@ -164,7 +175,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
             progress = (Instant::now(), stats.received());
         }
     }
-    let publish_cpu = cpu_start.since(server_pid, nats_pid);
+    let publish_cpu = cpu_start.since(&servers);
     let rss_after = (server_pid.and_then(sys::rss), nats_pid.and_then(sys::rss));
     let alive = servers.check_alive();
 
@@ -181,7 +192,7 @@ async fn run_one(system: System, opts: &Options, w: &Workload) -> Result<Report,
     Ok(Report {
         system,
         protocol: opts.protocol,
-        publish_via: opts.publish_via,
+        publish_via,
         workload: w.clone(),
         connect_secs,
         connect_ms: stats.connect_latency(),
@@ -220,19 +231,20 @@ struct CpuMark {
 }
 
 impl CpuMark {
-    fn take(server: Option<u32>, nats: Option<u32>) -> CpuMark {
+    fn take(servers: &Servers) -> CpuMark {
         CpuMark {
             at: Instant::now(),
-            server: server.and_then(|pid| sys::cpu_secs(Some(pid))),
-            nats: nats.and_then(|pid| sys::cpu_secs(Some(pid))),
-            generator: sys::cpu_secs(None),
+            server: servers.server_cpu_secs(),
+            nats: servers.endpoints.nats_pid.and_then(|pid| sys::cpu_secs(Some(pid))),
+            // The floor's threads run in this process: not the generator's.
+            generator: sys::cpu_secs(None).map(|all| all - servers.floor_cpu_secs().unwrap_or(0.0)),
             machine: sys::machine_busy_secs(),
         }
     }
 
     /// CPU seconds used by each since this mark, with the wall time.
-    fn since(&self, server: Option<u32>, nats: Option<u32>) -> report::CpuUse {
-        let now = CpuMark::take(server, nats);
+    fn since(&self, servers: &Servers) -> report::CpuUse {
+        let now = CpuMark::take(servers);
         let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
         let ours = [diff(self.server, now.server), diff(self.nats, now.nats), diff(self.generator, now.generator)];
         let machine = diff(self.machine.map(|m| m.0), now.machine.map(|m| m.0));

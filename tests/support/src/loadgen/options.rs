@@ -12,9 +12,10 @@ use std::time::Duration;
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "loadgen",
-    about = "Load generator for natsgate (and nats-server's WebSocket listener, for comparison)",
+    about = "Load generator for natsgate (and, for comparison, Centrifugo, nats-server's WebSocket listener and a minimal sender)",
     after_help = "Examples:\n  \
         taskset -c 1 cargo bench --bench loadgen -- --scenario a --target both --pin-server 0\n  \
+        taskset -c 1 cargo bench --bench loadgen -- --scenario c --target all --publish-via http --pin-server 0\n  \
         cargo bench --bench loadgen -- --clients 200 --channels 4 --messages 500 --rate 100"
 )]
 pub struct Options {
@@ -22,10 +23,13 @@ pub struct Options {
     #[arg(long, value_enum)]
     pub scenario: Option<Scenario>,
 
-    /// What to measure: natsgate (with nats-server behind it), nats-server's
-    /// own WebSocket listener, or both one after the other.
-    #[arg(long, value_enum, default_value_t = Target::Natsgate)]
-    pub target: Target,
+    /// What to measure, one after the other (comma-separated): natsgate
+    /// (with nats-server behind it), nats-server's own WebSocket listener,
+    /// Centrifugo with its memory engine or with its NATS broker, the
+    /// floor (a minimal sender of pre-encoded frames); `both` is natsgate
+    /// and nats-ws, `all` is every one of them.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "natsgate")]
+    pub target: Vec<Target>,
 
     /// Client connections.
     #[arg(long)]
@@ -57,7 +61,9 @@ pub struct Options {
     /// Wire format of the Centrifugo clients (ignored by nats-ws).
     #[arg(long, value_enum, default_value_t = Proto::Json)]
     pub protocol: Proto,
-    /// How messages are published: straight to NATS, or through the gateway's HTTP API.
+    /// How natsgate's messages are published: straight to NATS, or through
+    /// its HTTP API. Centrifugo is always published to through its HTTP
+    /// API, nats-ws over NATS, the floor over its trigger connection.
     #[arg(long, value_enum, default_value_t = PublishVia::Nats)]
     pub publish_via: PublishVia,
     /// API key for `--publish-via http` (given to a spawned gateway as NATSGATE_API_KEY).
@@ -82,6 +88,13 @@ pub struct Options {
     /// Pin the generator itself to this CPU.
     #[arg(long)]
     pub pin_self: Option<usize>,
+    /// Scheduling priority (nice value, e.g. -10) for the spawned servers,
+    /// the floor's threads and the generator itself, which also move to a
+    /// session (a kernel autogroup) of their own with that nice, so that
+    /// other work on a shared machine disturbs the run less (negative
+    /// values need root).
+    #[arg(long, allow_hyphen_values = true)]
+    pub nice: Option<i32>,
     /// Worker threads of the generator's runtime (default: CPUs it may run on).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -89,6 +102,10 @@ pub struct Options {
     /// natsgate binary to spawn.
     #[arg(long, default_value_os_t = crate::natsgate_bin())]
     pub natsgate_bin: PathBuf,
+    /// Centrifugo binary to spawn (default: $CENTRIFUGO_BIN, else
+    /// $(go env GOPATH)/bin/centrifugo).
+    #[arg(long)]
+    pub centrifugo_bin: Option<PathBuf>,
     /// nats-server binary to spawn.
     #[arg(long, default_value = "nats-server")]
     pub nats_server_bin: PathBuf,
@@ -158,7 +175,11 @@ pub enum Scenario {
 pub enum Target {
     Natsgate,
     NatsWs,
+    Centrifugo,
+    CentrifugoNats,
+    Floor,
     Both,
+    All,
 }
 
 /// One concrete system under test.
@@ -167,6 +188,13 @@ pub enum Target {
 pub enum System {
     Natsgate,
     NatsWs,
+    /// Centrifugo with its memory engine.
+    Centrifugo,
+    /// Centrifugo with its NATS broker, on the same kind of nats-server.
+    CentrifugoNats,
+    /// The physical floor: pre-encoded frames written to the sockets and
+    /// nothing else (see `floor`).
+    Floor,
 }
 
 impl System {
@@ -174,6 +202,24 @@ impl System {
         match self {
             System::Natsgate => "natsgate",
             System::NatsWs => "nats-ws",
+            System::Centrifugo => "centrifugo",
+            System::CentrifugoNats => "centrifugo+nats",
+            System::Floor => "floor",
+        }
+    }
+
+    /// Whether clients speak Centrifugo's protocol (else NATS over WebSocket).
+    pub fn speaks_centrifugo(self) -> bool {
+        self != System::NatsWs
+    }
+
+    /// How this system's messages are published, given `--publish-via`.
+    pub fn publish_via(self, asked: PublishVia) -> PublishVia {
+        match self {
+            System::Natsgate => asked,
+            System::Centrifugo | System::CentrifugoNats => PublishVia::Http,
+            System::NatsWs => PublishVia::Nats,
+            System::Floor => PublishVia::Direct,
         }
     }
 }
@@ -190,6 +236,9 @@ pub enum Proto {
 pub enum PublishVia {
     Nats,
     Http,
+    /// The floor's own trigger connection (not a command-line choice).
+    #[value(skip)]
+    Direct,
 }
 
 /// The workload with every knob decided.
@@ -208,11 +257,26 @@ pub struct Workload {
 
 impl Options {
     pub fn systems(&self) -> Vec<System> {
-        match self.target {
-            Target::Natsgate => vec![System::Natsgate],
-            Target::NatsWs => vec![System::NatsWs],
-            Target::Both => vec![System::Natsgate, System::NatsWs],
+        let mut systems = Vec::new();
+        for target in &self.target {
+            let add: &[System] = match target {
+                Target::Natsgate => &[System::Natsgate],
+                Target::NatsWs => &[System::NatsWs],
+                Target::Centrifugo => &[System::Centrifugo],
+                Target::CentrifugoNats => &[System::CentrifugoNats],
+                Target::Floor => &[System::Floor],
+                Target::Both => &[System::Natsgate, System::NatsWs],
+                Target::All => {
+                    &[System::Natsgate, System::Centrifugo, System::CentrifugoNats, System::NatsWs, System::Floor]
+                }
+            };
+            for system in add {
+                if !systems.contains(system) {
+                    systems.push(*system);
+                }
+            }
         }
+        systems
     }
 
     pub fn workload(&self) -> Workload {

@@ -1,6 +1,7 @@
 //! The publisher: M messages of S bytes, at a fixed rate or as fast as a
-//! bounded window of undelivered messages allows, straight to NATS or
-//! through the gateway's HTTP API.
+//! bounded window of undelivered messages allows, straight to NATS,
+//! through an HTTP API (natsgate's or Centrifugo's: the same request), or
+//! to the floor's trigger connection.
 //!
 //! Message `i` goes to channel `i % C`. Its payload is JSON (so JSON
 //! clients can receive it) carrying the send time and `i`:
@@ -9,6 +10,7 @@
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -22,8 +24,18 @@ use super::Error;
 const STALL: Duration = Duration::from_secs(2);
 
 pub enum Via {
-    Nats { url: String },
-    Http { url: String, api_key: String, concurrency: usize },
+    Nats {
+        url: String,
+    },
+    /// The floor's trigger: one `<channel>\t<payload>\n` line per message.
+    Direct {
+        addr: String,
+    },
+    Http {
+        url: String,
+        api_key: String,
+        concurrency: usize,
+    },
 }
 
 pub struct Plan {
@@ -54,6 +66,11 @@ pub async fn publish(via: Via, plan: &Plan, stats: &Stats) -> Result<Outcome, Er
         Via::Nats { url } => {
             let client = async_nats::ConnectOptions::new().name("loadgen-publisher").connect(url).await?;
             Sender::Nats(client)
+        }
+        Via::Direct { addr } => {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Sender::Direct(stream, Vec::new())
         }
         Via::Http { url, api_key, concurrency } => Sender::Http {
             client: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(concurrency).build()?,
@@ -103,6 +120,7 @@ pub async fn publish(via: Via, plan: &Plan, stats: &Stats) -> Result<Outcome, Er
 
 enum Sender {
     Nats(async_nats::Client),
+    Direct(tokio::net::TcpStream, Vec<u8>),
     Http {
         client: reqwest::Client,
         url: Arc<String>,
@@ -117,6 +135,15 @@ impl Sender {
         match self {
             Sender::Nats(client) => {
                 client.publish(subject.to_string(), Bytes::from(payload)).await?;
+                Ok(())
+            }
+            Sender::Direct(stream, line) => {
+                line.clear();
+                line.extend_from_slice(channel.as_bytes());
+                line.push(b'\t');
+                line.extend_from_slice(&payload);
+                line.push(b'\n');
+                stream.write_all(line).await?;
                 Ok(())
             }
             Sender::Http { client, url, api_key, permits, tasks } => {
@@ -159,6 +186,10 @@ impl Sender {
         match self {
             Sender::Nats(client) => {
                 client.flush().await?;
+                Ok(0)
+            }
+            Sender::Direct(mut stream, _) => {
+                stream.flush().await?;
                 Ok(0)
             }
             Sender::Http { mut tasks, .. } => {

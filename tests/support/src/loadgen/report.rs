@@ -1,5 +1,5 @@
 //! What one run measured, and how it is printed: a table with one column
-//! per system, so `--target both` reads side by side.
+//! per system, so `--target all` reads side by side.
 
 use super::options::{Proto, PublishVia, System, Workload};
 use super::stats::Latency;
@@ -43,9 +43,10 @@ pub struct Report {
     pub latency_ms: Option<Latency>,
     pub pings_answered: u64,
 
-    /// The WebSocket server (natsgate, or nats-server for nats-ws).
+    /// The WebSocket server (natsgate, Centrifugo, or nats-server for
+    /// nats-ws; zero for the floor, which runs inside the generator).
     pub server: Memory,
-    /// The nats-server behind natsgate.
+    /// The nats-server behind natsgate or Centrifugo's NATS broker.
     pub nats: Option<Memory>,
     pub errors: Vec<String>,
     pub error_count: u64,
@@ -134,7 +135,7 @@ pub fn table(reports: &[Report]) -> String {
         ("system", |r| r.system.name().into()),
         ("protocol", |r| match r.system {
             System::NatsWs => "nats".into(),
-            System::Natsgate => format!("{:?}", r.protocol).to_lowercase(),
+            _ => format!("{:?}", r.protocol).to_lowercase(),
         }),
         ("publish via", |r| format!("{:?}", r.publish_via).to_lowercase()),
         ("clients / channels / users", |r| {

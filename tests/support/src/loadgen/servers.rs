@@ -1,6 +1,7 @@
-//! The system under test: spawned here (nats-server, natsgate), or a
-//! running one named on the command line. Spawned processes live in a
-//! temporary directory with their config and log, and are killed on drop.
+//! The system under test: spawned here (nats-server, natsgate, Centrifugo,
+//! or the in-process floor), or a running one named on the command line.
+//! Spawned processes live in a temporary directory with their config and
+//! log, and are killed on drop.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::floor::Floor;
 use super::options::{Options, PublishVia, System};
 use super::sys;
 use super::Error;
@@ -21,13 +23,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Endpoints {
     /// WebSocket URL the clients connect to.
     pub ws_url: String,
-    /// NATS URL the publisher uses.
+    /// NATS URL the publisher uses (empty without NATS: Centrifugo's
+    /// memory engine, the floor).
     pub nats_url: String,
-    /// HTTP API publish URL (natsgate only).
+    /// HTTP API publish URL (natsgate, Centrifugo).
     pub api_url: Option<String>,
+    /// The floor's trigger address (`host:port`).
+    pub trigger_addr: Option<String>,
     /// PID of the WebSocket server (natsgate, or nats-server for nats-ws).
     pub server_pid: Option<u32>,
-    /// PID of the nats-server behind natsgate (None for nats-ws).
+    /// PID of the nats-server behind natsgate or Centrifugo (None for
+    /// nats-ws and Centrifugo's memory engine).
     pub nats_pid: Option<u32>,
 }
 
@@ -36,6 +42,7 @@ pub struct Servers {
     pub endpoints: Endpoints,
     // Dropped in field order: processes first, then their directory.
     processes: Vec<Spawned>,
+    floor: Option<Floor>,
     dir: Option<tempfile::TempDir>,
 }
 
@@ -49,10 +56,12 @@ impl Servers {
                     ws_url: ws_url.clone(),
                     nats_url: nats_url.clone(),
                     api_url,
+                    trigger_addr: None,
                     server_pid: opts.server_pid,
                     nats_pid: opts.nats_pid,
                 },
                 processes: Vec::new(),
+                floor: None,
                 dir: None,
             });
         }
@@ -62,10 +71,12 @@ impl Servers {
                 ws_url: String::new(),
                 nats_url: String::new(),
                 api_url: None,
+                trigger_addr: None,
                 server_pid: None,
                 nats_pid: None,
             },
             processes: Vec::new(),
+            floor: None,
             dir: None,
         };
         let result = servers.spawn_all(system, opts, dir.path());
@@ -78,23 +89,47 @@ impl Servers {
         result.map(|()| servers)
     }
 
+    /// CPU seconds used so far by the WebSocket server (the floor's threads
+    /// for the floor).
+    pub fn server_cpu_secs(&self) -> Option<f64> {
+        match &self.floor {
+            Some(floor) => floor.cpu_secs(),
+            None => self.endpoints.server_pid.and_then(|pid| sys::cpu_secs(Some(pid))),
+        }
+    }
+
+    /// CPU seconds used so far by the floor's threads (None for other targets).
+    pub fn floor_cpu_secs(&self) -> Option<f64> {
+        self.floor.as_ref().and_then(Floor::cpu_secs)
+    }
+
     fn spawn_all(&mut self, system: System, opts: &Options, dir: &Path) -> Result<(), Error> {
+        match system {
+            System::Floor => return self.start_floor(opts),
+            System::Centrifugo => return self.spawn_centrifugo(opts, dir, None),
+            _ => {}
+        }
         let nats_port = sys::free_port()?;
         let ws_port = match system {
             System::NatsWs => Some(sys::free_port()?),
-            System::Natsgate => None,
+            _ => None,
         };
         let conf = dir.join("nats-server.conf");
         std::fs::write(&conf, nats_config(nats_port, ws_port))?;
         let mut cmd = Command::new(nats_server_bin(&opts.nats_server_bin));
         cmd.arg("-c").arg(&conf);
-        let nats = Spawned::spawn("nats-server", cmd, opts.pin_server, &dir.join("nats-server.log"))?;
+        let nats = Spawned::spawn("nats-server", cmd, opts, &dir.join("nats-server.log"))?;
         let nats_pid = nats.pid();
         self.processes.push(nats);
         self.wait_ready("nats-server", || greets_nats(nats_port))?;
         self.endpoints.nats_url = format!("nats://127.0.0.1:{nats_port}");
 
         match (system, ws_port) {
+            (System::CentrifugoNats, _) => {
+                self.endpoints.nats_pid = Some(nats_pid);
+                let url = self.endpoints.nats_url.clone();
+                self.spawn_centrifugo(opts, dir, Some(&url))?;
+            }
             (System::NatsWs, Some(ws_port)) => {
                 self.endpoints.ws_url = format!("ws://127.0.0.1:{ws_port}");
                 self.endpoints.server_pid = Some(nats_pid);
@@ -122,7 +157,7 @@ impl Servers {
                 for (k, v) in &opts.gateway_env {
                     cmd.env(k, v);
                 }
-                let gateway = Spawned::spawn("natsgate", cmd, opts.pin_server, &dir.join("natsgate.log"))?;
+                let gateway = Spawned::spawn("natsgate", cmd, opts, &dir.join("natsgate.log"))?;
                 self.endpoints.server_pid = Some(gateway.pid());
                 self.endpoints.nats_pid = Some(nats_pid);
                 self.processes.push(gateway);
@@ -131,6 +166,55 @@ impl Servers {
                 self.endpoints.api_url = Some(format!("http://127.0.0.1:{port}/api/publish"));
             }
         }
+        Ok(())
+    }
+
+    /// The floor's threads, in this process (see `floor`).
+    fn start_floor(&mut self, opts: &Options) -> Result<(), Error> {
+        let floor = Floor::start(opts.protocol, opts.pin_server, opts.nice)?;
+        self.endpoints.ws_url = format!("ws://127.0.0.1:{}/connection/websocket", floor.ws_port);
+        self.endpoints.trigger_addr = Some(format!("127.0.0.1:{}", floor.trigger_port));
+        self.floor = Some(floor);
+        Ok(())
+    }
+
+    /// Centrifugo v6 with its memory engine, or with its NATS broker at
+    /// `nats_url`: the same token secret, API key and channel permissions
+    /// as natsgate gets, logging at warn.
+    fn spawn_centrifugo(&mut self, opts: &Options, dir: &Path, nats_url: Option<&str>) -> Result<(), Error> {
+        let port = sys::free_port()?;
+        let mut config = serde_json::json!({
+            "http_server": { "address": "127.0.0.1", "port": port },
+            "client": { "token": { "hmac_secret_key": opts.secret } },
+            "channel": { "without_namespace": {
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+            } },
+            "http_api": { "key": opts.api_key },
+            "health": { "enabled": true },
+            "log": { "level": "warn" },
+            "usage_stats": { "disabled": true },
+            "engine": { "type": "memory" },
+        });
+        if let Some(url) = nats_url {
+            config["broker"] = serde_json::json!({ "enabled": true, "type": "nats", "nats": { "url": url } });
+        }
+        let path = dir.join("centrifugo.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        let bin = opts.centrifugo_bin.clone().unwrap_or_else(crate::centrifugo::centrifugo_bin);
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--config").arg(&path);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CENTRIFUGO_") {
+                cmd.env_remove(key);
+            }
+        }
+        let centrifugo = Spawned::spawn("centrifugo", cmd, opts, &dir.join("centrifugo.log"))?;
+        self.endpoints.server_pid = Some(centrifugo.pid());
+        self.processes.push(centrifugo);
+        self.wait_ready("centrifugo", || health_ok(port))?;
+        self.endpoints.ws_url = format!("ws://127.0.0.1:{port}/connection/websocket");
+        self.endpoints.api_url = Some(format!("http://127.0.0.1:{port}/api/publish"));
         Ok(())
     }
 
@@ -235,7 +319,17 @@ struct Spawned {
 impl Spawned {
     /// Spawns with the open-files soft limit at the hard limit and,
     /// optionally, pinned to one CPU (what `taskset -c N` does).
-    fn spawn(name: &'static str, mut cmd: Command, cpu: Option<usize>, log: &Path) -> Result<Spawned, Error> {
+    fn spawn(name: &'static str, cmd: Command, opts: &Options, log: &Path) -> Result<Spawned, Error> {
+        Spawned::spawn_with(name, cmd, opts.pin_server, opts.nice, log)
+    }
+
+    fn spawn_with(
+        name: &'static str,
+        mut cmd: Command,
+        cpu: Option<usize>,
+        nice: Option<i32>,
+        log: &Path,
+    ) -> Result<Spawned, Error> {
         let out = File::create(log)?;
         cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
         // SAFETY: only async-signal-safe calls (setrlimit, sched_setaffinity)
@@ -245,6 +339,9 @@ impl Spawned {
                 sys::raise_nofile_limit()?;
                 if let Some(cpu) = cpu {
                     sys::pin_to_cpu(cpu)?;
+                }
+                if let Some(nice) = nice {
+                    sys::set_nice(nice)?;
                 }
                 Ok(())
             });

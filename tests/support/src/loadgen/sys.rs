@@ -42,6 +42,34 @@ pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sets the calling thread's nice value (on Linux `PRIO_PROCESS` with 0
+/// names the calling thread; threads created afterwards inherit it).
+/// Async-signal-safe, so usable between fork and exec.
+pub fn set_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority has no memory preconditions.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Moves this process into a session (and so, with the kernel's
+/// autogroup scheduling, a CPU group) of its own and gives that group the
+/// nice value: with autogroup, a thread's nice only counts within its
+/// group, and every session's group gets an equal share, so on a machine
+/// shared with other sessions only the group's nice matters. The servers
+/// spawned afterwards inherit the session. Without autogroup this does
+/// nothing beyond `setsid`.
+pub fn own_cpu_group(nice: i32) -> std::io::Result<()> {
+    // SAFETY: setsid has no memory preconditions; it fails harmlessly for
+    // a process group leader.
+    unsafe { libc::setsid() };
+    match std::fs::write("/proc/self/autogroup", nice.to_string()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Resident and peak resident memory of a process, in KiB, from
 /// `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -77,6 +105,16 @@ pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
     };
+    stat_cpu_secs(&path)
+}
+
+/// CPU time (user + system) one thread of this process has used so far, in
+/// seconds, from `/proc/self/task/<tid>/stat`.
+pub fn thread_cpu_secs(tid: i32) -> Option<f64> {
+    stat_cpu_secs(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn stat_cpu_secs(path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];

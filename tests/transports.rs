@@ -275,3 +275,50 @@ async fn streams_count_as_connections_with_their_transport_label() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn uni_websocket_connects_by_first_message_or_query_and_closes_with_the_disconnect_code() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = Gateway::builder()
+        .permissive()
+        .envs(&[("NATSGATE_API_KEY", API_KEY), ("NATSGATE_UNI_WEBSOCKET", "true")])
+        .start();
+    let http = reqwest::Client::new();
+    let url = format!("ws://127.0.0.1:{}/connection/uni_websocket", gw.port());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    ws.send(Message::text(json!({"token": token("erin", json!({"channels": ["news"]}))}).to_string())).await.unwrap();
+    let first: Value = serde_json::from_str(next_frame(&mut ws).await.to_text().unwrap()).unwrap();
+    assert!(first["connect"]["subs"]["news"].is_object(), "{first}");
+    api_result(&http, &gw, API_KEY, "publish", &json!({"channel": "news", "data": {"n": 5}})).await;
+    let push: Value = serde_json::from_str(next_frame(&mut ws).await.to_text().unwrap()).unwrap();
+    assert_eq!(push, json!({"channel": "news", "pub": {"data": {"n": 5}}}));
+    api_result(&http, &gw, API_KEY, "disconnect", &json!({"user": "erin"})).await;
+    let push: Value = serde_json::from_str(next_frame(&mut ws).await.to_text().unwrap()).unwrap();
+    assert_eq!(push["disconnect"]["code"], 3503, "{push}");
+    match next_frame(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 3503),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // A malformed first message: close 3501.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("upgrade");
+    ws.send(Message::text("{oops")).await.unwrap();
+    match next_frame(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 3501),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    // Through the query, a malformed request is refused before the upgrade.
+    let bad = format!("{url}?cf_connect=%7Boops");
+    assert!(tokio_tungstenite::connect_async(&bad).await.is_err());
+}
+
+/// The next WebSocket frame, within the timeout.
+async fn next_frame<S>(ws: &mut S) -> tokio_tungstenite::tungstenite::Message
+where
+    S: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    timeout(TIMEOUT, ws.next()).await.expect("a frame in time").expect("open").expect("frame")
+}

@@ -15,6 +15,7 @@ pub(crate) mod sse;
 pub(crate) mod stream;
 pub(crate) mod tls;
 pub(crate) mod uni;
+pub(crate) mod uni_websocket;
 pub(crate) mod websocket;
 
 /// Which transport a session runs over: its label in the transport metrics
@@ -25,6 +26,7 @@ pub(crate) enum Kind {
     WebSocket,
     HttpStream,
     Sse,
+    UniWebSocket,
     UniSse,
     UniHttpStream,
 }
@@ -36,6 +38,7 @@ impl Kind {
             Kind::WebSocket => "websocket",
             Kind::HttpStream => "http_stream",
             Kind::Sse => "sse",
+            Kind::UniWebSocket => "uni_websocket",
             Kind::UniSse => "uni_sse",
             Kind::UniHttpStream => "uni_http_stream",
         }
@@ -50,7 +53,7 @@ impl Kind {
     /// Only the connect request comes from the client; everything sent is a
     /// bare `Push` (centrifuge's `Transport.Unidirectional`).
     pub(crate) fn unidirectional(self) -> bool {
-        matches!(self, Kind::UniSse | Kind::UniHttpStream)
+        matches!(self, Kind::UniWebSocket | Kind::UniSse | Kind::UniHttpStream)
     }
 }
 
@@ -67,6 +70,8 @@ pub(crate) fn routes(
         .unify()
         .or(uni::http_stream_route(app.clone(), shutdown.clone()))
         .unify()
-        .or(uni::sse_route(app, shutdown))
+        .or(uni::sse_route(app.clone(), shutdown.clone()))
+        .unify()
+        .or(uni_websocket::route(app, shutdown))
         .unify()
 }

@@ -71,6 +71,22 @@ pub(crate) fn admit(app: &AppContext, shutdown: &Shutdown) -> Result<(), StatusC
     Ok(())
 }
 
+/// Starts the session; its output arrives as chunks on the returned
+/// receiver, which ends with the session.
+pub(crate) fn spawn(
+    app: Arc<AppContext>,
+    shutdown: Shutdown,
+    kind: Kind,
+    protocol: Protocol,
+    framing: Framing,
+    opening: Opening,
+) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel::<Bytes>(BODY_CHUNKS);
+    let tracker = shutdown.tracker().clone();
+    tracker.spawn(run(app, shutdown, kind, protocol, framing, opening, tx));
+    rx
+}
+
 /// Starts the session and returns the streaming response (200, with
 /// centrifuge's no-cache headers and the content type of `framing`).
 pub(crate) fn start(
@@ -81,9 +97,7 @@ pub(crate) fn start(
     framing: Framing,
     opening: Opening,
 ) -> Response {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(BODY_CHUNKS);
-    let tracker = shutdown.tracker().clone();
-    tracker.spawn(run(app, shutdown, kind, protocol, framing, opening, tx));
+    let mut rx = spawn(app, shutdown, kind, protocol, framing, opening);
     let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok::<Bytes, Infallible>)));
     let mut response = warp::reply::stream(body).into_response();
     let h = response.headers_mut();

@@ -278,7 +278,7 @@ async fn streams_count_as_connections_with_their_transport_label() {
 
 #[tokio::test]
 async fn uni_websocket_connects_by_first_message_or_query_and_closes_with_the_disconnect_code() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let gw = Gateway::builder()
         .permissive()

@@ -26,6 +26,8 @@ pub(crate) struct AppContext {
     pub(crate) started: Instant,
     /// Unique per process, so `info` can tell two gateways of one name apart.
     pub(crate) uid: String,
+    /// HTTP-streaming and SSE sessions, for `/emulation`.
+    pub(crate) emulation: crate::transport::emulation::Sessions,
 }
 
 impl AppContext {
@@ -43,6 +45,7 @@ impl AppContext {
             rules,
             started: Instant::now(),
             uid: uuid::Uuid::new_v4().to_string(),
+            emulation: Default::default(),
         })
     }
 }

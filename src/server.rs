@@ -49,6 +49,8 @@ pub(crate) struct Server {
     shutdown: Shutdown,
     /// Keeps this gateway answering `info` and `channels` surveys.
     _surveys: crate::broker::SubscriptionGuard,
+    /// Keeps this gateway answering emulation requests for its sessions.
+    _emulation: Option<crate::broker::SubscriptionGuard>,
 }
 
 impl Server {
@@ -93,6 +95,14 @@ impl Server {
             .answer_surveys(Arc::new(Answerer(app.clone())))
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
+        // Emulation requests routed here by other gateways, on this
+        // gateway's own subject.
+        let emulation = if crate::transport::emulation::enabled(&app) {
+            let answerer = Arc::new(crate::transport::emulation::Answerer(app.clone()));
+            Some(app.broker.answer_node(&app.uid, answerer).await.map_err(|e| StartError::Nats(e.to_string()))?)
+        } else {
+            None
+        };
         if config.api_insecure {
             tracing::warn!("NATSGATE_API_INSECURE is on: the HTTP API accepts requests without a key");
         } else if config.api_key.as_deref().is_none_or(str::is_empty) {
@@ -115,6 +125,7 @@ impl Server {
             internal_tls,
             shutdown: Shutdown::new(),
             _surveys: surveys,
+            _emulation: emulation,
         }))
     }
 
@@ -128,13 +139,15 @@ impl Server {
     /// shutdown timeout. The GRPC API stops accepting when draining begins
     /// and lets calls in flight finish within the same timeout.
     pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { app, listener, internal_listener, grpc, tls, internal_tls, shutdown, _surveys } = self;
+        let Server { app, listener, internal_listener, grpc, tls, internal_tls, shutdown, _surveys, _emulation } = self;
         let grpc = grpc.map(|(grpc, grpc_listener)| {
             let draining = shutdown.clone();
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
         });
         let ops = crate::ops::routes(app.clone(), shutdown.clone());
-        let clients = websocket::route(app.clone(), shutdown.clone()).or(api::routes(app.clone()));
+        let clients = websocket::route(app.clone(), shutdown.clone())
+            .or(crate::transport::routes(app.clone(), shutdown.clone()))
+            .or(api::routes(app.clone()));
 
         let draining = shutdown.clone();
         let stop_accepting = async move {

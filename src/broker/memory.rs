@@ -8,16 +8,18 @@ use std::sync::{Arc, Weak};
 
 use super::history::{select, HistoryConfig, Page, Position, Query};
 use super::memory_history::MemoryHistory;
-use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
+use super::{Answer, AnswerNode, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 
 #[derive(Clone)]
 enum Sink {
     Channel(Arc<dyn Deliver>),
     User(Arc<dyn DeliverUserCommand>),
     Survey(Arc<dyn Answer>),
+    Node(Arc<dyn AnswerNode>),
 }
 
-/// Topics are `c:<channel>`, `u:<user bucket>` and `s` (surveys), kept apart by prefix.
+/// Topics are `c:<channel>`, `u:<user bucket>`, `s` (surveys) and
+/// `n:<node>` (requests to one gateway), kept apart by prefix.
 type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 
 /// Delivers publications straight to the sinks subscribed in this process.
@@ -145,6 +147,21 @@ impl Broker for MemoryBroker {
 
     async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError> {
         Ok(self.add("s".to_string(), Sink::Survey(handler)))
+    }
+
+    async fn request_node(&self, node: &str, request: Bytes) -> Result<Option<Bytes>, BrokerError> {
+        let handler = self.sinks(&format!("n:{node}")).into_iter().find_map(|s| match s {
+            Sink::Node(handler) => Some(handler),
+            _ => None,
+        });
+        match handler {
+            Some(handler) => Ok(Some(handler.answer(request).await)),
+            None => Ok(None),
+        }
+    }
+
+    async fn answer_node(&self, node: &str, handler: Arc<dyn AnswerNode>) -> Result<SubscriptionGuard, BrokerError> {
+        Ok(self.add(format!("n:{node}"), Sink::Node(handler)))
     }
 
     fn is_connected(&self) -> bool {

@@ -110,6 +110,13 @@ pub trait Answer: Send + Sync + 'static {
     fn answer(&self, request: &[u8]) -> Bytes;
 }
 
+/// Answers requests addressed to this gateway alone (the emulation
+/// endpoint's commands for a session held here). The answer may wait: it is
+/// sent once the future resolves.
+pub trait AnswerNode: Send + Sync + 'static {
+    fn answer(&self, request: Bytes) -> futures_util::future::BoxFuture<'static, Bytes>;
+}
+
 /// Keeps a broker subscription alive; dropping it unsubscribes.
 pub struct SubscriptionGuard {
     _inner: Box<dyn Send + Sync>,
@@ -156,6 +163,15 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Answers surveys until the guard is dropped.
     async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError>;
+
+    /// Sends a request to one gateway, named by its unique id
+    /// ([`crate::context::AppContext::uid`]), and waits for its answer.
+    /// `Ok(None)`: no gateway of that id listens (gone, or never existed).
+    async fn request_node(&self, node: &str, request: Bytes) -> Result<Option<Bytes>, BrokerError>;
+
+    /// Answers the requests addressed to `node` (this gateway's unique id)
+    /// until the guard is dropped.
+    async fn answer_node(&self, node: &str, handler: Arc<dyn AnswerNode>) -> Result<SubscriptionGuard, BrokerError>;
 
     /// Whether the broker currently reaches its backend.
     fn is_connected(&self) -> bool;

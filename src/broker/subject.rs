@@ -142,6 +142,16 @@ impl SubjectMap {
     }
 
     /// Questions every gateway answers (`info`, `channels`).
+    /// The subject of one gateway (its unique id), for requests only it
+    /// answers. None for a node that is not a plain token (letters, digits,
+    /// `-`, at most 64): a client sends it, and it must never become a
+    /// wildcard or reach another subject.
+    pub fn node_subject(&self, node: &str) -> Option<String> {
+        let plain =
+            !node.is_empty() && node.len() <= 64 && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        plain.then(|| format!("{}.node.{node}", self.prefix))
+    }
+
     pub fn survey_subject(&self) -> String {
         format!("{}.survey", self.prefix)
     }

@@ -239,6 +239,36 @@ pub struct Config {
     #[default(-1)]
     #[serde_as(as = "Lenient")]
     pub client_max_messages_in_frame: i64,
+    // HTTP-streaming, SSE, bidirectional emulation and unidirectional
+    // transports (crate::transport): Centrifugo v5's flat names.
+    /// Serve HTTP-streaming at `/connection/http_stream` (with `/emulation`).
+    pub http_stream: bool,
+    /// Largest HTTP-streaming connect request body, in bytes; larger: 413.
+    #[default(65536)]
+    pub http_stream_max_request_body_size: usize,
+    /// Serve SSE at `/connection/sse` (with `/emulation`).
+    pub sse: bool,
+    /// Largest SSE connect request body (POST form), in bytes; larger: 413.
+    #[default(65536)]
+    pub sse_max_request_body_size: usize,
+    /// Largest `/emulation` request body, in bytes; larger: 413.
+    #[default(65536)]
+    pub emulation_max_request_body_size: usize,
+    /// Serve unidirectional WebSocket at `/connection/uni_websocket`.
+    pub uni_websocket: bool,
+    /// Largest unidirectional WebSocket connect message, in bytes.
+    #[default(65536)]
+    pub uni_websocket_message_size_limit: usize,
+    /// Serve unidirectional SSE at `/connection/uni_sse`.
+    pub uni_sse: bool,
+    /// Largest unidirectional SSE connect request body (POST form), in bytes.
+    #[default(65536)]
+    pub uni_sse_max_request_body_size: usize,
+    /// Serve unidirectional HTTP-streaming at `/connection/uni_http_stream`.
+    pub uni_http_stream: bool,
+    /// Largest unidirectional HTTP-streaming connect request body, in bytes.
+    #[default(65536)]
+    pub uni_http_stream_max_request_body_size: usize,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -208,6 +208,16 @@ impl crate::broker::Broker for Stalled {
     async fn answer_surveys(&self, _: Arc<dyn crate::broker::Answer>) -> Result<SubscriptionGuard, BrokerError> {
         std::future::pending().await
     }
+    async fn request_node(&self, _: &str, _: Bytes) -> Result<Option<Bytes>, BrokerError> {
+        Err(BrokerError::Unavailable("stalled".into()))
+    }
+    async fn answer_node(
+        &self,
+        _: &str,
+        _: Arc<dyn crate::broker::AnswerNode>,
+    ) -> Result<SubscriptionGuard, BrokerError> {
+        std::future::pending().await
+    }
     fn is_connected(&self) -> bool {
         false
     }

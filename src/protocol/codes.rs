@@ -89,6 +89,19 @@ impl Disconnect {
         (3000..3500).contains(&self.code)
     }
 
+    /// The disconnect a unidirectional client gets instead of an error
+    /// reply to its connect (centrifuge's `defaultUniErrorCodeToDisconnect`):
+    /// expired and token expired 3005, too many requests 3013, permission
+    /// denied 3507, any other error 3004.
+    pub fn for_unidirectional_error(code: u32) -> Disconnect {
+        match code {
+            c if c == ErrorCode::EXPIRED.code || c == ErrorCode::TOKEN_EXPIRED.code => Disconnect::EXPIRED,
+            c if c == ErrorCode::TOO_MANY_REQUESTS.code => Disconnect::TOO_MANY_REQUESTS,
+            c if c == ErrorCode::PERMISSION_DENIED.code => Disconnect::PERMISSION_DENIED,
+            _ => Disconnect::SERVER_ERROR,
+        }
+    }
+
     /// A custom code and reason (server API `disconnect`). WebSocket close
     /// reasons must fit in 123 bytes, so longer ones are cut at a char boundary.
     pub fn custom(code: u16, reason: &str) -> Disconnect {

@@ -64,20 +64,30 @@ impl Session {
         };
         self.liveness.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         let (expires, ttl) = ttl_of(credentials.expire_at);
-        Ok(Reply {
-            connect: Some(ConnectResult {
-                client: client_id,
-                version: VERSION.to_string(),
-                expires,
-                ttl,
-                subs: subs.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect(),
-                ping: app.config.ping_interval.as_secs().max(1) as u32,
-                pong: true,
-                node: app.config.name.clone(),
-                ..Default::default()
-            }),
+        let mut result = ConnectResult {
+            client: client_id,
+            version: VERSION.to_string(),
+            expires,
+            ttl,
+            subs: subs.into_iter().map(|(key, value)| SubscribeResultEntry { key, value: Some(value) }).collect(),
+            ping: app.config.ping_interval.as_secs().max(1) as u32,
+            pong: true,
+            node: app.config.name.clone(),
             ..Default::default()
-        })
+        };
+        // As centrifuge's connectCmd: emulation clients get the session and
+        // the node to address `/emulation` to (here the gateway's unique id,
+        // its NATS subject); unidirectional ones the session and no pong.
+        if self.transport.emulation() {
+            result.session = self.session_id.clone();
+            result.node = app.uid.clone();
+        }
+        if self.transport.unidirectional() {
+            result.session = self.session_id.clone();
+            result.node = String::new();
+            result.pong = false;
+        }
+        Ok(Reply { connect: Some(result), ..Default::default() })
     }
 
     /// Subscribes the `subs` claim, or without one the `channels` claim,
@@ -115,6 +125,36 @@ impl Session {
             results.insert(channel.clone(), SubscribeResult { data: options.data.clone(), ..Default::default() });
         }
         Ok(results)
+    }
+
+    /// The connect of a unidirectional transport: the result goes out as a
+    /// bare `connect` push; an error closes the connection instead of being
+    /// answered (centrifuge's `unidirectionalConnect`; the mapping is
+    /// [`Disconnect::for_unidirectional_error`]).
+    pub(crate) async fn connect_unidirectional(&mut self, req: ConnectRequest) -> Result<(), Disconnect> {
+        let outcome = self.connect(req).await;
+        let result = match outcome {
+            Ok(reply) => reply.connect,
+            Err(CommandError::Disconnect(d)) => return Err(d),
+            Err(CommandError::Reply(code)) => return Err(Disconnect::for_unidirectional_error(code.code)),
+        };
+        let connect = result.map(|r| crate::protocol::Connect {
+            client: r.client,
+            version: r.version,
+            data: r.data,
+            subs: r.subs,
+            expires: r.expires,
+            ttl: r.ttl,
+            ping: r.ping,
+            pong: r.pong,
+            session: r.session,
+            node: r.node,
+        });
+        let push = crate::protocol::Push { connect, ..Default::default() };
+        let reply = Reply { push: Some(push), ..Default::default() };
+        self.outbox.push(self.encode(&reply));
+        self.release_subscriptions();
+        Ok(())
     }
 
     pub(super) fn refresh(&mut self, req: RefreshRequest) -> Result<Reply, CommandError> {

@@ -57,6 +57,10 @@ pub(crate) struct Session {
     /// announces them is queued: (channel, last history offset the reply
     /// carried or stood for, 0 if none).
     activations: Vec<(String, u64)>,
+    /// The transport, and the session id announced to emulation and
+    /// unidirectional clients (empty over WebSocket).
+    transport: crate::transport::Kind,
+    session_id: String,
 }
 
 /// One subscription of the connection.
@@ -97,7 +101,18 @@ impl Session {
             conn: None,
             connect_refused: false,
             activations: Vec::new(),
+            transport: crate::transport::Kind::WebSocket,
+            session_id: String::new(),
         }
+    }
+
+    /// Runs the session over another transport than WebSocket; `session_id`
+    /// is what the connect reply announces as `session` (the emulation
+    /// endpoint finds the session by it, so it must be unguessable).
+    pub(crate) fn with_transport(mut self, transport: crate::transport::Kind, session_id: String) -> Self {
+        self.transport = transport;
+        self.session_id = session_id;
+        self
     }
 
     /// The queue of user commands; the transport takes it
@@ -171,7 +186,7 @@ impl Session {
                 return Err(Disconnect::BAD_REQUEST);
             }
         };
-        metrics().messages_received.with_label_values(&["websocket"]).inc_by(commands.len() as u64);
+        metrics().messages_received.with_label_values(&[self.transport.name()]).inc_by(commands.len() as u64);
         let mut batch = BytesMut::new();
         let mut result = Ok(());
         for command in commands {

@@ -23,6 +23,7 @@ mod epochs;
 mod headers;
 mod history;
 mod markers;
+mod node;
 mod streams;
 mod survey;
 
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use super::history::{HistoryConfig, Page, Position, Query};
-use super::{Answer, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
+use super::{Answer, AnswerNode, Broker, BrokerError, Deliver, DeliverUserCommand, Message, SubscriptionGuard};
 use crate::broker::subject::SubjectMap;
 use async_nats::jetstream;
 use connect::NatsConnect;
@@ -255,6 +256,14 @@ impl Broker for NatsBroker {
 
     async fn answer_surveys(&self, handler: Arc<dyn Answer>) -> Result<SubscriptionGuard, BrokerError> {
         self.answer_all(handler).await
+    }
+
+    async fn request_node(&self, node: &str, request: Bytes) -> Result<Option<Bytes>, BrokerError> {
+        self.ask_node(node, request).await
+    }
+
+    async fn answer_node(&self, node: &str, handler: Arc<dyn AnswerNode>) -> Result<SubscriptionGuard, BrokerError> {
+        self.answer_as_node(node, handler).await
     }
 
     fn is_connected(&self) -> bool {

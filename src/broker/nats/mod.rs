@@ -17,7 +17,7 @@
 //! is the header codec.
 
 pub(crate) mod connect;
-mod headers;
+pub(crate) mod headers;
 mod history;
 mod markers;
 mod streams;

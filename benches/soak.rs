@@ -102,7 +102,8 @@ async fn run(opts: Options) -> bool {
     let nats = NatsServer::start_with(
         common::free_port(),
         dir,
-        &["-js".into(), "-m".into(), monitor.to_string(), "--http_addr".into(), "127.0.0.1".into()],
+        // Monitoring listens on the server's address (-a 127.0.0.1).
+        &["-js".into(), "-m".into(), monitor.to_string()],
     );
     let gws = [gateway(&nats, "soak-a"), gateway(&nats, "soak-b")];
     let ws: Vec<String> = gws.iter().map(Gateway::ws_url).collect();

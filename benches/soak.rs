@@ -208,8 +208,12 @@ async fn run(opts: Options) -> bool {
         let Ok(cov) = handle.await else { continue };
         let set: BTreeSet<u64> = cov.got.iter().copied().collect();
         let dups = cov.got.len() - set.len();
-        let expected: Vec<u64> =
-            cov.spans.iter().flat_map(|&(from, to)| acked[&cov.channel].range(from + 1..=to).copied()).collect();
+        let expected: Vec<u64> = cov
+            .spans
+            .iter()
+            .filter(|&&(from, to)| from < to)
+            .flat_map(|&(from, to)| acked[&cov.channel].range(from + 1..=to).copied())
+            .collect();
         let lost = expected.iter().filter(|o| !set.contains(o)).count();
         println!(
             "soak: recovering client {i}: {} spans, {} offsets checked, {} broken stays{}",
@@ -637,7 +641,7 @@ async fn churn_client(
 
 async fn churn_cycle(url: String, i: usize, round: usize, channels: Vec<String>, counters: Arc<Counters>) {
     {
-        let protocol = if round % 2 == 0 { Protocol::Json } else { Protocol::Protobuf };
+        let protocol = if round.is_multiple_of(2) { Protocol::Json } else { Protocol::Protobuf };
         let Ok(mut client) = WsClient::try_connect(&url, protocol).await else { return };
         client.set_auto_pong(true);
         client.connect_token(&token(&format!("churn-{i}"))).await;
@@ -658,7 +662,7 @@ async fn churn_cycle(url: String, i: usize, round: usize, channels: Vec<String>,
         }
         // Read (and drop) whatever arrives for a moment.
         let _ = client.next(Duration::from_millis(200 + rand::random::<u64>() % 800)).await;
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             drop(client);
         } else {
             client.close(1000, "").await;

@@ -40,6 +40,10 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub(crate) mod context;
+// Entry points for the fuzz targets in fuzz/ (`--features fuzzing` only).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub(crate) mod metrics;
 pub(crate) mod ops;

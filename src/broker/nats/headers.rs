@@ -45,7 +45,7 @@ pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
 
 /// Reads a NATS message back into a publication. Malformed metadata is
 /// dropped (with a log line), the data itself is kept.
-pub(super) fn decode_message(msg: async_nats::Message) -> Message {
+pub(crate) fn decode_message(msg: async_nats::Message) -> Message {
     let mut out = Message { data: msg.payload, ..Default::default() };
     if let Some(headers) = &msg.headers {
         read_headers(&mut out, headers, &msg.subject);

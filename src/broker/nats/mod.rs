@@ -20,7 +20,7 @@
 mod confirm;
 pub(crate) mod connect;
 mod epochs;
-mod headers;
+pub(crate) mod headers;
 mod history;
 mod markers;
 mod node;

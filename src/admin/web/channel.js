@@ -87,7 +87,12 @@ async function watch(channel) {
   sub.on('error', (ctx) => { $('channel-status').textContent = `subscription error: ${ctx.error?.message ?? ''}`; });
   sub.on('unsubscribed', (ctx) => { $('channel-status').textContent = `unsubscribed: ${ctx.reason ?? ''}`; });
   client.on('disconnected', (ctx) => { if (watched) $('channel-status').textContent = `disconnected: ${ctx.reason}`; });
-  client.on('connecting', () => { $('channel-status').textContent = 'connecting…'; });
+  client.on('connecting', (ctx) => {
+    // A refused upgrade looks like a transport error to the page: the usual
+    // cause is this page's origin missing from NATSGATE_ALLOWED_ORIGINS.
+    const hint = ctx.code === 2 ? ` (transport closed: is ${location.origin} in NATSGATE_ALLOWED_ORIGINS?)` : '';
+    $('channel-status').textContent = `connecting…${hint}`;
+  });
   sub.subscribe();
   client.connect();
 }

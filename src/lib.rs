@@ -17,6 +17,7 @@
 //!   connection and API call shares.
 //! - [`server`](crate::server), [`startup`](crate::startup), [`ops`](crate::ops), [`shutdown`](crate::shutdown),
 //!   [`metrics`](crate::metrics): serving, health and readiness, drain, metrics.
+//! - [`admin`](crate::admin): the admin web interface (an embedded static app) and its endpoints.
 //! - [`cli`]: the `natsgate` subcommands.
 //!
 //! # Public surface
@@ -33,6 +34,7 @@
 
 #![deny(unreachable_pub)]
 
+pub(crate) mod admin;
 pub(crate) mod api;
 pub mod auth;
 pub mod broker;

@@ -131,6 +131,33 @@ pub(crate) fn render(gauges: &Gauges) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Totals since start that the admin cluster page turns into rates.
+pub(crate) struct Totals {
+    pub(crate) messages_sent: u64,
+    pub(crate) messages_received: u64,
+    pub(crate) delivery_lag_sum: f64,
+    pub(crate) delivery_lag_count: u64,
+}
+
+/// The current [`Totals`] (every transport label summed).
+pub(crate) fn totals() -> Totals {
+    use prometheus::core::Collector;
+    let sum = |counter: &IntCounterVec| -> u64 {
+        counter
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric().iter().map(|m| m.get_counter().get_value() as u64))
+            .sum()
+    };
+    let m = metrics();
+    Totals {
+        messages_sent: sum(&m.messages_sent),
+        messages_received: sum(&m.messages_received),
+        delivery_lag_sum: m.delivery_lag.get_sample_sum(),
+        delivery_lag_count: m.delivery_lag.get_sample_count(),
+    }
+}
+
 /// Known method names for latency labels; anything else is "unknown", so a
 /// client cannot grow the label set.
 pub(crate) fn method_label(method: &str) -> &'static str {

@@ -144,10 +144,17 @@ impl Server {
             let draining = shutdown.clone();
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
         });
-        let ops = crate::ops::routes(app.clone(), shutdown.clone());
+        // The admin interface on the client port, or on the internal one.
+        let admin = crate::admin::Admin::from_config(&app);
+        let on_client_port = crate::admin::Admin::on_client_port(&app.config);
+        let limit = app.config.api_max_body_size;
+        let admin_internal = crate::admin::routes(admin.clone().filter(|_| !on_client_port), limit);
+        let admin_client = crate::admin::routes(admin.filter(|_| on_client_port), limit);
+        let ops = crate::ops::routes(app.clone(), shutdown.clone()).or(admin_internal);
         let clients = websocket::route(app.clone(), shutdown.clone())
             .or(crate::transport::routes(app.clone(), shutdown.clone()))
-            .or(api::routes(app.clone()));
+            .or(api::routes(app.clone()))
+            .or(admin_client);
 
         let draining = shutdown.clone();
         let stop_accepting = async move {

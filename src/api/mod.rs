@@ -52,7 +52,7 @@ impl warp::reject::Reject for TooLarge {}
 
 /// The request body, refused with 413 past `limit` bytes whether or not the
 /// client sent a Content-Length.
-fn bounded_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+pub(crate) fn bounded_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |length, stream| collect_body(limit, length, stream))
@@ -137,7 +137,7 @@ fn malformed() -> Response<String> {
     response
 }
 
-async fn one_method(app: &Arc<AppContext>, method: &str, body: &[u8]) -> Response<String> {
+pub(crate) async fn one_method(app: &Arc<AppContext>, method: &str, body: &[u8]) -> Response<String> {
     // Not UTF-8 cannot be JSON text (Go would replace bad bytes inside
     // strings; natsgate refuses them).
     let Ok(body) = std::str::from_utf8(body) else { return malformed() };
@@ -173,7 +173,7 @@ async fn batch_json(app: &Arc<AppContext>, batch: Batch) -> Result<Value, ApiErr
 
 /// Legacy `/api`: every command decoded first (any malformed one: 400 and
 /// nothing run), then run in order, each answered by a line.
-async fn legacy(app: &Arc<AppContext>, body: &[u8]) -> Response<String> {
+pub(crate) async fn legacy(app: &Arc<AppContext>, body: &[u8]) -> Response<String> {
     let Ok(body) = std::str::from_utf8(body) else { return malformed() };
     let Ok(commands) = request::decode_legacy(body) else { return malformed() };
     let mut lines = Vec::with_capacity(commands.len());

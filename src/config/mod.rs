@@ -15,6 +15,7 @@
 //! into every pod of a namespace with a Service named `natsgate`), and
 //! `natsgate checkconfig` refuses them, so a typo is caught before deploy.
 
+mod admin;
 mod options;
 mod sources;
 mod validate;

@@ -269,6 +269,27 @@ pub struct Config {
     /// Largest unidirectional HTTP-streaming connect request body, in bytes.
     #[default(65536)]
     pub uni_http_stream_max_request_body_size: usize,
+    // Admin web interface (`crate::admin`), Centrifugo v5's flat `admin_*`
+    // names; checked together by `validate_admin` (src/config/admin.rs).
+    /// Serve the admin web interface and its endpoints (`/admin/*`).
+    pub admin: bool,
+    /// Password of the admin web interface; required with `admin` unless
+    /// `admin_insecure`. Secret: never logged.
+    pub admin_password: Option<String>,
+    /// Key that signs admin session tokens; required with `admin` unless
+    /// `admin_insecure`. Secret: never logged.
+    pub admin_secret: Option<String>,
+    /// No login at all (local use only; a warning at startup).
+    pub admin_insecure: bool,
+    /// A directory whose files are served instead of the embedded web app
+    /// (as Centrifugo's `admin_web_path`: for developing the app).
+    pub admin_web_path: Option<String>,
+    /// URL path prefix of the web app and its endpoints (e.g. `/ops`); empty:
+    /// `/` and `/admin/*`.
+    pub admin_handler_prefix: String,
+    /// With `internal_port` set, serve the admin interface on the client port
+    /// instead of the internal one (Centrifugo's `admin_external`).
+    pub admin_external: bool,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

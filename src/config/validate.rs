@@ -49,6 +49,7 @@ impl Config {
             return Err(invalid("api_max_body_size", "must be at least 1024 bytes"));
         }
         self.validate_grpc_api()?;
+        self.validate_admin()?;
         self.validate_security()
     }
 

@@ -26,6 +26,8 @@ pub(crate) struct AppContext {
     pub(crate) started: Instant,
     /// Unique per process, so `info` can tell two gateways of one name apart.
     pub(crate) uid: String,
+    /// Proxies to the application backend (none unless configured).
+    pub(crate) proxies: crate::proxy::Proxies,
 }
 
 impl AppContext {
@@ -35,7 +37,14 @@ impl AppContext {
         verifier: TokenVerifier,
         rules: ChannelRules,
     ) -> Arc<Self> {
+        // Validation built them once already (`Config::load`), so an error
+        // here means a configuration that skipped validation (unit tests).
+        let proxies = crate::proxy::Proxies::from_config(&config).unwrap_or_else(|e| {
+            tracing::error!("proxy configuration: {e}");
+            crate::proxy::Proxies::default()
+        });
         Arc::new(AppContext {
+            proxies,
             config,
             hub: crate::hub::Hub::new(broker.clone()),
             broker,

@@ -1,0 +1,196 @@
+//! The backend proxy (connect, subscribe, publish, rpc) over HTTP against a
+//! real test backend: a small hyper server in this file that answers as an
+//! application backend would and records every request it gets.
+
+use natsgate_test_support as common;
+
+use bytes::Bytes;
+use common::{Gateway, Protocol, WsClient};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, Request, Response};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the backend received: (path, JSON body).
+type Log = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// The backend's decisions, by path and request.
+async fn answer(path: &str, body: &Value) -> Value {
+    match path {
+        "/connect" => json!({"result": {
+            "user": "alice",
+            "info": {"name": "Alice"},
+            "data": {"welcome": true},
+            "channels": ["news"],
+            "meta": {"tenant": 7}
+        }}),
+        "/subscribe" => match body["channel"].as_str().unwrap_or("") {
+            "px:refused" => json!({"error": {"code": 4001, "message": "not for you"}}),
+            "px:gone" => json!({"disconnect": {"code": 4501, "reason": "go away"}}),
+            _ => json!({"result": {"data": {"granted": true}}}),
+        },
+        "/publish" => json!({"result": {"data": {"rewritten": body["data"].clone()}}}),
+        "/rpc" => {
+            if body["method"] == "slow" {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            json!({"result": {"data": {"method": body["method"].clone(), "echo": body["data"].clone()}}})
+        }
+        _ => json!({}),
+    }
+}
+
+/// Starts the backend on a free loopback port; returns its base URL.
+async fn start_backend(log: Log) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let addr = listener.local_addr().expect("backend address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        log.lock().unwrap().push((path.clone(), body.clone()));
+                        let reply = answer(&path, &body).await;
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(reply.to_string()))))
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn gateway(base: &str) -> Gateway {
+    let namespaces = json!([
+        {"name": "px", "proxy_subscribe": true, "proxy_publish": true},
+        {"name": "news"}
+    ]);
+    Gateway::builder()
+        .permissive()
+        .env("NATSGATE_PROXY_CONNECT_ENDPOINT", &format!("{base}/connect"))
+        .env("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT", &format!("{base}/subscribe"))
+        .env("NATSGATE_PROXY_PUBLISH_ENDPOINT", &format!("{base}/publish"))
+        .env("NATSGATE_PROXY_RPC_ENDPOINT", &format!("{base}/rpc"))
+        .env("NATSGATE_PROXY_RPC_TIMEOUT", "500ms")
+        .env("NATSGATE_PROXY_INCLUDE_CONNECTION_META", "true")
+        .env("NATSGATE_NAMESPACES", &namespaces.to_string())
+        .start()
+}
+
+fn requests(log: &Log, path: &str) -> Vec<Value> {
+    log.lock().unwrap().iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+}
+
+/// A client without a token is authenticated by the connect proxy, gets
+/// its server-side subscription, subscribes through the subscribe proxy
+/// (allowed, refused with the backend's error, refused with its
+/// disconnect), publishes data the backend rewrites, and calls an RPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_proxy_decides_connect_subscribe_publish_and_rpc() {
+    let log: Log = Arc::default();
+    let base = start_backend(log.clone()).await;
+    let gw = gateway(&base);
+    let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    let reply = client.request(json!({"connect": {"data": {"hello": 1}, "name": "test"}})).await;
+    let connect = &reply["connect"];
+    assert_eq!(connect["data"], json!({"welcome": true}), "connect data from the backend: {reply}");
+    assert!(connect["subs"]["news"].is_object(), "server-side subscription from the backend: {reply}");
+    let sent = requests(&log, "/connect");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["data"], json!({"hello": 1}));
+    assert_eq!(sent[0]["transport"], "websocket");
+    assert_eq!(sent[0]["protocol"], "json");
+    assert_eq!(sent[0]["encoding"], "json");
+    assert_eq!(sent[0]["name"], "test");
+    assert_eq!(sent[0]["client"], connect["client"]);
+
+    let sub = client.request(json!({"subscribe": {"channel": "px:room", "data": {"want": 1}}})).await;
+    assert_eq!(sub["subscribe"]["data"], json!({"granted": true}), "{sub}");
+    let sent = requests(&log, "/subscribe");
+    assert_eq!(sent[0]["user"], "alice");
+    assert_eq!(sent[0]["channel"], "px:room");
+    assert_eq!(sent[0]["data"], json!({"want": 1}));
+    assert_eq!(sent[0]["meta"], json!({"tenant": 7}), "connection meta goes along");
+
+    let refused = client.request(json!({"subscribe": {"channel": "px:refused"}})).await;
+    assert_eq!(refused["error"], json!({"code": 4001, "message": "not for you"}), "{refused}");
+
+    let published = client.request(json!({"publish": {"channel": "px:room", "data": {"text": "hi"}}})).await;
+    assert!(published.get("publish").is_some(), "{published}");
+    let publication = client.recv_publication("px:room", TIMEOUT).await;
+    assert_eq!(publication["data"], json!({"rewritten": {"text": "hi"}}), "{publication}");
+    assert_eq!(requests(&log, "/publish")[0]["meta"], json!({"tenant": 7}));
+
+    let rpc = client.request(json!({"rpc": {"method": "sum", "data": [1, 2]}})).await;
+    assert_eq!(rpc["rpc"]["data"], json!({"method": "sum", "echo": [1, 2]}), "{rpc}");
+
+    // The backend's disconnect closes the connection with its code.
+    client.send_json(&json!({"id": 99, "subscribe": {"channel": "px:gone"}}).to_string()).await;
+    let (code, reason) = client.expect_close(TIMEOUT).await;
+    assert_eq!((code, reason.as_str()), (4501, "go away"));
+}
+
+/// An RPC the backend answers too late gets internal error 100 at the
+/// proxy's timeout, and a flood of them does not slow another client of
+/// the same gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_times_out_without_slowing_other_clients() {
+    let log: Log = Arc::default();
+    let base = start_backend(log.clone()).await;
+    let gw = gateway(&base);
+    let mut slow = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    slow.request(json!({"connect": {}})).await;
+    let started = Instant::now();
+    let reply = slow.request(json!({"rpc": {"method": "slow"}})).await;
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(2), "answered at the 500 ms timeout");
+
+    // Many clients flood the slow method while another one publishes and
+    // receives its own publications.
+    let mut flooders = Vec::new();
+    for _ in 0..20 {
+        let url = gw.ws_url();
+        flooders.push(tokio::spawn(async move {
+            let mut c = WsClient::connect(&url, Protocol::Json).await;
+            c.request(json!({"connect": {}})).await;
+            for _ in 0..3 {
+                c.request(json!({"rpc": {"method": "slow"}})).await;
+            }
+        }));
+    }
+    let mut other = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    other.request(json!({"connect": {}})).await;
+    other.subscribe("px:other").await;
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        other.request(json!({"publish": {"channel": "px:other", "data": {"i": i}}})).await;
+        other.recv_publication("px:other", TIMEOUT).await;
+        worst = worst.max(t.elapsed());
+    }
+    assert!(worst < Duration::from_millis(400), "a publish round trip took {worst:?} during the flood");
+    for f in flooders {
+        f.await.expect("flooding client");
+    }
+}
+
+/// A backend that is down: the connect gets internal error 100 (as
+/// Centrifugo answers a failed proxy call), not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_down_answers_internal_error() {
+    let gw = gateway("http://127.0.0.1:9");
+    let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    let reply = client.request(json!({"connect": {}})).await;
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+}

@@ -1,6 +1,12 @@
-//! The backend proxy (connect, subscribe, publish, rpc) over HTTP against a
-//! real test backend: a small hyper server in this file that answers as an
-//! application backend would and records every request it gets.
+//! The backend proxy (connect, subscribe, publish, rpc) against real test
+//! backends that answer as an application backend would and record every
+//! request: over HTTP a small hyper server in this file, over GRPC a Python
+//! grpcio server (`tests/grpc/proxy_backend.py`) generated from
+//! `proto/proxy.proto`.
+//!
+//! The GRPC tests need `target/grpc-venv` with grpcio and grpcio-tools
+//! (`bash .ci/run` makes it); without it they say so and pass, except under
+//! `CI=true`.
 
 use natsgate_test_support as common;
 
@@ -20,6 +26,12 @@ type Log = Arc<Mutex<Vec<(String, Value)>>>;
 /// The backend's decisions, by path and request.
 async fn answer(path: &str, body: &Value) -> Value {
     match path {
+        "/connect" if body["data"]["short"] == true => json!({"result": {
+            "user": "bob",
+            "expire_at": now() + 2,
+            "meta": {"tenant": 8}
+        }}),
+        "/refresh" => json!({"result": {"expire_at": now() + 3600}}),
         "/connect" => json!({"result": {
             "user": "alice",
             "info": {"name": "Alice"},
@@ -41,6 +53,10 @@ async fn answer(path: &str, body: &Value) -> Value {
         }
         _ => json!({}),
     }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
 /// Starts the backend on a free loopback port; returns its base URL.
@@ -71,18 +87,29 @@ async fn start_backend(log: Log) -> String {
     format!("http://{addr}")
 }
 
+/// Where each proxy sends: HTTP paths under one base, or one GRPC address.
+fn endpoints(base: &str) -> [String; 4] {
+    if base.starts_with("grpc://") {
+        return [base.to_string(), base.to_string(), base.to_string(), base.to_string()];
+    }
+    ["connect", "subscribe", "publish", "rpc"].map(|p| format!("{base}/{p}"))
+}
+
 fn gateway(base: &str) -> Gateway {
     let namespaces = json!([
         {"name": "px", "proxy_subscribe": true, "proxy_publish": true},
         {"name": "news"}
     ]);
+    let [connect, subscribe, publish, rpc] = endpoints(base);
+    let refresh = if base.starts_with("grpc://") { base.to_string() } else { format!("{base}/refresh") };
     Gateway::builder()
         .permissive()
-        .env("NATSGATE_PROXY_CONNECT_ENDPOINT", &format!("{base}/connect"))
-        .env("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT", &format!("{base}/subscribe"))
-        .env("NATSGATE_PROXY_PUBLISH_ENDPOINT", &format!("{base}/publish"))
-        .env("NATSGATE_PROXY_RPC_ENDPOINT", &format!("{base}/rpc"))
+        .env("NATSGATE_PROXY_CONNECT_ENDPOINT", &connect)
+        .env("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT", &subscribe)
+        .env("NATSGATE_PROXY_PUBLISH_ENDPOINT", &publish)
+        .env("NATSGATE_PROXY_RPC_ENDPOINT", &rpc)
         .env("NATSGATE_PROXY_RPC_TIMEOUT", "500ms")
+        .env("NATSGATE_PROXY_REFRESH_ENDPOINT", &refresh)
         .env("NATSGATE_PROXY_INCLUDE_CONNECTION_META", "true")
         .env("NATSGATE_NAMESPACES", &namespaces.to_string())
         .start()
@@ -101,27 +128,41 @@ async fn http_proxy_decides_connect_subscribe_publish_and_rpc() {
     let log: Log = Arc::default();
     let base = start_backend(log.clone()).await;
     let gw = gateway(&base);
+    proxied_session(&gw, |path| requests(&log, path)).await;
+}
+
+/// The same over GRPC, against a backend in another language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_proxy_decides_connect_subscribe_publish_and_rpc() {
+    let Some(backend) = GrpcBackend::start() else { return };
+    let gw = gateway(&backend.endpoint());
+    proxied_session(&gw, |path| backend.requests(path)).await;
+}
+
+/// The scenario both proxies must pass; `sent(path)` is what the backend
+/// received for an event.
+async fn proxied_session(gw: &Gateway, sent: impl Fn(&str) -> Vec<Value>) {
     let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
     let reply = client.request(json!({"connect": {"data": {"hello": 1}, "name": "test"}})).await;
     let connect = &reply["connect"];
     assert_eq!(connect["data"], json!({"welcome": true}), "connect data from the backend: {reply}");
     assert!(connect["subs"]["news"].is_object(), "server-side subscription from the backend: {reply}");
-    let sent = requests(&log, "/connect");
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0]["data"], json!({"hello": 1}));
-    assert_eq!(sent[0]["transport"], "websocket");
-    assert_eq!(sent[0]["protocol"], "json");
-    assert_eq!(sent[0]["encoding"], "json");
-    assert_eq!(sent[0]["name"], "test");
-    assert_eq!(sent[0]["client"], connect["client"]);
+    let connects = sent("/connect");
+    assert_eq!(connects.len(), 1);
+    assert_eq!(connects[0]["data"], json!({"hello": 1}));
+    assert_eq!(connects[0]["transport"], "websocket");
+    assert_eq!(connects[0]["protocol"], "json");
+    assert_eq!(connects[0]["encoding"], "json");
+    assert_eq!(connects[0]["name"], "test");
+    assert_eq!(connects[0]["client"], connect["client"]);
 
     let sub = client.request(json!({"subscribe": {"channel": "px:room", "data": {"want": 1}}})).await;
     assert_eq!(sub["subscribe"]["data"], json!({"granted": true}), "{sub}");
-    let sent = requests(&log, "/subscribe");
-    assert_eq!(sent[0]["user"], "alice");
-    assert_eq!(sent[0]["channel"], "px:room");
-    assert_eq!(sent[0]["data"], json!({"want": 1}));
-    assert_eq!(sent[0]["meta"], json!({"tenant": 7}), "connection meta goes along");
+    let subscribed = sent("/subscribe");
+    assert_eq!(subscribed[0]["user"], "alice");
+    assert_eq!(subscribed[0]["channel"], "px:room");
+    assert_eq!(subscribed[0]["data"], json!({"want": 1}));
+    assert_eq!(subscribed[0]["meta"], json!({"tenant": 7}), "connection meta goes along");
 
     let refused = client.request(json!({"subscribe": {"channel": "px:refused"}})).await;
     assert_eq!(refused["error"], json!({"code": 4001, "message": "not for you"}), "{refused}");
@@ -130,7 +171,7 @@ async fn http_proxy_decides_connect_subscribe_publish_and_rpc() {
     assert!(published.get("publish").is_some(), "{published}");
     let publication = client.recv_publication("px:room", TIMEOUT).await;
     assert_eq!(publication["data"], json!({"rewritten": {"text": "hi"}}), "{publication}");
-    assert_eq!(requests(&log, "/publish")[0]["meta"], json!({"tenant": 7}));
+    assert_eq!(sent("/publish")[0]["meta"], json!({"tenant": 7}));
 
     let rpc = client.request(json!({"rpc": {"method": "sum", "data": [1, 2]}})).await;
     assert_eq!(rpc["rpc"]["data"], json!({"method": "sum", "echo": [1, 2]}), "{rpc}");
@@ -193,4 +234,124 @@ async fn backend_down_answers_internal_error() {
     let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
     let reply = client.request(json!({"connect": {}})).await;
     assert_eq!(reply["error"]["code"], 100, "{reply}");
+}
+
+/// The Python GRPC backend, killed on drop.
+struct GrpcBackend {
+    child: std::process::Child,
+    port: u16,
+    record: tempfile::NamedTempFile,
+    _stubs: tempfile::TempDir,
+}
+
+impl GrpcBackend {
+    fn start() -> Option<GrpcBackend> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("target/grpc-venv/bin/python");
+        let usable = Command::new(&python)
+            .args(["-c", "import grpc, grpc_tools"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !usable {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "target/grpc-venv is missing under CI=true");
+            eprintln!("SKIPPED: target/grpc-venv with grpcio and grpcio-tools is missing (run `bash .ci/run`)");
+            return None;
+        }
+        let stubs = tempfile::tempdir().expect("temp dir for stubs");
+        let out = stubs.path().display().to_string();
+        let status = Command::new(&python)
+            .current_dir(&root)
+            .args(["-m", "grpc_tools.protoc", "-Iproto"])
+            .arg(format!("--python_out={out}"))
+            .arg(format!("--grpc_python_out={out}"))
+            .arg("proto/proxy.proto")
+            .status()
+            .expect("run grpc_tools.protoc");
+        assert!(status.success(), "grpc_tools.protoc failed on proto/proxy.proto");
+        let record = tempfile::NamedTempFile::new().expect("record file");
+        let mut child = Command::new(&python)
+            .arg(root.join("tests/grpc/proxy_backend.py"))
+            .env("PYTHONPATH", stubs.path())
+            .env("RECORD", record.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start proxy_backend.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("proxy_backend.py printed its port");
+        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).expect("PORT <n>");
+        Some(GrpcBackend { child, port, record, _stubs: stubs })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("grpc://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self, path: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.record.path()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["path"] == path)
+            .map(|r| r["body"].clone())
+            .collect()
+    }
+}
+
+impl Drop for GrpcBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// centrifuge-js without a token through the HTTP proxy
+/// (`tests/js/scenarios/proxy.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn centrifuge_js_through_the_http_proxy() {
+    let log: Log = Arc::default();
+    let base = start_backend(log.clone()).await;
+    let gw = gateway(&base);
+    let env = [("GATEWAY_URLS", gw.ws_url()), ("TOKEN_SECRET", common::SECRET.to_string())];
+    tokio::task::spawn_blocking(move || {
+        common::node::run_node_tests(&["scenarios/proxy.mjs"], &env, "centrifuge-js through the backend proxy")
+    })
+    .await
+    .expect("node run");
+    assert!(!requests(&log, "/rpc").is_empty(), "the RPC reached the backend");
+}
+
+/// With a refresh proxy the server extends an expiring connection itself:
+/// the client is not told it expires, the backend is asked at expiry (with
+/// the connection's meta), and the connection lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_proxy_extends_the_connection_server_side() {
+    let log: Log = Arc::default();
+    let base = start_backend(log.clone()).await;
+    let gw = gateway(&base);
+    let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
+    let reply = client.request(json!({"connect": {"data": {"short": true}}})).await;
+    assert!(reply["connect"].get("expires").is_none(), "the server refreshes, not the client: {reply}");
+    let deadline = Instant::now() + TIMEOUT;
+    while requests(&log, "/refresh").is_empty() {
+        assert!(Instant::now() < deadline, "the refresh proxy was not called");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refresh = &requests(&log, "/refresh")[0];
+    assert_eq!(refresh["user"], "bob");
+    assert_eq!(refresh["client"], reply["connect"]["client"]);
+    assert_eq!(refresh["meta"], json!({"tenant": 8}));
+    // Past the old expiry (and the grace delay a client refresh would get)
+    // the connection still answers.
+    let rpc = client.request(json!({"rpc": {"method": "after"}})).await;
+    assert_eq!(rpc["rpc"]["data"]["method"], "after", "{rpc}");
 }

@@ -21,7 +21,7 @@ pub fn run(file: Option<&Path>, flags: &[(String, String)]) -> Result<(), CliErr
     }
     let verifier = TokenVerifier::from_config(&config)?;
     // The proxies, as they will be called (endpoints without credentials).
-    let proxies = crate::proxy::Proxies::from_config(&config).map_err(|e| ConfigError::Parse(e))?;
+    let proxies = crate::proxy::Proxies::from_config(&config).map_err(ConfigError::Parse)?;
     for line in proxies.describe() {
         println!("proxy {line}");
     }

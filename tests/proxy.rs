@@ -61,17 +61,30 @@ fn now() -> u64 {
 
 /// Starts the backend on a free loopback port; returns its base URL.
 async fn start_backend(log: Log) -> String {
+    start_backend_with_headers(log, Arc::default()).await
+}
+
+/// The backend, also recording each request's headers (name -> value).
+async fn start_backend_with_headers(log: Log, headers: Arc<Mutex<Vec<Value>>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
     let addr = listener.local_addr().expect("backend address");
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { return };
             let log = log.clone();
+            let headers = headers.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let log = log.clone();
+                    let headers = headers.clone();
                     async move {
                         let path = req.uri().path().to_string();
+                        let seen: serde_json::Map<String, Value> = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                            .collect();
+                        headers.lock().unwrap().push(Value::Object(seen));
                         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         log.lock().unwrap().push((path.clone(), body.clone()));
@@ -354,4 +367,86 @@ async fn refresh_proxy_extends_the_connection_server_side() {
     // the connection still answers.
     let rpc = client.request(json!({"rpc": {"method": "after"}})).await;
     assert_eq!(rpc["rpc"]["data"]["method"], "after", "{rpc}");
+}
+
+/// Granular mode: named proxies picked per event and per namespace; the
+/// client's upgrade request headers listed in a proxy's `http_headers`
+/// reach the backend, others do not, and static headers are added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granular_mode_names_proxies_and_forwards_listed_headers() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let log: Log = Arc::default();
+    let headers: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let base = start_backend_with_headers(log.clone(), headers.clone()).await;
+    let proxies = json!([
+        {"name": "auth", "endpoint": format!("{base}/connect"), "timeout": "1s",
+         "http_headers": ["x-session"], "static_http_headers": {"x-static": "yes"}, "include_connection_meta": true},
+        {"name": "rooms", "endpoint": format!("{base}/subscribe")},
+        {"name": "calls", "endpoint": format!("{base}/rpc")}
+    ]);
+    let namespaces = json!([{"name": "px", "subscribe_proxy_name": "rooms"}, {"name": "news"}]);
+    let gw = Gateway::builder()
+        .permissive()
+        .env("NATSGATE_GRANULAR_PROXY_MODE", "true")
+        .env("NATSGATE_PROXIES", &proxies.to_string())
+        .env("NATSGATE_CONNECT_PROXY_NAME", "auth")
+        .env("NATSGATE_RPC_PROXY_NAME", "calls")
+        .env("NATSGATE_NAMESPACES", &namespaces.to_string())
+        .start();
+
+    let mut request = gw.ws_url().into_client_request().expect("request");
+    request.headers_mut().insert("x-session", "s-123".parse().expect("header"));
+    request.headers_mut().insert("x-other", "hidden".parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+    use futures_util::{SinkExt, StreamExt};
+    let mut replies = Vec::new();
+    for command in [
+        json!({"id": 1, "connect": {}}),
+        json!({"id": 2, "subscribe": {"channel": "px:room"}}),
+        json!({"id": 3, "rpc": {"method": "m", "data": {"x": 1}}}),
+    ] {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(command.to_string())).await.expect("send");
+        let reply =
+            tokio::time::timeout(TIMEOUT, ws.next()).await.expect("reply in time").expect("open").expect("frame");
+        replies.push(serde_json::from_str::<Value>(reply.to_text().expect("text")).expect("JSON reply"));
+    }
+    assert!(replies[0]["connect"]["client"].is_string(), "{}", replies[0]);
+    assert_eq!(replies[1]["subscribe"]["data"], json!({"granted": true}), "{}", replies[1]);
+    assert_eq!(replies[2]["rpc"]["data"]["echo"], json!({"x": 1}), "{}", replies[2]);
+    let seen = headers.lock().unwrap().clone();
+    let connect = &seen[0];
+    assert_eq!(connect["x-session"], "s-123", "listed header forwarded: {connect}");
+    assert_eq!(connect["x-static"], "yes", "static header added: {connect}");
+    assert!(connect.get("x-other").is_none(), "unlisted header kept back: {connect}");
+    // The `rooms` proxy lists no headers and does not include meta.
+    assert!(seen[1].get("x-session").is_none(), "{}", seen[1]);
+    assert!(requests(&log, "/subscribe")[0].get("meta").is_none());
+}
+
+/// `checkconfig` lists the proxies without the credentials in their URLs,
+/// and a bad endpoint is refused naming its option.
+#[test]
+fn checkconfig_lists_proxies_and_refuses_bad_endpoints() {
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_natsgate"));
+        cmd.arg("checkconfig").env_clear().env("NATSGATE_TOKEN_HMAC_SECRET_KEY", "k").env("NATSGATE_API_KEY", "k");
+        cmd.current_dir(std::env::temp_dir());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run natsgate checkconfig")
+    };
+    let out = run(&[
+        ("NATSGATE_PROXY_CONNECT_ENDPOINT", "http://user:s3cret@127.0.0.1:3000/connect"),
+        ("NATSGATE_PROXY_RPC_ENDPOINT", "grpc://127.0.0.1:10001"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("proxy connect -> http://***@127.0.0.1:3000/connect"), "{stdout}");
+    assert!(stdout.contains("proxy rpc -> grpc://127.0.0.1:10001"), "{stdout}");
+    assert!(!stdout.contains("s3cret"));
+    let out = run(&[("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT", "ftp://example")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT"), "{stderr}");
 }

@@ -52,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     config.compile_fds(fds)?;
-    compile_grpc_api()
+    compile_grpc_api()?;
+    compile_proxy()
 }
 
 /// The GRPC server API: plain prost types (no serde: the HTTP API has its own
@@ -66,5 +67,50 @@ fn compile_grpc_api() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::new();
     config.bytes(["."]);
     tonic_prost_build::configure().build_client(false).build_server(true).compile_fds_with_config(fds, config)?;
+    Ok(())
+}
+
+/// Request fields Centrifugo's HTTP proxy always writes, even when empty.
+const PROXY_ALWAYS_PRESENT: &[&str] = &[
+    "RefreshRequest.user",
+    "SubscribeRequest.user",
+    "PublishRequest.user",
+    "RPCRequest.user",
+    "SubRefreshRequest.user",
+];
+
+/// The application-backend proxy (`proto/proxy.proto`): types that are both
+/// the GRPC proxy's messages and, through serde, the HTTP proxy's JSON bodies
+/// (`bytes` fields embedded as raw JSON, as Centrifugo's `Raw` type does),
+/// and a tonic client without tonic's transport (natsgate brings its own
+/// HTTP/2 connection).
+fn compile_proxy() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/proxy.proto");
+    let fds = protox::compile(["proto/proxy.proto"], ["proto"])?;
+    let mut config = Config::new();
+    config.bytes(["."]);
+    config.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]");
+    for file in &fds.file {
+        let package = file.package();
+        for message in &file.message_type {
+            for field in &message.field {
+                let short = format!("{}.{}", message.name(), field.name());
+                let path = format!(".{package}.{short}");
+                let attr = if field.r#type() == Type::Bytes {
+                    "#[serde(with = \"crate::protocol::raw_json\", skip_serializing_if = \"bytes::Bytes::is_empty\")]"
+                } else if PROXY_ALWAYS_PRESENT.contains(&short.as_str()) {
+                    continue;
+                } else {
+                    "#[serde(skip_serializing_if = \"crate::protocol::is_default\")]"
+                };
+                config.field_attribute(path, attr);
+            }
+        }
+    }
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .build_transport(false)
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -28,6 +28,8 @@ pub(crate) struct AppContext {
     pub(crate) uid: String,
     /// HTTP-streaming and SSE sessions, for `/emulation`.
     pub(crate) emulation: crate::transport::emulation::Sessions,
+    /// Proxies to the application backend (none unless configured).
+    pub(crate) proxies: crate::proxy::Proxies,
 }
 
 impl AppContext {
@@ -37,7 +39,14 @@ impl AppContext {
         verifier: TokenVerifier,
         rules: ChannelRules,
     ) -> Arc<Self> {
+        // Validation built them once already (`Config::load`), so an error
+        // here means a configuration that skipped validation (unit tests).
+        let proxies = crate::proxy::Proxies::from_config(&config).unwrap_or_else(|e| {
+            tracing::error!("proxy configuration: {e}");
+            crate::proxy::Proxies::default()
+        });
         Arc::new(AppContext {
+            proxies,
             config,
             hub: crate::hub::Hub::new(broker.clone()),
             broker,

@@ -52,6 +52,7 @@ pub(crate) mod ops;
 pub mod origin;
 pub mod outbox;
 pub mod protocol;
+pub mod proxy;
 pub(crate) mod server;
 pub(crate) mod session;
 pub(crate) mod shutdown;

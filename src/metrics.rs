@@ -27,6 +27,9 @@ pub(crate) struct Metrics {
     pub(crate) nats_reconnects: IntCounter,
     pub(crate) dropped_publications: IntCounterVec,
     pub(crate) delivery_lag: Histogram,
+    /// Proxy calls to the application backend, by event (`crate::proxy`).
+    pub(crate) proxy_duration: HistogramVec,
+    pub(crate) proxy_errors: IntCounterVec,
 }
 
 fn new_metrics() -> Result<Metrics, prometheus::Error> {
@@ -95,6 +98,15 @@ fn new_metrics() -> Result<Metrics, prometheus::Error> {
             &["reason"],
         )?,
         delivery_lag,
+        proxy_duration: histogram_vec(
+            "natsgate_proxy_duration_seconds",
+            "Time of proxy calls to the application backend, by event (label `method`).",
+        )?,
+        proxy_errors: counter_vec(
+            "natsgate_proxy_errors_total",
+            "Proxy calls that got no answer (timeout, unreachable, bad status or body), by event.",
+            &["method"],
+        )?,
         registry,
     })
 }

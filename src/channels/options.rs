@@ -71,6 +71,19 @@ pub struct ChannelOptions {
     pub force_positioning: bool,
     /// Let clients ask for positioning.
     pub allow_positioning: bool,
+    // Proxy to the application backend (issue #16).
+    /// Subscriptions without a token are decided by the subscribe proxy.
+    pub proxy_subscribe: bool,
+    /// Client publications go through the publish proxy.
+    pub proxy_publish: bool,
+    /// Subscriptions are extended by the sub_refresh proxy when they expire.
+    pub proxy_sub_refresh: bool,
+    /// With `granular_proxy_mode`: the named proxy deciding subscriptions.
+    pub subscribe_proxy_name: String,
+    /// With `granular_proxy_mode`: the named proxy for publications.
+    pub publish_proxy_name: String,
+    /// With `granular_proxy_mode`: the named proxy extending subscriptions.
+    pub sub_refresh_proxy_name: String,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.

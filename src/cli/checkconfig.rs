@@ -20,7 +20,12 @@ pub fn run(file: Option<&Path>, flags: &[(String, String)]) -> Result<(), CliErr
         return Err(ConfigError::Parse(format!("{message}{file}; known: {}, {CONFIG_ENV}", known.join(", "))).into());
     }
     let verifier = TokenVerifier::from_config(&config)?;
-    if !verifier.has_keys() && !config.allow_anonymous_connect_without_token {
+    // The proxies, as they will be called (endpoints without credentials).
+    let proxies = crate::proxy::Proxies::from_config(&config).map_err(ConfigError::Parse)?;
+    for line in proxies.describe() {
+        println!("proxy {line}");
+    }
+    if !verifier.has_keys() && !config.allow_anonymous_connect_without_token && proxies.connect.is_none() {
         // As `serve` decides (src/cli/serve.rs): on the embedded broker a
         // missing key means development mode, with NATS refused clients.
         if config.nats_url.is_none() {

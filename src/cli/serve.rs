@@ -47,10 +47,12 @@ pub fn run(mut config: Config, dotenv: Option<&Path>) -> ExitCode {
     // With NATS the gateways of a deployment must share the backend's key,
     // so a missing key is only warned about.
     let dev_mode = !has_keys && config.nats_url.is_none();
+    // With a connect proxy, clients without a token are let in by the backend.
+    let connect_proxy = !config.proxy_connect_endpoint.is_empty() || !config.connect_proxy_name.is_empty();
     let tls = config.tls;
     if dev_mode {
         config.token_hmac_secret_key = Some(super::genconfig::random_secret());
-    } else if !has_keys && !config.allow_anonymous_connect_without_token {
+    } else if !has_keys && !config.allow_anonymous_connect_without_token && !connect_proxy {
         tracing::warn!(
             "no token key is configured (NATSGATE_TOKEN_HMAC_SECRET_KEY, NATSGATE_TOKEN_RSA_PUBLIC_KEY or \
              NATSGATE_TOKEN_ECDSA_PUBLIC_KEY): every client connection will be refused"

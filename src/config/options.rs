@@ -290,6 +290,80 @@ pub struct Config {
     /// With `internal_port` set, serve the admin interface on the client port
     /// instead of the internal one (Centrifugo's `admin_external`).
     pub admin_external: bool,
+    // Proxy to the application backend and JWKS (issue #16): Centrifugo v5's
+    // flat names; `crate::proxy` builds the proxies from them. An endpoint is
+    // `http://`/`https://` (JSON over HTTP POST) or `grpc://host:port`.
+    /// Backend endpoint asked to authenticate clients that connect without a token.
+    pub proxy_connect_endpoint: String,
+    /// How long the connect proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_connect_timeout: Duration,
+    /// Backend endpoint asked to extend connections when they expire (server-side refresh).
+    pub proxy_refresh_endpoint: String,
+    /// How long the refresh proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_refresh_timeout: Duration,
+    /// Backend endpoint for subscriptions in namespaces with `proxy_subscribe`.
+    pub proxy_subscribe_endpoint: String,
+    /// How long the subscribe proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_subscribe_timeout: Duration,
+    /// Backend endpoint for client publications in namespaces with `proxy_publish`.
+    pub proxy_publish_endpoint: String,
+    /// How long the publish proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_publish_timeout: Duration,
+    /// Backend endpoint extending subscriptions in namespaces with `proxy_sub_refresh`.
+    pub proxy_sub_refresh_endpoint: String,
+    /// How long the sub_refresh proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_sub_refresh_timeout: Duration,
+    /// Backend endpoint answering client RPC calls.
+    pub proxy_rpc_endpoint: String,
+    /// How long the RPC proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_rpc_timeout: Duration,
+    /// Client request headers forwarded to HTTP proxies (a JSON array, or
+    /// names separated by spaces or commas).
+    #[serde(deserialize_with = "crate::proxy::options::names")]
+    pub proxy_http_headers: Vec<String>,
+    /// Client request headers forwarded as GRPC metadata to GRPC proxies
+    /// (a JSON array, or names separated by spaces or commas).
+    #[serde(deserialize_with = "crate::proxy::options::names")]
+    pub proxy_grpc_metadata: Vec<String>,
+    /// Headers added to every HTTP proxy request: a JSON object.
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub proxy_static_http_headers: std::collections::BTreeMap<String, String>,
+    /// Send the connection's `meta` (from the connect proxy) with later proxy requests.
+    pub proxy_include_connection_meta: bool,
+    /// Send and read payloads base64-encoded (`b64data`), for binary data.
+    pub proxy_binary_encoding: bool,
+    /// Most requests in flight to one proxy; more wait for a slot within the timeout.
+    #[default(1024)]
+    pub proxy_max_concurrency: usize,
+    /// Named proxies (`proxies`) chosen per event with `*_proxy_name`.
+    pub granular_proxy_mode: bool,
+    /// With `granular_proxy_mode`: a JSON array of `{"name","endpoint","timeout",
+    /// "http_headers","grpc_metadata","static_http_headers","include_connection_meta",
+    /// "binary_encoding"}`.
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub proxies: Vec<crate::proxy::options::NamedProxy>,
+    /// With `granular_proxy_mode`: the proxy for connect.
+    pub connect_proxy_name: String,
+    /// With `granular_proxy_mode`: the proxy for refresh.
+    pub refresh_proxy_name: String,
+    /// With `granular_proxy_mode`: the proxy for RPC calls.
+    pub rpc_proxy_name: String,
+    /// JWKS endpoint whose keys verify connection tokens (by `kid`).
+    pub token_jwks_public_endpoint: Option<String>,
+    /// JWKS endpoint whose keys verify subscription tokens.
+    pub subscription_token_jwks_public_endpoint: Option<String>,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -50,6 +50,21 @@ impl Config {
         }
         self.validate_grpc_api()?;
         self.validate_admin()?;
+        // JWKS is not implemented yet: refuse rather than accept every token
+        // or silently refuse every client.
+        for (var, value) in [
+            ("token_jwks_public_endpoint", &self.token_jwks_public_endpoint),
+            ("subscription_token_jwks_public_endpoint", &self.subscription_token_jwks_public_endpoint),
+        ] {
+            if value.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Err(invalid(var, "JWKS is not supported yet"));
+            }
+        }
+        // Proxy endpoints: valid URLs, named proxies that exist.
+        crate::proxy::Proxies::from_config(self).map_err(|e| {
+            let (var, problem) = e.split_once(": ").unwrap_or(("proxy_connect_endpoint", e.as_str()));
+            invalid(var, problem)
+        })?;
         self.validate_security()
     }
 

@@ -19,13 +19,30 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let app = self.app.clone();
-        let credentials = if req.token.is_empty() {
-            if !app.config.allow_anonymous_connect_without_token {
-                return Err(Disconnect::BAD_REQUEST.into());
+        let client_id = uuid::Uuid::new_v4().to_string();
+        // The connect proxy answers for clients without a token, as in
+        // Centrifugo (a token, when given, is verified as usual).
+        let mut connect_data = bytes::Bytes::new();
+        let mut meta = None;
+        let credentials = match (&app.proxies.connect, req.token.is_empty()) {
+            (Some(proxy), true) => {
+                let answer = self.connect_proxy(proxy, &client_id, &req).await?;
+                connect_data = answer.data;
+                meta = answer.meta;
+                match answer.credentials {
+                    Some(credentials) => credentials,
+                    None if app.config.allow_anonymous_connect_without_token => Credentials::default(),
+                    // centrifuge's connectCmd: "client credentials not found".
+                    None => return Err(Disconnect::BAD_REQUEST.into()),
+                }
             }
-            Credentials::default()
-        } else {
-            app.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?
+            (None, true) => {
+                if !app.config.allow_anonymous_connect_without_token {
+                    return Err(Disconnect::BAD_REQUEST.into());
+                }
+                Credentials::default()
+            }
+            (_, false) => app.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?,
         };
 
         if credentials.expire_at.is_some_and(|at| at <= super::now_unix()) {
@@ -37,7 +54,7 @@ impl Session {
         }
         let handle = Arc::new(ClientHandle {
             key: app.hub.next_key(),
-            client_id: uuid::Uuid::new_v4().to_string(),
+            client_id,
             user: credentials.user.clone(),
             protocol: self.protocol,
             conn_info: credentials.info.clone(),
@@ -51,6 +68,7 @@ impl Session {
             channels: HashMap::new(),
             expire_at: credentials.expire_at,
             info: credentials.info.clone(),
+            meta,
         });
 
         let subs = match self.server_side_subscribe(&credentials).await {
@@ -63,9 +81,12 @@ impl Session {
             }
         };
         self.liveness.connected.store(true, std::sync::atomic::Ordering::Relaxed);
-        let (expires, ttl) = ttl_of(credentials.expire_at);
+        // With a refresh proxy the server extends the connection itself, so
+        // the client is not told it expires (centrifuge's connectCmd).
+        let (expires, ttl) = if app.proxies.refresh.is_some() { (false, 0) } else { ttl_of(credentials.expire_at) };
         let mut result = ConnectResult {
             client: client_id,
+            data: connect_data,
             version: VERSION.to_string(),
             expires,
             ttl,

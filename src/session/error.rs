@@ -12,6 +12,9 @@ pub(crate) enum CommandError {
     Reply(ErrorCode),
     /// Close the connection with this code.
     Disconnect(Disconnect),
+    /// Answer with an error the application backend chose (a proxy's
+    /// `error`: any code, message and `temporary` flag).
+    Backend(crate::protocol::Error),
 }
 
 impl From<ErrorCode> for CommandError {
@@ -39,7 +42,37 @@ impl From<BrokerError> for CommandError {
     }
 }
 
+/// A proxy call without an answer (timeout, backend down, unreadable
+/// answer): internal error 100, as centrifuge answers handler errors that
+/// are neither an `Error` nor a `Disconnect`. The cause is logged by
+/// `crate::proxy`.
+impl From<crate::proxy::ProxyError> for CommandError {
+    fn from(_: crate::proxy::ProxyError) -> Self {
+        CommandError::Reply(ErrorCode::INTERNAL)
+    }
+}
+
 impl CommandError {
+    /// The backend's refusal in a proxy answer, if any: `disconnect` wins
+    /// over `error`, as in Centrifugo's proxy handlers.
+    pub(crate) fn from_backend(
+        error: Option<crate::proxy::pb::Error>,
+        disconnect: Option<crate::proxy::pb::Disconnect>,
+    ) -> Result<(), CommandError> {
+        if let Some(d) = disconnect {
+            let code = u16::try_from(d.code).unwrap_or(Disconnect::SERVER_ERROR.code);
+            return Err(Disconnect::custom(code, &d.reason).into());
+        }
+        if let Some(e) = error {
+            return Err(CommandError::Backend(crate::protocol::Error {
+                code: e.code,
+                message: e.message,
+                temporary: e.temporary,
+            }));
+        }
+        Ok(())
+    }
+
     /// A connection token refused on connect: an expired one asks the SDK
     /// for a fresh token (109); a bad one ends the connection for good.
     pub(crate) fn connect_token(e: TokenError) -> Self {

@@ -9,6 +9,7 @@
 
 mod connect;
 pub(crate) mod error;
+mod proxy;
 mod publish;
 mod subscribe;
 #[cfg(test)]
@@ -61,6 +62,9 @@ pub(crate) struct Session {
     /// unidirectional clients (empty over WebSocket).
     transport: crate::transport::Kind,
     session_id: String,
+    /// Who the client is to the backend proxy (forwarded headers,
+    /// transport, protocol); set by the transport.
+    origin: Arc<crate::proxy::ClientOrigin>,
 }
 
 /// One subscription of the connection.
@@ -85,6 +89,9 @@ struct Connected {
     /// Unix seconds when the connection's credentials expire.
     expire_at: Option<i64>,
     info: bytes::Bytes,
+    /// `meta` from the connect (or refresh) proxy: sent with later proxy
+    /// requests when `proxy_include_connection_meta`; never shown to clients.
+    meta: Option<bytes::Bytes>,
 }
 
 impl Session {
@@ -103,6 +110,14 @@ impl Session {
             activations: Vec::new(),
             transport: crate::transport::Kind::WebSocket,
             session_id: String::new(),
+            origin: Arc::new(crate::proxy::ClientOrigin {
+                protocol: match protocol {
+                    Protocol::Json => "json",
+                    Protocol::Protobuf => "protobuf",
+                },
+                transport: "websocket",
+                headers: Vec::new(),
+            }),
         }
     }
 
@@ -112,7 +127,21 @@ impl Session {
     pub(crate) fn with_transport(mut self, transport: crate::transport::Kind, session_id: String) -> Self {
         self.transport = transport;
         self.session_id = session_id;
+        let origin = crate::proxy::ClientOrigin {
+            headers: self.origin.headers.clone(),
+            transport: transport.name(),
+            protocol: self.origin.protocol,
+        };
+        self.origin = Arc::new(origin);
         self
+    }
+
+    /// Keeps the upgrade request's headers that a proxy forwards (only
+    /// those: the rest is dropped here) for the connection's life.
+    pub(crate) fn set_request_headers(&mut self, headers: &http::HeaderMap) {
+        let mut origin = self.app.proxies.origin(headers, self.origin.protocol);
+        origin.transport = self.origin.transport;
+        self.origin = Arc::new(origin);
     }
 
     /// The queue of user commands; the transport takes it
@@ -138,9 +167,18 @@ impl Session {
     pub(crate) fn next_expiry_check(&self) -> Option<i64> {
         let conn = self.conn.as_ref()?;
         let config = &self.app.config;
-        let conn_check = conn.expire_at.map(|at| at + config.client_expired_close_delay.as_secs() as i64);
+        // With a refresh proxy the server refreshes at expiry itself, with
+        // no grace delay (centrifuge's scheduleOnConnectTimers).
+        let delay = if self.app.proxies.refresh.is_some() { 0 } else { config.client_expired_close_delay.as_secs() };
+        let conn_check = conn.expire_at.map(|at| at + delay as i64);
         let sub_delay = config.client_expired_sub_close_delay.as_secs() as i64;
-        let sub_check = conn.channels.values().filter_map(|s| s.expire_at).min().map(|at| at + sub_delay);
+        let sub_check = conn
+            .channels
+            .iter()
+            .filter_map(|(c, s)| {
+                Some(s.expire_at? + if self.sub_refresh_proxy_of(c).is_some() { 0 } else { sub_delay })
+            })
+            .min();
         match (conn_check, sub_check) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -149,7 +187,8 @@ impl Session {
 
     /// Ends what has expired and was not refreshed in time: the connection
     /// (3005), or client-side subscriptions (unsubscribe push 2501).
-    pub(crate) fn enforce_expiry(&mut self) -> Result<(), Disconnect> {
+    pub(crate) async fn enforce_expiry(&mut self) -> Result<(), Disconnect> {
+        self.refresh_by_proxies().await?;
         let now = now_unix();
         let Some(conn) = self.conn.as_ref() else { return Ok(()) };
         let config = &self.app.config;
@@ -172,6 +211,56 @@ impl Session {
             self.push(channel, |p| {
                 p.unsubscribe = Some(crate::protocol::Unsubscribe { code, reason: reason.to_string() })
             });
+        }
+        Ok(())
+    }
+
+    /// The sub_refresh proxy of a subscribed channel's namespace, if any.
+    fn sub_refresh_proxy_of(&self, channel: &str) -> Option<Arc<crate::proxy::Proxy>> {
+        let options = self.app.rules.resolve(channel).ok()?.options;
+        self.app.proxies.sub_refresh_for(options, self.app.config.granular_proxy_mode)
+    }
+
+    /// Server-side refresh: asks the refresh proxy about an expired
+    /// connection and the sub_refresh proxy about expired subscriptions,
+    /// and records the new expiries. A connection the backend lets expire
+    /// ends (3005); such a subscription ends with unsubscribe 2501.
+    async fn refresh_by_proxies(&mut self) -> Result<(), Disconnect> {
+        let now = now_unix();
+        let Some(conn) = self.conn.as_ref() else { return Ok(()) };
+        if let (Some(proxy), true) = (self.app.proxies.refresh.clone(), conn.expire_at.is_some_and(|at| at <= now)) {
+            match self.refresh_proxy(&proxy).await {
+                Some(at) if at > now => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.expire_at = Some(at);
+                    }
+                }
+                _ => return Err(Disconnect::EXPIRED),
+            }
+        }
+        let Some(conn) = self.conn.as_ref() else { return Ok(()) };
+        let due: Vec<String> = conn
+            .channels
+            .iter()
+            .filter(|(_, s)| s.expire_at.is_some_and(|at| at <= now))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in due {
+            let Some(proxy) = self.sub_refresh_proxy_of(&channel) else { continue };
+            let at = self.sub_refresh_proxy(&proxy, &channel).await.filter(|at| *at > now);
+            let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+            let Some(state) = conn.channels.get_mut(&channel) else { continue };
+            match at {
+                Some(at) => state.expire_at = Some(at),
+                None if state.server_side => return Err(Disconnect::SUBSCRIPTION_EXPIRED),
+                None => {
+                    self.leave_channel(&channel);
+                    let (code, reason) = crate::protocol::codes::unsubscribe::EXPIRED;
+                    self.push(channel, |p| {
+                        p.unsubscribe = Some(crate::protocol::Unsubscribe { code, reason: reason.to_string() })
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -268,6 +357,12 @@ impl Session {
                 }
                 Ok(Some(Reply { id, error: Some(code.to_message()), ..Default::default() }))
             }
+            Err(CommandError::Backend(error)) => {
+                if self.conn.is_none() {
+                    self.connect_refused = true;
+                }
+                Ok(Some(Reply { id, error: Some(error), ..Default::default() }))
+            }
             Err(CommandError::Disconnect(d)) => Err(d),
         }
     }
@@ -339,9 +434,8 @@ impl Session {
         if let Some(req) = command.sub_refresh {
             return self.sub_refresh(req);
         }
-        if command.rpc.is_some() {
-            // No RPC proxy configured: no RPC handler, so "not available".
-            return Err(ErrorCode::NOT_AVAILABLE.into());
+        if let Some(req) = command.rpc {
+            return self.rpc(req).await;
         }
         if command.send.is_some() {
             return Err(Disconnect::NOT_AVAILABLE.into());

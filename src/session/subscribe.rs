@@ -58,17 +58,42 @@ impl Session {
             // Centrifugo returns the token's `data` in the subscribe reply.
             data = claims.data;
         }
-        resolved.can_subscribe(actor, !req.token.is_empty())?;
-
         let options = resolved.options;
-        let join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
-        let recoverable =
-            options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
-        let positioned = options.history_enabled()
-            && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
+        // Without a token, a namespace with a subscribe proxy lets the
+        // backend decide (after private and user-limited channels, as in
+        // Centrifugo's OnSubscribe); the client's flags then count for
+        // nothing, only the namespace's forced options and the overrides.
+        let granular = config.granular_proxy_mode;
+        let proxy = app.proxies.subscribe_for(options, granular);
+        let proxied = req.token.is_empty() && !resolved.private && resolved.allowed_users.is_none() && proxy.is_some();
+        let (join_leave, recoverable, positioned) = if let (true, Some(proxy)) = (proxied, proxy) {
+            let grant = self.subscribe_proxy(&proxy, &channel, &req.token, &req.data).await?;
+            expire_at = grant.expire_at;
+            info = grant.info;
+            data = grant.data;
+            let o = &grant.overrides;
+            let flag = |v: &Option<crate::proxy::pb::BoolValue>, default: bool| v.as_ref().map_or(default, |b| b.value);
+            let join_leave = flag(&o.join_leave, options.join_leave)
+                && flag(&o.force_push_join_leave, options.force_push_join_leave);
+            let recoverable = options.history_enabled() && flag(&o.force_recovery, options.force_recovery);
+            let positioned =
+                options.history_enabled() && (flag(&o.force_positioning, options.force_positioning) || recoverable);
+            (join_leave, recoverable, positioned)
+        } else {
+            resolved.can_subscribe(actor, !req.token.is_empty())?;
+            let join_leave = options.join_leave && (req.join_leave || options.force_push_join_leave);
+            let recoverable =
+                options.history_enabled() && (options.force_recovery || (options.allow_recovery && req.recoverable));
+            let positioned = options.history_enabled()
+                && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
+            (join_leave, recoverable, positioned)
+        };
         let state = SubState { expire_at, server_side: false, info, join_leave, positioned };
         self.join_channel(&channel, state).await?;
-        let (expires, ttl) = super::ttl_of(expire_at);
+        // With a sub_refresh proxy the server extends the subscription
+        // itself, so the client is not told it expires.
+        let server_refresh = app.proxies.sub_refresh_for(options, granular).is_some();
+        let (expires, ttl) = if server_refresh { (false, 0) } else { super::ttl_of(expire_at) };
         let mut result = SubscribeResult { expires, ttl, positioned, ..Default::default() };
         if recoverable {
             match self.recover(&channel, &req).await {

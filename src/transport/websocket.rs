@@ -122,6 +122,7 @@ fn admit(app: &AppContext, shutdown: &Shutdown, headers: &HeaderMap, query: &str
 /// The direct path: the handshake on the raw socket (see [`super::listener`]).
 pub(crate) async fn accept(stream: TcpStream, app: Arc<AppContext>, shutdown: Shutdown) {
     let mut admitted = None;
+    let mut request_headers = HeaderMap::new();
     // The Err type (a whole http::Response) is fixed by tungstenite's `Callback`.
     #[allow(clippy::result_large_err)]
     let check = |request: &HandshakeRequest, mut response: HandshakeResponse| {
@@ -132,6 +133,7 @@ pub(crate) async fn accept(stream: TcpStream, app: Arc<AppContext>, shutdown: Sh
                     response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
                 }
                 admitted = Some(a.protocol);
+                request_headers = request.headers().clone();
                 Ok(response)
             }
             Err((status, body)) => Err(plain(status, body).map(Some)),
@@ -147,7 +149,7 @@ pub(crate) async fn accept(stream: TcpStream, app: Arc<AppContext>, shutdown: Sh
                 // the connection limit see it (the limit check above must
                 // not count the connection it is deciding about).
                 let _tracked = shutdown.tracker().token();
-                serve(ws, app, protocol, shutdown).await;
+                serve(ws, app, protocol, shutdown, &request_headers).await;
             }
         }
         Ok(Err(e)) => tracing::debug!("websocket handshake failed: {e}"),
@@ -186,13 +188,14 @@ fn upgrade(
     }
 
     let tracker = shutdown.tracker().clone();
+    let headers = headers.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(socket_config(&app)))
                         .await;
-                serve(ws, app, protocol, shutdown).await;
+                serve(ws, app, protocol, shutdown, &headers).await;
             }
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
@@ -217,9 +220,16 @@ trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'sta
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Socket for S {}
 
 /// Runs one connection to its end.
-async fn serve<S: Socket>(ws: WebSocketStream<S>, app: Arc<AppContext>, protocol: Protocol, shutdown: Shutdown) {
+async fn serve<S: Socket>(
+    ws: WebSocketStream<S>,
+    app: Arc<AppContext>,
+    protocol: Protocol,
+    shutdown: Shutdown,
+    headers: &HeaderMap,
+) {
     let outbox = Arc::new(Outbox::new(app.config.client_queue_max_size));
     let mut session = Session::new(app.clone(), protocol, outbox.clone());
+    session.set_request_headers(headers);
     let (sink, stream) = ws.split();
     let writer = tokio::spawn(write_loop(sink, outbox.clone(), protocol, session.liveness(), app.clone()));
     read_loop(stream, &mut session, &outbox, &app, &shutdown).await;
@@ -259,7 +269,7 @@ async fn read_loop<S: Socket>(
                 return;
             }
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                if let Err(disconnect) = session.enforce_expiry() {
+                if let Err(disconnect) = Box::pin(session.enforce_expiry()).await {
                     outbox.close(disconnect);
                     return;
                 }

@@ -134,7 +134,9 @@ impl Server {
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })
         });
         let ops = crate::ops::routes(app.clone(), shutdown.clone());
-        let clients = websocket::route(app.clone(), shutdown.clone()).or(api::routes(app.clone()));
+        let clients = websocket::route(app.clone(), shutdown.clone())
+            .or(crate::transport::sockjs::route(app.clone(), shutdown.clone()))
+            .or(api::routes(app.clone()));
 
         let draining = shutdown.clone();
         let stop_accepting = async move {

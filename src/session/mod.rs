@@ -57,6 +57,8 @@ pub(crate) struct Session {
     /// announces them is queued: (channel, last history offset the reply
     /// carried or stood for, 0 if none).
     activations: Vec<(String, u64)>,
+    /// The transport label of the metrics this session counts in.
+    transport: &'static str,
 }
 
 /// One subscription of the connection.
@@ -97,7 +99,13 @@ impl Session {
             conn: None,
             connect_refused: false,
             activations: Vec::new(),
+            transport: "websocket",
         }
+    }
+
+    /// Names the transport in this session's metrics (`websocket` unless set).
+    pub(crate) fn set_transport(&mut self, transport: &'static str) {
+        self.transport = transport;
     }
 
     /// The queue of user commands; the transport takes it
@@ -171,7 +179,7 @@ impl Session {
                 return Err(Disconnect::BAD_REQUEST);
             }
         };
-        metrics().messages_received.with_label_values(&["websocket"]).inc_by(commands.len() as u64);
+        metrics().messages_received.with_label_values(&[self.transport]).inc_by(commands.len() as u64);
         let mut batch = BytesMut::new();
         let mut result = Ok(());
         for command in commands {

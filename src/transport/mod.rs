@@ -4,5 +4,6 @@
 //! drive the same [`crate::session::Session`].
 
 pub(crate) mod listener;
+pub(crate) mod sockjs;
 pub(crate) mod tls;
 pub(crate) mod websocket;

@@ -303,7 +303,7 @@ fn protocol_of(session: &Session) -> Protocol {
 
 /// The tokio instant at a Unix time in seconds (never early, so the check
 /// it triggers finds the second reached).
-fn deadline_after_unix(at: i64) -> Instant {
+pub(crate) fn deadline_after_unix(at: i64) -> Instant {
     let left_ms = (at.saturating_mul(1000) - crate::broker::now_ms() as i64).max(0) as u64;
     Instant::now() + Duration::from_millis(left_ms)
 }

@@ -1,7 +1,8 @@
 //! SockJS at `/connection/sockjs` (`NATSGATE_SOCKJS`): centrifuge-js with
 //! sockjs-client over websocket, xhr-streaming and xhr-polling across two
 //! gateways on one nats-server, and bad input on the SockJS endpoints
-//! (runs `node --test tests/js/scenarios/sockjs.mjs`). Also: the endpoint
+//! (runs `node --test` on `tests/js/scenarios/sockjs.mjs` and
+//! `sockjs_bad_input.mjs`). Also: the endpoint
 //! is off unless enabled.
 //!
 //! Needs node and `npm ci --prefix tests/js` (done by `.ci/run`).
@@ -12,7 +13,7 @@ use common::node::{js_dir, run_node_tests};
 use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
 
 const API_KEY: &str = "sockjs-test-key";
-const SCENARIO: &str = "scenarios/sockjs.mjs";
+const SCENARIOS: [&str; 2] = ["scenarios/sockjs.mjs", "scenarios/sockjs_bad_input.mjs"];
 const BODY_LIMIT: &str = "4096";
 
 fn gateway(nats: &NatsServer, name: &str) -> GatewayBuilder {
@@ -53,7 +54,7 @@ fn centrifuge_js_over_sockjs_transports_across_two_gateways() {
         ("CHANNEL_NS", "sj".to_string()),
         ("BODY_LIMIT", BODY_LIMIT.to_string()),
     ];
-    run_node_tests(&[SCENARIO], &env, "centrifuge-js over SockJS");
+    run_node_tests(&SCENARIOS, &env, "centrifuge-js over SockJS");
     // The gateways lived through the bad input.
     for g in [&a, &b] {
         assert_eq!(g.http_get("/health").expect("health").0, 200);

@@ -11,6 +11,7 @@ use natsgate_test_support as common;
 
 use common::node::{js_dir, run_node_tests};
 use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
+use std::time::Duration;
 
 const API_KEY: &str = "sockjs-test-key";
 const SCENARIOS: [&str; 2] = ["scenarios/sockjs.mjs", "scenarios/sockjs_bad_input.mjs"];
@@ -74,4 +75,64 @@ fn sockjs_is_off_unless_enabled() {
     assert_eq!(info["cookie_needed"], false);
     let (status, body) = enabled.http_get("/connection/sockjs").expect("request");
     assert_eq!((status, body.as_str()), (200, "Welcome to SockJS!\n"));
+}
+
+/// Raw HTTP/1.0 `POST` on the gateway's port; returns (status, body). The
+/// server closes the connection at the end of the response.
+fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    write!(stream, "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the whole response");
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).expect("HTTP status");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled or labelled sample in `/metrics` text.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A SockJS session speaks the JSON protocol over `xhr`/`xhr_send`, counts
+/// in `natsgate_client_connections` and under `transport="sockjs"`, and is
+/// closed with `c[3001,"shutdown"]` on SIGTERM, its streaming response
+/// ending so that the gateway exits.
+#[test]
+fn sockjs_session_counts_as_a_connection_and_drains_with_3001() {
+    let mut gateway = Gateway::builder().permissive().env("NATSGATE_SOCKJS", "true").start();
+    let port = gateway.port();
+    let base = "/connection/sockjs/000/metricsess";
+    assert_eq!(post(port, &format!("{base}/xhr"), ""), (200, "o\n".to_string()));
+    let token = common::hs256_token(SECRET, "mia", Some(3600), serde_json::json!({}));
+    let connect = serde_json::json!({"id": 1, "connect": {"token": token}}).to_string();
+    let payload = serde_json::json!([connect]).to_string();
+    assert_eq!(post(port, &format!("{base}/xhr_send"), &payload).0, 204);
+    let (status, reply) = post(port, &format!("{base}/xhr"), "");
+    assert_eq!(status, 200);
+    let frame: Vec<String> = serde_json::from_str(reply.strip_prefix('a').expect("a message frame").trim_end())
+        .expect("a JSON array of strings");
+    let connect_reply: serde_json::Value = serde_json::from_str(&frame[0]).expect("the connect reply");
+    assert_eq!(connect_reply["id"], 1);
+    assert!(connect_reply["connect"]["client"].is_string(), "{connect_reply}");
+
+    let (_, metrics) = gateway.http_get("/metrics").expect("metrics");
+    assert_eq!(sample(&metrics, "natsgate_client_connections"), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, r#"natsgate_transport_messages_received_total{transport="sockjs"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"natsgate_transport_messages_sent_total{transport="sockjs"}"#), Some(1.0));
+
+    // A streaming receiver is attached when the gateway is told to stop.
+    let streaming = std::thread::spawn(move || post(port, &format!("{base}/xhr_streaming"), ""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !gateway.log().contains("sockjs XhrStreaming receiver attached") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gateway.sigterm();
+    let (status, body) = streaming.join().expect("streaming request");
+    assert_eq!(status, 200);
+    assert!(body.ends_with("\nc[3001,\"shutdown\"]\n"), "{body:?}");
+    assert!(gateway.wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()), "gateway exits cleanly");
 }

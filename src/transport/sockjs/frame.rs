@@ -264,7 +264,7 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
             b'+' => out.push(b' '),
             b'%' if i + 2 < input.len() => match (hex(input[i + 1]), hex(input[i + 2])) {
                 (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
+                    out.push((h << 4) | l);
                     i += 2;
                 }
                 _ => out.push(b'%'),

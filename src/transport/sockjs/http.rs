@@ -35,7 +35,7 @@ pub(super) async fn handle(sockjs: Arc<Sockjs>, request: Request) -> Reply {
     let method = request.method.clone();
     let mut reply = match (route, &method) {
         (Some(Route::Greeting), &Method::GET) => text(StatusCode::OK, "Welcome to SockJS!\n"),
-        (Some(Route::Info), &Method::GET) => info(&sockjs),
+        (Some(Route::Info), &Method::GET) => info(),
         (Some(Route::Info), &Method::OPTIONS) => preflight(&request.headers, "OPTIONS, GET"),
         (Some(Route::Iframe), &Method::GET) => iframe(&sockjs, &request.headers),
         (Some(Route::RawWebsocket), &Method::GET) => return super::ws::upgrade(sockjs, request, true),
@@ -179,6 +179,7 @@ fn stream(sockjs: &Arc<Sockjs>, id: &str, kind: Kind, callback: Option<String>) 
             let _ = tx.send(wrap(&another_connection()).into()).await;
             return;
         };
+        tracing::debug!("sockjs {kind:?} receiver attached");
         let mut sent = 0;
         loop {
             let event = tokio::select! {
@@ -255,13 +256,12 @@ fn callback(query: &str) -> Result<String, Reply> {
     }
 }
 
-fn info(sockjs: &Sockjs) -> Reply {
+fn info() -> Reply {
     let body = frame::info_json(true, rand::random::<u32>());
     let mut reply = with_type(text(StatusCode::OK, ""), "application/json; charset=UTF-8").map(|_| body.into());
     reply
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"));
-    let _ = sockjs;
     reply
 }
 

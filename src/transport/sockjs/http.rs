@@ -25,6 +25,8 @@ const RESPONSE_LIMIT: usize = 128 * 1024;
 const STREAM_CHUNKS: usize = 4;
 
 type Reply = warp::reply::Response;
+/// A refusal's status and plain-text body (small, unlike a whole reply).
+type Refusal = (StatusCode, &'static str);
 
 /// Answers one request under the prefix.
 pub(super) async fn handle(sockjs: Arc<Sockjs>, request: Request) -> Reply {
@@ -68,13 +70,13 @@ async fn session_request(sockjs: Arc<Sockjs>, request: &Request, session: &str, 
         Kind::XhrPolling => poll(&sockjs, session, None).await,
         Kind::JsonpPolling => match callback(&request.query) {
             Ok(callback) => poll(&sockjs, session, Some(callback)).await,
-            Err(reply) => reply,
+            Err((status, body)) => text(status, body),
         },
         Kind::XhrStreaming | Kind::EventSource | Kind::HtmlFile => {
             let callback = match kind {
                 Kind::HtmlFile => match callback(&request.query) {
                     Ok(callback) => Some(callback),
-                    Err(reply) => return reply,
+                    Err((status, body)) => return text(status, body),
                 },
                 _ => None,
             };
@@ -87,17 +89,17 @@ async fn session_request(sockjs: Arc<Sockjs>, request: &Request, session: &str, 
 /// The session with this id, started when a receiving request names a new
 /// one; a refusal (draining, connection limit) answers 503 as WebSocket
 /// upgrades are answered.
-fn session_for(sockjs: &Arc<Sockjs>, id: &str) -> Result<Arc<Conn>, Reply> {
+fn session_for(sockjs: &Arc<Sockjs>, id: &str) -> Result<Arc<Conn>, Refusal> {
     let mut sessions = sockjs.sessions.lock();
     if let Some(conn) = sessions.get(id) {
         return Ok(conn.clone());
     }
     if sockjs.shutdown.is_draining() {
-        return Err(text(StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "shutting down"));
     }
     let limit = sockjs.app.config.client_connection_limit;
     if limit > 0 && sockjs.shutdown.tracker().len() >= limit {
-        return Err(text(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "connection limit reached"));
     }
     let registry = Arc::downgrade(sockjs);
     let key = id.to_string();
@@ -138,7 +140,7 @@ fn another_connection() -> String {
 async fn poll(sockjs: &Arc<Sockjs>, id: &str, callback: Option<String>) -> Reply {
     let conn = match session_for(sockjs, id) {
         Ok(conn) => conn,
-        Err(reply) => return reply,
+        Err((status, body)) => return text(status, body),
     };
     let frame = match conn.attach() {
         Some(mut receiver) => event_frame(receiver.next(heartbeat(sockjs)).await).0,
@@ -157,7 +159,7 @@ async fn poll(sockjs: &Arc<Sockjs>, id: &str, callback: Option<String>) -> Reply
 fn stream(sockjs: &Arc<Sockjs>, id: &str, kind: Kind, callback: Option<String>) -> Reply {
     let conn = match session_for(sockjs, id) {
         Ok(conn) => conn,
-        Err(reply) => return reply,
+        Err((status, body)) => return text(status, body),
     };
     let (prelude, content_type): (String, &str) = match kind {
         Kind::EventSource => ("\r\n".into(), "text/event-stream"),
@@ -246,11 +248,11 @@ async fn send(sockjs: &Arc<Sockjs>, request: &Request, id: &str, kind: Kind) -> 
 }
 
 /// The `c` query parameter of `htmlfile` and `jsonp`.
-fn callback(query: &str) -> Result<String, Reply> {
+fn callback(query: &str) -> Result<String, Refusal> {
     match frame::query_value(query, "c") {
-        None => Err(text(StatusCode::INTERNAL_SERVER_ERROR, "\"callback\" parameter required")),
+        None => Err((StatusCode::INTERNAL_SERVER_ERROR, "\"callback\" parameter required")),
         Some(c) if !frame::valid_callback(&c) => {
-            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "invalid \"callback\" parameter"))
+            Err((StatusCode::INTERNAL_SERVER_ERROR, "invalid \"callback\" parameter"))
         }
         Some(c) => Ok(c),
     }

@@ -153,6 +153,7 @@ impl Server {
         let ops = crate::ops::routes(app.clone(), shutdown.clone()).or(admin_internal);
         let clients = websocket::route(app.clone(), shutdown.clone())
             .or(crate::transport::routes(app.clone(), shutdown.clone()))
+            .or(crate::transport::sockjs::route(app.clone(), shutdown.clone()))
             .or(api::routes(app.clone()))
             .or(admin_client);
 

@@ -364,6 +364,18 @@ pub struct Config {
     pub token_jwks_public_endpoint: Option<String>,
     /// JWKS endpoint whose keys verify subscription tokens.
     pub subscription_token_jwks_public_endpoint: Option<String>,
+    // SockJS (Centrifugo v5's options; v6 dropped SockJS).
+    /// Serve SockJS at `/connection/sockjs` (JSON protocol only; needs
+    /// sticky sessions behind a load balancer).
+    pub sockjs: bool,
+    /// The SockJS client library the iframe page loads; must be the version
+    /// browsers run (iframe-based transports check it).
+    #[default("https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js")]
+    pub sockjs_url: String,
+    /// How often SockJS heartbeat frames (`h`) go to silent receivers; 0: none.
+    #[default(Duration::from_secs(25))]
+    #[serde(with = "humantime_serde")]
+    pub sockjs_heartbeat_delay: Duration,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -144,6 +144,19 @@ impl Session {
         self.origin = Arc::new(origin);
     }
 
+    /// Names the transport of this session (metrics, proxy requests);
+    /// `websocket` unless set. For transports without emulation or a
+    /// session id of their own, such as SockJS.
+    pub(crate) fn set_transport(&mut self, transport: crate::transport::Kind) {
+        self.transport = transport;
+        let origin = crate::proxy::ClientOrigin {
+            headers: self.origin.headers.clone(),
+            transport: transport.name(),
+            protocol: self.origin.protocol,
+        };
+        self.origin = Arc::new(origin);
+    }
+
     /// The queue of user commands; the transport takes it
     /// once and feeds each command to [`Session::handle_user_command`].
     pub(crate) fn take_command_receiver(&mut self) -> Option<mpsc::Receiver<Box<UserCommand>>> {

@@ -2,7 +2,8 @@
 //!
 //! WebSocket ([`websocket`]); HTTP-streaming ([`http_stream`]) and SSE
 //! ([`sse`]), whose commands after connect arrive through the emulation
-//! endpoint ([`emulation`]); and the unidirectional transports ([`uni`]).
+//! endpoint ([`emulation`]); the unidirectional transports ([`uni`]); and
+//! SockJS ([`sockjs`]), Centrifugo v5's fallback.
 //! All drive the same [`crate::session::Session`]; the streaming ones share
 //! [`stream`], which runs a session whose output is an HTTP response body.
 
@@ -11,6 +12,7 @@ pub(crate) mod cors;
 pub(crate) mod emulation;
 pub(crate) mod http_stream;
 pub(crate) mod listener;
+pub(crate) mod sockjs;
 pub(crate) mod sse;
 pub(crate) mod stream;
 pub(crate) mod tls;
@@ -29,6 +31,7 @@ pub(crate) enum Kind {
     UniWebSocket,
     UniSse,
     UniHttpStream,
+    SockJs,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             Kind::UniWebSocket => "uni_websocket",
             Kind::UniSse => "uni_sse",
             Kind::UniHttpStream => "uni_http_stream",
+            Kind::SockJs => "sockjs",
         }
     }
 

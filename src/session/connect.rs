@@ -158,6 +158,7 @@ impl Session {
             Ok(reply) => reply.connect,
             Err(CommandError::Disconnect(d)) => return Err(d),
             Err(CommandError::Reply(code)) => return Err(Disconnect::for_unidirectional_error(code.code)),
+            Err(CommandError::Backend(error)) => return Err(Disconnect::for_unidirectional_error(error.code)),
         };
         let connect = result.map(|r| crate::protocol::Connect {
             client: r.client,

@@ -215,7 +215,7 @@ async fn drive(
                 return;
             }
             _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                if let Err(disconnect) = session.enforce_expiry() {
+                if let Err(disconnect) = Box::pin(session.enforce_expiry()).await {
                     outbox.close(disconnect);
                     return;
                 }

@@ -322,3 +322,28 @@ where
     use futures_util::StreamExt;
     timeout(TIMEOUT, ws.next()).await.expect("a frame in time").expect("open").expect("frame")
 }
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_with_3001_and_the_gateway_exits() {
+    let mut gw = Gateway::builder()
+        .permissive()
+        .envs(&[
+            ("NATSGATE_HTTP_STREAM", "true"),
+            ("NATSGATE_UNI_HTTP_STREAM", "true"),
+            ("NATSGATE_DRAIN_PERIOD", "1s"),
+        ])
+        .start();
+    let http = reqwest::Client::new();
+    let (mut stream, _, _) = http_stream(&http, &gw, "frank").await;
+    let connect = json!({"token": token("frank", json!({}))}).to_string();
+    let response = post(&http, &format!("{}/connection/uni_http_stream", gw.http_url()), connect).await;
+    let mut uni = Stream::new(response, false);
+    assert!(uni.next().await.expect("connect push")["connect"].is_object());
+    gw.sigterm();
+    let push = stream.next_non_ping().await.expect("disconnect push");
+    assert_eq!(push["push"]["disconnect"]["code"], 3001, "{push}");
+    assert!(stream.next().await.is_none());
+    assert_eq!(uni.next_non_ping().await.expect("disconnect push")["disconnect"]["code"], 3001);
+    let status = gw.wait_exit(std::time::Duration::from_secs(10)).expect("the gateway exits");
+    assert!(status.success(), "{status:?}");
+}

@@ -169,6 +169,15 @@ async fn read_loop(
         return;
     }
     let stale_deadline = Instant::now() + config.client_stale_close_delay;
+    // The HTTP server waits for responses in flight before the gateway's
+    // drain runs, so streams leave (3001) as soon as draining begins,
+    // spread over the drain period so that clients do not come back at once.
+    let spread = config.drain_period.mul_f64(rand::random::<f64>());
+    let drained = async move {
+        shutdown.draining().await;
+        tokio::time::sleep(spread).await;
+    };
+    tokio::pin!(drained);
     loop {
         let expiry = session.next_expiry_check().map(super::websocket::deadline_after_unix);
         tokio::select! {
@@ -176,6 +185,10 @@ async fn read_loop(
             _ = outbox.closing() => return,
             _ = body.closed() => return,
             _ = shutdown.forced() => {
+                outbox.close(Disconnect::SHUTDOWN);
+                return;
+            }
+            _ = &mut drained => {
                 outbox.close(Disconnect::SHUTDOWN);
                 return;
             }

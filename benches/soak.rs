@@ -108,7 +108,10 @@ async fn run(opts: Options) -> bool {
     let gws = [gateway(&nats, "soak-a"), gateway(&nats, "soak-b")];
     let ws: Vec<String> = gws.iter().map(Gateway::ws_url).collect();
     let api: Vec<String> = gws.iter().map(|g| format!("{}/api", g.http_url())).collect();
+    // Sampling gets a client of its own: the publishers' keep-alive pool
+    // (up to 256 connections) must be gone before the idle fd count.
     let http = reqwest::Client::new();
+    let api_http = reqwest::Client::new();
     let idle = sample(&http, &gws, monitor).await;
     let idle_subs = idle.nats_subscriptions;
     println!("soak: nats-server {} (monitoring :{monitor}), gateways {ws:?}", nats.url());
@@ -116,7 +119,7 @@ async fn run(opts: Options) -> bool {
     let rate = match opts.rate {
         Some(rate) => rate,
         None => {
-            let capacity = measure_capacity(&http, &api).await;
+            let capacity = measure_capacity(&api_http, &api).await;
             println!("soak: measured API publish capacity {capacity}/s over both gateways; publishing at half");
             (capacity / 2).max(1)
         }
@@ -142,7 +145,7 @@ async fn run(opts: Options) -> bool {
     // Everyone connected before the first publication.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let publisher = tokio::spawn(publish(
-        http.clone(),
+        api_http.clone(),
         api.clone(),
         channels.clone(),
         rate,
@@ -232,7 +235,7 @@ async fn run(opts: Options) -> bool {
     }
     // History holds every acknowledged publication.
     for (channel, offsets) in &acked {
-        let stored = history_offsets(&http, &api[0], channel).await;
+        let stored = history_offsets(&api_http, &api[0], channel).await;
         let lost = offsets.difference(&stored).count();
         if lost > 0 {
             println!("FAIL history of {channel}: {lost} of {} acknowledged publications missing", offsets.len());
@@ -266,6 +269,7 @@ async fn run(opts: Options) -> bool {
         row(&format!("gateway {name} open fds, under load"), first.fds[g], last.fds[g], false);
     }
     row("nats-server subscriptions, under load", first.nats_subscriptions, last.nats_subscriptions, false);
+    drop(api_http);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = sample(&http, &gws, monitor).await;
     for (g, name) in ["a", "b"].iter().enumerate() {

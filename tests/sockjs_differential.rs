@@ -4,8 +4,9 @@
 //! types, the JSON client protocol inside the frames (reply ids, results'
 //! presence, error codes, the publication push), close frames.
 //!
-//! Needs Centrifugo v5 at `CENTRIFUGO_V5_BIN`; without it the test says
-//! why and is skipped. `go install github.com/centrifugal/centrifugo/v5@v5.4.9`
+//! Needs Centrifugo v5 at `CENTRIFUGO_V5_BIN` (`bash .ci/run` builds
+//! v5.4.9 and sets it); without it the test says why and is skipped (fails
+//! under `CI=true`). `go install github.com/centrifugal/centrifugo/v5@v5.4.9`
 //! fails (the module proxy refuses v5's version list, which `go install`
 //! reads for deprecation notices); `go mod download` of v5.4.9 works, and
 //! `go build` in a copy of its source builds it.
@@ -19,8 +20,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Centrifugo v5's binary, from `CENTRIFUGO_V5_BIN` only: .ci/run does not
-/// build it yet, so the test runs where someone built it and asked for it.
+/// Centrifugo v5's binary, from `CENTRIFUGO_V5_BIN` (`.ci/run` builds it
+/// and sets it).
 fn v5_bin() -> Option<PathBuf> {
     std::env::var_os("CENTRIFUGO_V5_BIN").map(PathBuf::from).filter(|p| p.is_file())
 }
@@ -123,7 +124,7 @@ fn transcript(port: u16) -> Vec<String> {
     let session = format!("{base}/000/diffsess");
     let mut out = Vec::new();
     let mut note = |step: &str, (status, body): (u16, String)| out.push(format!("{step}: {status} {body:?}"));
-    note("greeting", request(port, "GET", base, ""));
+    note("greeting", request(port, "GET", &format!("{base}/"), ""));
     let (status, info) = request(port, "GET", &format!("{base}/info"), "");
     let info: Value = serde_json::from_str(&info).expect("info JSON");
     let mut keys: Vec<&String> = info.as_object().expect("object").keys().collect();
@@ -179,6 +180,8 @@ fn transcript(port: u16) -> Vec<String> {
 #[test]
 fn sockjs_transcript_matches_centrifugo_v5() {
     let Some(bin) = v5_bin() else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "CI=true: CENTRIFUGO_V5_BIN must name Centrifugo v5 (bash .ci/run builds it)");
         println!("SKIPPED sockjs_transcript_matches_centrifugo_v5: set CENTRIFUGO_V5_BIN to a Centrifugo v5 binary");
         return;
     };

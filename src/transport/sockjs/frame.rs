@@ -57,7 +57,7 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> String {
 }
 
 /// Why a client payload was refused; the texts are the ones SockJS servers
-/// answer with (HTTP 500).
+/// answer with (HTTP 400 in Centrifugo v5).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PayloadError {
     Empty,

@@ -25,6 +25,8 @@ const RESPONSE_LIMIT: usize = 128 * 1024;
 const STREAM_CHUNKS: usize = 4;
 
 type Reply = warp::reply::Response;
+/// The body of a 404 for a send to an unknown session, Centrifugo v5's.
+const NO_SESSION: &str = "404 page not found\n";
 /// A refusal's status and plain-text body (small, unlike a whole reply).
 type Refusal = (StatusCode, &'static str);
 
@@ -222,7 +224,7 @@ async fn send(sockjs: &Arc<Sockjs>, request: &Request, id: &str, kind: Kind) -> 
         Err(BodyError::Broken) => return text(StatusCode::BAD_REQUEST, "Broken body."),
     };
     let Some(conn) = sockjs.sessions.lock().get(id).cloned() else {
-        return text(StatusCode::NOT_FOUND, "Not found");
+        return text(StatusCode::NOT_FOUND, NO_SESSION);
     };
     let payload = if kind == Kind::JsonpSend {
         let form = request
@@ -236,10 +238,11 @@ async fn send(sockjs: &Arc<Sockjs>, request: &Request, id: &str, kind: Kind) -> 
     };
     let messages = match frame::parse_messages(&payload) {
         Ok(messages) => messages,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.text()),
+        // 400, as Centrifugo v5 (sockjs-go) answers; sockjs-node says 500.
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.text()),
     };
     if !conn.deliver(messages.into_iter().map(Bytes::from).collect()).await {
-        return text(StatusCode::NOT_FOUND, "Not found");
+        return text(StatusCode::NOT_FOUND, NO_SESSION);
     }
     match kind {
         Kind::JsonpSend => text(StatusCode::OK, "ok"),

@@ -55,10 +55,10 @@ describe('sockjs bad input', () => {
     const open = await fetch(`${s}/xhr`, { method: 'POST' });
     assert.equal(await open.text(), 'o\n');
     const empty = await fetch(`${s}/xhr_send`, { method: 'POST', body: '' });
-    assert.equal(empty.status, 500);
+    assert.equal(empty.status, 400);
     assert.equal(await empty.text(), 'Payload expected.');
     const broken = await fetch(`${s}/xhr_send`, { method: 'POST', body: '["x"' });
-    assert.equal(broken.status, 500);
+    assert.equal(broken.status, 400);
     assert.equal(await broken.text(), 'Broken JSON encoding.');
     const big = await fetch(`${s}/xhr_send`, { method: 'POST', body: JSON.stringify(['x'.repeat(BODY_LIMIT + 1)]) });
     assert.equal(big.status, 413);

@@ -176,6 +176,15 @@ impl NatsBroker {
             };
             match ack {
                 Ok(ack) => {
+                    if message.info.is_some() {
+                        // A client's publication: Centrifugo delivers it to
+                        // the publisher's own subscription before the reply.
+                        // The stream republished it before acking; a shared
+                        // round trip gives this gateway's subscription time
+                        // to hand it on (the STREAM.INFO that used to follow
+                        // every ack did the same).
+                        self.confirmer.confirm(None).await?;
+                    }
                     if let Some(epoch) = self.epochs.get(namespace, ack.sequence, connection) {
                         return Ok(Position { offset: ack.sequence, epoch });
                     }

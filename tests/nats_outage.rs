@@ -131,7 +131,7 @@ async fn nats_killed_under_load_no_success_reply_for_a_lost_publication() {
     assert_eq!(reply["error"]["code"], 100, "client publish during the outage: {reply}");
     assert_eq!(reply["error"]["temporary"], true, "{reply}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    nats = tokio::task::spawn_blocking(move || {
+    let _nats = tokio::task::spawn_blocking(move || {
         nats.start_again();
         nats
     })

@@ -67,10 +67,23 @@ pub fn natsgate_bin() -> PathBuf {
 /// The listener is dropped before returning, so another process may take
 /// the port in between; on a test machine that race is rare enough.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
+    // The kernel may hand the same port to two binds of port 0 in a row once
+    // the first listener is closed, so a test asking for several ports (a
+    // NATS cluster's client, route and monitor ports) could get one twice and
+    // see `address already in use`. Never return a port twice per process.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0 to find a free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no unused loopback port after 1000 tries");
 }
 
 /// Polls `check` until it returns `Some`, for at most `patience`.

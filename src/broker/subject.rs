@@ -37,6 +37,12 @@ pub fn encode_token(raw: &str) -> String {
 
 /// Decodes a token made by [`encode_token`]; None for anything it could not make.
 pub fn decode_token(token: &str) -> Option<String> {
+    // `encode_token` never writes an empty token (the empty name is `_`), so
+    // an empty one (a subject ending in `.`) names no channel; read as the
+    // empty name it would map back to another subject (found by fuzzing).
+    if token.is_empty() {
+        return None;
+    }
     if token == "_" {
         return Some(String::new());
     }
@@ -179,6 +185,18 @@ impl SubjectMap {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// The fuzzer's crash (fuzz target `nats_message`): a subject whose last
+    /// token is empty was read as the empty channel name, whose subject is
+    /// `natsgate.ch._._`, not the subject it came from.
+    #[test]
+    fn a_subject_ending_in_a_dot_names_no_channel() {
+        let map = SubjectMap::new("natsgate");
+        assert_eq!(map.channel_subject(""), "natsgate.ch._._");
+        assert_eq!(map.channel_of("natsgate.ch._."), None);
+        assert_eq!(map.channel_of("natsgate.ch._._").as_deref(), Some(""));
+        assert_eq!(decode_token(""), None);
+    }
 
     const NASTY: &[&str] = &[
         "",

@@ -139,6 +139,10 @@ fn normalise(mut v: Value) -> Value {
                 for (k, child) in map.iter_mut() {
                     if matches!(k.as_str(), "client" | "session" | "node" | "version") && child.is_string() {
                         *child = json!("*");
+                    } else if k == "ttl" && child.as_u64().is_some_and(|ttl| (3590..=3600).contains(&ttl)) {
+                        // The token expires in 3600 s; the servers read the
+                        // clock in different seconds.
+                        *child = json!("about 3600");
                     } else {
                         walk(child);
                     }
@@ -155,7 +159,8 @@ fn normalise(mut v: Value) -> Value {
 /// The flow on one server: what the consumer received, push by push.
 async fn observe(python: &Python, grpc: &str, base: &str) -> Vec<Value> {
     let http = reqwest::Client::new();
-    let claims = json!({"channels": ["ug:a"], "subs": {"ug:b": {"data": {"welcome": true}}}});
+    // `subs` only: Centrifugo ignores a token's `channels` when it has `subs`.
+    let claims = json!({"subs": {"ug:a": {}, "ug:b": {"data": {"welcome": true}}}});
     let token = hs256_token(SECRET, "bob", Some(3600), claims);
     let mut bob = python.consume(grpc, &token);
     let mut seen = vec![normalise(bob.next().await)];
@@ -192,7 +197,6 @@ fn gateway(grpc_port: u16) -> Gateway {
 }
 
 #[tokio::test]
-#[ignore = "WIP: the Python consumer prints nothing within the timeout under the test harness (works by hand); see the transports branch report"]
 async fn uni_grpc_streams_server_side_subscriptions_api_publications_and_the_disconnect() {
     let Some(python) = Python::find() else { return };
     let port = free_port();
@@ -215,7 +219,6 @@ async fn uni_grpc_streams_server_side_subscriptions_api_publications_and_the_dis
 }
 
 #[tokio::test]
-#[ignore = "WIP: the Python consumer prints nothing within the timeout under the test harness (works by hand); see the transports branch report"]
 async fn uni_grpc_matches_centrifugo() {
     let Some(bin) = centrifugo_or_skip("uni_grpc_matches_centrifugo") else { return };
     let Some(python) = Python::find() else { return };

@@ -53,7 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     config.compile_fds(fds)?;
     compile_grpc_api()?;
-    compile_proxy()
+    compile_proxy()?;
+    compile_unistream()
 }
 
 /// The GRPC server API: plain prost types (no serde: the HTTP API has its own
@@ -112,5 +113,20 @@ fn compile_proxy() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .build_transport(false)
         .compile_fds_with_config(fds, config)?;
+    Ok(())
+}
+
+/// The uni_grpc transport (`proto/unistream.proto`): the tonic server only.
+/// Its `ConnectRequest` and `Push` have the client protocol's field numbers,
+/// so the client protocol's own types stand for them: pushes the session
+/// encoded go out without a conversion.
+fn compile_unistream() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/unistream.proto");
+    let fds = protox::compile(["proto/unistream.proto"], ["proto"])?;
+    let mut config = Config::new();
+    config.bytes(["."]);
+    config.extern_path(".centrifugal.centrifugo.unistream.ConnectRequest", "crate::protocol::ConnectRequest");
+    config.extern_path(".centrifugal.centrifugo.unistream.Push", "crate::protocol::Push");
+    tonic_prost_build::configure().build_client(false).build_server(true).compile_fds_with_config(fds, config)?;
     Ok(())
 }

@@ -51,6 +51,8 @@ pub(crate) struct Server {
     _surveys: crate::broker::SubscriptionGuard,
     /// Keeps this gateway answering emulation requests for its sessions.
     _emulation: Option<crate::broker::SubscriptionGuard>,
+    /// The uni_grpc transport's listener, when `NATSGATE_UNI_GRPC` is on.
+    uni_grpc: Option<TcpListener>,
 }
 
 impl Server {
@@ -116,6 +118,13 @@ impl Server {
             }
             None => None,
         };
+        let uni_grpc = match crate::transport::uni_grpc::enabled(&config) {
+            Some(addr) => {
+                tracing::info!("serving uni_grpc on {addr}");
+                Some(listen(addr).map_err(|source| StartError::Listen { addr, source })?)
+            }
+            None => None,
+        };
         Ok(Some(Server {
             app,
             listener,
@@ -126,6 +135,7 @@ impl Server {
             shutdown: Shutdown::new(),
             _surveys: surveys,
             _emulation: emulation,
+            uni_grpc,
         }))
     }
 
@@ -139,7 +149,24 @@ impl Server {
     /// shutdown timeout. The GRPC API stops accepting when draining begins
     /// and lets calls in flight finish within the same timeout.
     pub(crate) async fn run(self, stop: impl std::future::Future<Output = ()> + Send + 'static) {
-        let Server { app, listener, internal_listener, grpc, tls, internal_tls, shutdown, _surveys, _emulation } = self;
+        let Server {
+            app,
+            listener,
+            internal_listener,
+            grpc,
+            tls,
+            internal_tls,
+            shutdown,
+            _surveys,
+            _emulation,
+            uni_grpc,
+        } = self;
+        if let Some(uni_listener) = uni_grpc {
+            let (app, shutdown) = (app.clone(), shutdown.clone());
+            let draining = shutdown.clone();
+            let stop = async move { draining.draining().await };
+            tokio::spawn(crate::transport::uni_grpc::serve(app, shutdown, uni_listener, stop));
+        }
         let grpc = grpc.map(|(grpc, grpc_listener)| {
             let draining = shutdown.clone();
             tokio::spawn(async move { grpc.serve(grpc_listener, async move { draining.draining().await }).await })

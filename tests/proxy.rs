@@ -450,3 +450,56 @@ fn checkconfig_lists_proxies_and_refuses_bad_endpoints() {
     assert!(!out.status.success());
     assert!(stderr.contains("NATSGATE_PROXY_SUBSCRIBE_ENDPOINT"), "{stderr}");
 }
+
+/// The first line of a streaming response (the connect reply or push).
+async fn first_line(mut response: reqwest::Response) -> Value {
+    let mut buffer = Vec::new();
+    while !buffer.contains(&b'\n') {
+        let chunk = tokio::time::timeout(TIMEOUT, response.chunk()).await.expect("a chunk in time").expect("body");
+        buffer.extend_from_slice(&chunk.expect("the stream goes on"));
+    }
+    let end = buffer.iter().position(|&b| b == b'\n').expect("a line");
+    serde_json::from_slice(&buffer[..end]).expect("a JSON line")
+}
+
+/// HTTP-streaming and uni_http_stream run on the same session driver as
+/// WebSocket: the request headers listed in `proxy_http_headers` reach the
+/// connect proxy (others do not), with the transport's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_streams_forward_listed_headers_to_the_connect_proxy() {
+    let log: Log = Arc::default();
+    let headers: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let base = start_backend_with_headers(log.clone(), headers.clone()).await;
+    let gw = Gateway::builder()
+        .permissive()
+        .env("NATSGATE_PROXY_CONNECT_ENDPOINT", &format!("{base}/connect"))
+        .env("NATSGATE_PROXY_HTTP_HEADERS", "x-session")
+        .env("NATSGATE_HTTP_STREAM", "true")
+        .env("NATSGATE_UNI_HTTP_STREAM", "true")
+        .start();
+    let http = reqwest::Client::new();
+    let post = |path: &str, session: &str, body: Value| {
+        http.post(format!("{}/connection/{path}", gw.http_url()))
+            .header("x-session", session)
+            .header("x-other", "hidden")
+            .body(body.to_string())
+            .send()
+    };
+    let response = post("http_stream", "s-1", json!({"id": 1, "connect": {}})).await.expect("http_stream");
+    assert_eq!(response.status(), 200);
+    let reply = first_line(response).await;
+    assert_eq!(reply["connect"]["data"], json!({"welcome": true}), "{reply}");
+    let response = post("uni_http_stream", "s-2", json!({})).await.expect("uni_http_stream");
+    assert_eq!(response.status(), 200);
+    let push = first_line(response).await;
+    assert_eq!(push["connect"]["data"], json!({"welcome": true}), "{push}");
+
+    let seen = headers.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["x-session"], "s-1", "listed header forwarded: {}", seen[0]);
+    assert!(seen[0].get("x-other").is_none(), "unlisted header kept back: {}", seen[0]);
+    assert_eq!(seen[1]["x-session"], "s-2", "listed header forwarded: {}", seen[1]);
+    let connects = requests(&log, "/connect");
+    assert_eq!(connects[0]["transport"], "http_stream", "{}", connects[0]);
+    assert_eq!(connects[1]["transport"], "uni_http_stream", "{}", connects[1]);
+}

@@ -347,3 +347,84 @@ async fn sigterm_ends_open_streams_with_3001_and_the_gateway_exits() {
     let status = gw.wait_exit(std::time::Duration::from_secs(10)).expect("the gateway exits");
     assert!(status.success(), "{status:?}");
 }
+
+/// Server pings over HTTP-streaming, as centrifuge sends them on its
+/// emulation transports: `{}` every ping interval, answered by a `{}` pong
+/// through `/emulation`; a client that answers stays, one that does not is
+/// closed with the `disconnect` push 3012 (no pong) and the stream ends.
+#[tokio::test]
+async fn http_stream_pings_and_closes_a_client_without_pong_with_3012() {
+    let gw = Gateway::builder()
+        .permissive()
+        .envs(&[("NATSGATE_HTTP_STREAM", "true"), ("NATSGATE_PING_INTERVAL", "2s"), ("NATSGATE_PONG_TIMEOUT", "1s")])
+        .start();
+    let http = reqwest::Client::new();
+    let (mut answering, session, node) = http_stream(&http, &gw, "alice").await;
+    let (mut silent, _, _) = http_stream(&http, &gw, "bob").await;
+    for _ in 0..2 {
+        assert_eq!(answering.next().await, Some(json!({})), "a ping");
+        assert_eq!(emulate(&http, &gw, &session, &node, "{}").await, 204, "the pong is taken");
+    }
+    assert_eq!(silent.next().await, Some(json!({})), "a ping");
+    let disconnect = silent.next().await.expect("the disconnect push");
+    assert_eq!(disconnect["push"]["disconnect"]["code"], 3012, "{disconnect}");
+    assert_eq!(disconnect["push"]["disconnect"]["reason"], "no pong", "{disconnect}");
+    assert_eq!(silent.next().await, None, "the stream ends");
+    // The answering client is still there: a publication reaches it.
+    let commands = json!({"id": 2, "publish": {"channel": "open", "data": {"still": "here"}}}).to_string();
+    assert_eq!(emulate(&http, &gw, &session, &node, &commands).await, 204);
+    assert_eq!(answering.next_non_ping().await, Some(json!({"id": 2, "publish": {}})));
+}
+
+/// A HTTP-streaming client that does not read its stream fills its bounded
+/// outbox and is closed with the `disconnect` push 3008 (slow), as over
+/// WebSocket; the publisher is not slowed down.
+#[tokio::test]
+async fn http_stream_client_that_does_not_read_is_closed_with_3008() {
+    let gw = Gateway::builder()
+        .permissive()
+        .envs(&[
+            ("NATSGATE_HTTP_STREAM", "true"),
+            ("NATSGATE_API_KEY", API_KEY),
+            ("NATSGATE_CLIENT_QUEUE_MAX_SIZE", "65536"),
+            ("NATSGATE_API_MAX_BODY_SIZE", "67108864"),
+        ])
+        .start();
+    let http = reqwest::Client::new();
+    let connect = json!({"id": 1, "connect": {"token": token("slow", json!({"channels": ["flood"]}))}}).to_string();
+    let response = post(&http, &format!("{}/connection/http_stream", gw.http_url()), connect).await;
+    assert_eq!(response.status(), 200);
+    let mut stream = Stream::new(response, false);
+    assert!(stream.next().await.expect("connect reply")["connect"].is_object());
+    // 20 MB of publications at once, far beyond socket buffers and the
+    // 64 KiB outbox, while the client reads nothing.
+    let big = "x".repeat(20_000);
+    let commands: Vec<Value> =
+        (0..1000).map(|i| json!({"publish": {"channel": "flood", "data": {"i": i, "pad": big}}})).collect();
+    let started = std::time::Instant::now();
+    let reply: Value = http
+        .post(format!("{}/api/batch", gw.http_url()))
+        .header("X-API-Key", API_KEY)
+        .json(&json!({"commands": commands}))
+        .send()
+        .await
+        .expect("batch")
+        .json()
+        .await
+        .expect("batch reply");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "the publisher was not held up");
+    assert_eq!(reply["replies"].as_array().map(Vec::len), Some(1000), "every publish answered");
+    let mut received = 0;
+    let last = loop {
+        let message = stream.next_non_ping().await.expect("the stream ends with the disconnect push");
+        if message["push"]["pub"].is_object() {
+            received += 1;
+            continue;
+        }
+        break message;
+    };
+    assert!(received < 1000, "the slow client did not get everything");
+    assert_eq!(last["push"]["disconnect"]["code"], 3008, "{last}");
+    assert_eq!(last["push"]["disconnect"]["reason"], "slow", "{last}");
+    assert_eq!(stream.next().await, None, "the stream ends");
+}

@@ -376,6 +376,18 @@ pub struct Config {
     #[default(Duration::from_secs(25))]
     #[serde(with = "humantime_serde")]
     pub sockjs_heartbeat_delay: Duration,
+    // Unidirectional GRPC (Centrifugo v5's `uni_grpc*` options).
+    /// Serve the unidirectional GRPC transport (`CentrifugoUniStream`).
+    pub uni_grpc: bool,
+    /// Interface for uni_grpc; unset: `address`.
+    #[serde_as(as = "Option<DisplayFromStr>")]
+    pub uni_grpc_address: Option<IpAddr>,
+    /// Port for uni_grpc.
+    #[default(11000)]
+    pub uni_grpc_port: u16,
+    /// Largest connect request message, in bytes; 0: 4 MiB (GRPC's default).
+    #[default(65536)]
+    pub uni_grpc_max_receive_message_size: usize,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -8,6 +8,7 @@
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
 mod connect;
+pub(crate) mod driver;
 pub(crate) mod error;
 mod proxy;
 mod publish;
@@ -141,19 +142,6 @@ impl Session {
     pub(crate) fn set_request_headers(&mut self, headers: &http::HeaderMap) {
         let mut origin = self.app.proxies.origin(headers, self.origin.protocol);
         origin.transport = self.origin.transport;
-        self.origin = Arc::new(origin);
-    }
-
-    /// Names the transport of this session (metrics, proxy requests);
-    /// `websocket` unless set. For transports without emulation or a
-    /// session id of their own, such as SockJS.
-    pub(crate) fn set_transport(&mut self, transport: crate::transport::Kind) {
-        self.transport = transport;
-        let origin = crate::proxy::ClientOrigin {
-            headers: self.origin.headers.clone(),
-            transport: transport.name(),
-            protocol: self.origin.protocol,
-        };
         self.origin = Arc::new(origin);
     }
 

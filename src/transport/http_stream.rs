@@ -50,7 +50,15 @@ pub(crate) fn route(
                                     (Protocol::Json, Framing::Lines)
                                 };
                                 let opening = Opening::Frame(frame);
-                                stream::start(app.clone(), shutdown, Kind::HttpStream, protocol, framing, opening)
+                                stream::start(
+                                    app.clone(),
+                                    shutdown,
+                                    Kind::HttpStream,
+                                    protocol,
+                                    framing,
+                                    opening,
+                                    headers.clone(),
+                                )
                             }
                         },
                     },

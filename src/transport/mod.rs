@@ -2,10 +2,11 @@
 //!
 //! WebSocket ([`websocket`]); HTTP-streaming ([`http_stream`]) and SSE
 //! ([`sse`]), whose commands after connect arrive through the emulation
-//! endpoint ([`emulation`]); the unidirectional transports ([`uni`]); and
+//! endpoint ([`emulation`]); the unidirectional transports ([`uni`],
+//! [`uni_websocket`], [`uni_grpc`]); and
 //! SockJS ([`sockjs`]), Centrifugo v5's fallback.
-//! All drive the same [`crate::session::Session`]; the streaming ones share
-//! [`stream`], which runs a session whose output is an HTTP response body.
+//! All run the same session on one driver ([`crate::session::driver`]);
+//! the HTTP streaming ones share [`stream`], whose output is a response body.
 
 pub(crate) mod body;
 pub(crate) mod cors;
@@ -17,6 +18,7 @@ pub(crate) mod sse;
 pub(crate) mod stream;
 pub(crate) mod tls;
 pub(crate) mod uni;
+pub(crate) mod uni_grpc;
 pub(crate) mod uni_websocket;
 pub(crate) mod websocket;
 
@@ -32,6 +34,7 @@ pub(crate) enum Kind {
     UniSse,
     UniHttpStream,
     SockJs,
+    UniGrpc,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::UniSse => "uni_sse",
             Kind::UniHttpStream => "uni_http_stream",
             Kind::SockJs => "sockjs",
+            Kind::UniGrpc => "uni_grpc",
         }
     }
 
@@ -57,7 +61,7 @@ impl Kind {
     /// Only the connect request comes from the client; everything sent is a
     /// bare `Push` (centrifuge's `Transport.Unidirectional`).
     pub(crate) fn unidirectional(self) -> bool {
-        matches!(self, Kind::UniWebSocket | Kind::UniSse | Kind::UniHttpStream)
+        matches!(self, Kind::UniWebSocket | Kind::UniSse | Kind::UniHttpStream | Kind::UniGrpc)
     }
 }
 

@@ -73,6 +73,7 @@ pub(crate) fn route(
                         Protocol::Json,
                         Framing::Sse,
                         Opening::Frame(frame),
+                        headers.clone(),
                     ),
                 };
                 cors::apply(&app, &headers, &mut response);

@@ -43,10 +43,14 @@ fn open(
     kind: Kind,
     framing: Framing,
     request: Result<ConnectRequest, StatusCode>,
+    headers: &HeaderMap,
 ) -> Response {
     match request.and_then(|r| stream::admit(app, &shutdown).map(|()| r)) {
         Err(status) => cors::status(status),
-        Ok(request) => stream::start(app.clone(), shutdown, kind, Protocol::Json, framing, Opening::Connect(request)),
+        Ok(request) => {
+            let opening = Opening::Connect(request);
+            stream::start(app.clone(), shutdown, kind, Protocol::Json, framing, opening, headers.clone())
+        }
     }
 }
 
@@ -70,7 +74,7 @@ pub(crate) fn http_stream_route(
                         let request = body::read(stream, app.config.uni_http_stream_max_request_body_size)
                             .await
                             .and_then(|data| parse_connect(&data));
-                        open(&app, shutdown, Kind::UniHttpStream, Framing::Lines, request)
+                        open(&app, shutdown, Kind::UniHttpStream, Framing::Lines, request, &headers)
                     }
                 };
                 cors::apply(&app, &headers, &mut response);
@@ -105,7 +109,7 @@ pub(crate) fn sse_route(
                 } else {
                     Err(StatusCode::METHOD_NOT_ALLOWED)
                 };
-                let mut response = open(&app, shutdown, Kind::UniSse, Framing::Sse, request);
+                let mut response = open(&app, shutdown, Kind::UniSse, Framing::Sse, request, &headers);
                 cors::apply(&app, &headers, &mut response);
                 response
             }

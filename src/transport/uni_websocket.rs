@@ -10,11 +10,12 @@
 //! `/connection/websocket`.
 
 use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
@@ -27,11 +28,12 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::sse::{only_if, query, CONNECT_PARAM};
-use super::stream::{self, Framing, Opening};
-use super::{cors, uni, Kind};
+use super::{cors, stream, uni, Kind};
 use crate::context::AppContext;
+use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::{ConnectRequest, Protocol};
+use crate::session::driver::{self, Client, Drain, Input, Opening, Reader, WriteError, Writer};
 use crate::shutdown::Shutdown;
 
 /// How long the client may take to send its connect request.
@@ -90,6 +92,7 @@ fn upgrade(
         h.insert("sec-websocket-accept", accept);
     }
     let tracker = shutdown.tracker().clone();
+    let headers = headers.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -100,7 +103,7 @@ fn upgrade(
                     .max_message_size(Some(limit))
                     .max_frame_size(Some(limit));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                serve(ws, app, shutdown, request).await;
+                serve(ws, app, shutdown, request, headers).await;
             }
             Err(e) => tracing::debug!("uni_websocket upgrade failed: {e}"),
         }
@@ -108,8 +111,13 @@ fn upgrade(
     response
 }
 
-async fn serve<S>(ws: WebSocketStream<S>, app: Arc<AppContext>, shutdown: Shutdown, request: Option<ConnectRequest>)
-where
+async fn serve<S>(
+    ws: WebSocketStream<S>,
+    app: Arc<AppContext>,
+    shutdown: Shutdown,
+    request: Option<ConnectRequest>,
+    headers: HeaderMap,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut incoming) = ws.split();
@@ -131,43 +139,77 @@ where
             }
         }
     };
-    let mut output =
-        stream::spawn(app, shutdown, Kind::UniWebSocket, Protocol::Json, Framing::Lines, Opening::Connect(request));
-    // Client messages are ignored; reading them notices the close.
-    loop {
-        tokio::select! {
-            chunk = output.recv() => {
-                let Some(chunk) = chunk else { break };
-                for line in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    let disconnect = disconnect_of(line);
-                    let Ok(text) = Utf8Bytes::try_from(Bytes::copy_from_slice(line)) else { continue };
-                    if !matches!(timeout(WRITE_TIMEOUT, sink.send(Message::Text(text))).await, Ok(Ok(()))) {
-                        return;
-                    }
-                    if let Some(disconnect) = disconnect {
-                        let _ = timeout(WRITE_TIMEOUT, sink.send(close(&disconnect))).await;
-                        return;
-                    }
-                }
-            }
-            message = incoming.next() => {
-                if !matches!(message, Some(Ok(_))) {
-                    // Dropping the receiver ends the session.
-                    return;
-                }
-            }
-        }
+    let outbox = Arc::new(Outbox::new(app.config.client_queue_max_size));
+    let client = Client {
+        kind: Kind::UniWebSocket,
+        protocol: Protocol::Json,
+        session_id: uuid::Uuid::new_v4().to_string(),
+        headers,
+        drain: Drain::Spread,
+        opening: Some(Opening::Connect(request)),
+    };
+    driver::run(app, &shutdown, client, outbox, Ignored { incoming }, Some(PushWriter { sink })).await;
+}
+
+/// Client messages after the connect are read and ignored; reading them
+/// notices the close.
+struct Ignored<S> {
+    incoming: SplitStream<WebSocketStream<S>>,
+}
+
+impl<S> Reader for Ignored<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    async fn next(&mut self) -> Input {
+        while let Some(Ok(_)) = self.incoming.next().await {}
+        Input::Closed
     }
 }
 
-/// The code and reason of a `{"disconnect":{..}}` push.
-fn disconnect_of(line: &[u8]) -> Option<Disconnect> {
-    if !line.starts_with(b"{\"disconnect\":") {
-        return None;
+/// One bare push per text frame; at the end the `disconnect` push and a
+/// close frame with its code.
+struct PushWriter<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+}
+
+impl<S> PushWriter<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    async fn send(&mut self, message: &[u8]) -> Result<(), WriteError> {
+        for line in message.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let push = stream::unwrap_json_push(line);
+            let Ok(text) = Utf8Bytes::try_from(Bytes::copy_from_slice(push)) else { continue };
+            if !matches!(timeout(WRITE_TIMEOUT, self.sink.send(Message::Text(text))).await, Ok(Ok(()))) {
+                return Err(None);
+            }
+        }
+        Ok(())
     }
-    let push: crate::protocol::Push = serde_json::from_slice(line).ok()?;
-    let d = push.disconnect?;
-    Some(Disconnect::custom(d.code as u16, &d.reason))
+}
+
+impl<S> Writer for PushWriter<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    async fn write(&mut self, batch: &mut VecDeque<Bytes>) -> Result<(), WriteError> {
+        for message in batch.drain(..) {
+            self.send(&message).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(mut self, reason: Disconnect) {
+        if reason == Disconnect::CONNECTION_CLOSED {
+            return;
+        }
+        if let Some(push) = stream::disconnect_push(Protocol::Json, &reason) {
+            if self.send(&push).await.is_ok() {
+                let _ = timeout(WRITE_TIMEOUT, self.sink.send(close(&reason))).await;
+            }
+        }
+    }
 }
 
 fn close(disconnect: &Disconnect) -> Message {

@@ -6,9 +6,9 @@
 //! 128 KiB per idle connection) and echo the `centrifuge-protobuf`
 //! subprotocol, which browsers and the `ws` package insist on.
 //!
-//! Each connection runs two tasks: the reader drives the session; the
-//! writer drains the outbox into coalesced frames and pings. A slow client
-//! only ever blocks its own writer. With `client_write_delay` the writer
+//! Each connection runs on the session driver ([`crate::session::driver`]):
+//! this module adapts only the framing, client frames in and coalesced
+//! frames out, ending with a close frame. With `client_write_delay` the writer
 //! waits that long after a message for more to share its frame, as
 //! centrifuge's writer does (`writer.go`, `waitSendMessage`).
 
@@ -19,11 +19,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::handshake::server::{Request as HandshakeRequest, Response as HandshakeResponse};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -33,12 +32,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use warp::Filter;
 
+use super::Kind;
 use crate::context::AppContext;
-use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::Protocol;
-use crate::session::{Liveness, Session};
+use crate::session::driver::{self, Client, Drain, Input, Reader, WriteError, Writer};
 use crate::shutdown::Shutdown;
 
 const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
@@ -219,7 +218,7 @@ fn socket_config(app: &AppContext) -> WebSocketConfig {
 trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Socket for S {}
 
-/// Runs one connection to its end.
+/// Runs one connection to its end, on the session driver.
 async fn serve<S: Socket>(
     ws: WebSocketStream<S>,
     app: Arc<AppContext>,
@@ -228,179 +227,70 @@ async fn serve<S: Socket>(
     headers: &HeaderMap,
 ) {
     let outbox = Arc::new(Outbox::new(app.config.client_queue_max_size));
-    let mut session = Session::new(app.clone(), protocol, outbox.clone());
-    session.set_request_headers(headers);
     let (sink, stream) = ws.split();
-    let writer = tokio::spawn(write_loop(sink, outbox.clone(), protocol, session.liveness(), app.clone()));
-    read_loop(stream, &mut session, &outbox, &app, &shutdown).await;
-    // The first reason wins: when the client went away this is a no-op write.
-    outbox.close(Disconnect::CONNECTION_CLOSED);
-    if let Some(reason) = outbox.close_reason() {
-        metrics().disconnects.with_label_values(&[&reason.code.to_string()]).inc();
-        if reason == Disconnect::SLOW {
-            metrics().slow_disconnects.inc();
-        }
-    }
-    session.close();
-    let _ = writer.await;
-}
-
-async fn read_loop<S: Socket>(
-    mut stream: SplitStream<WebSocketStream<S>>,
-    session: &mut Session,
-    outbox: &Outbox,
-    app: &AppContext,
-    shutdown: &Shutdown,
-) {
-    let config = &app.config;
-    let Some(mut commands) = session.take_command_receiver() else { return };
-    let stale_deadline = Instant::now() + config.client_stale_close_delay;
-    loop {
-        let expiry = session.next_expiry_check().map(deadline_after_unix);
-        tokio::select! {
-            biased;
-            _ = outbox.closing() => return,
-            _ = shutdown.forced() => {
-                outbox.close(Disconnect::SHUTDOWN);
-                return;
-            }
-            _ = sleep_until(stale_deadline), if !session.is_connected() => {
-                outbox.close(Disconnect::STALE);
-                return;
-            }
-            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                if let Err(disconnect) = Box::pin(session.enforce_expiry()).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-            Some(command) = commands.recv() => {
-                // Boxed, as handle_frame below: rare, large futures would
-                // otherwise make every idle connection's task as big.
-                if let Err(disconnect) = Box::pin(session.handle_user_command(*command)).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-            message = stream.next() => {
-                let frame: Bytes = match message {
-                    Some(Ok(Message::Text(text))) if protocol_of(session) == Protocol::Json => text.into(),
-                    Some(Ok(Message::Binary(data))) if protocol_of(session) == Protocol::Protobuf => data,
-                    Some(Ok(Message::Text(_) | Message::Binary(_))) => {
-                        outbox.close(Disconnect::BAD_REQUEST);
-                        return;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => return,
-                    Some(Err(WsError::Capacity(_))) => {
-                        outbox.close(MESSAGE_TOO_BIG);
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!("websocket read: {e}");
-                        return;
-                    }
-                };
-                if let Err(disconnect) = Box::pin(session.handle_frame(&frame)).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-fn protocol_of(session: &Session) -> Protocol {
-    session.protocol()
-}
-
-/// The tokio instant at a Unix time in seconds (never early, so the check
-/// it triggers finds the second reached).
-pub(crate) fn deadline_after_unix(at: i64) -> Instant {
-    let left_ms = (at.saturating_mul(1000) - crate::broker::now_ms() as i64).max(0) as u64;
-    Instant::now() + Duration::from_millis(left_ms)
-}
-
-/// Drains the outbox into frames and sends pings. This runs once per
-/// delivery under fan-out, so it keeps per-pass work small: the timers are
-/// pinned and reset only when they fire, and the batch queue is reused.
-async fn write_loop<S: Socket>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    outbox: Arc<Outbox>,
-    protocol: Protocol,
-    liveness: Arc<Liveness>,
-    app: Arc<AppContext>,
-) {
-    let interval = app.config.ping_interval;
-    let pong_timeout = app.config.pong_timeout;
-    let sent = metrics().messages_sent.with_label_values(&["websocket"]);
-    // The first ping is randomised so that reconnect waves do not ping in step.
-    let first = interval / 2 + interval.mul_f64(rand::random::<f64>() / 2.0);
-    let ping_timer = sleep_until(Instant::now() + first);
-    let pong_timer = sleep_until(Instant::now() + first + pong_timeout);
-    tokio::pin!(ping_timer, pong_timer);
-    let mut awaiting_pong = false;
-    let ping = ping_message(protocol);
-    let mut batch = VecDeque::new();
-    let coalesce = Coalesce::from_config(&app.config);
-
-    let reason = loop {
-        tokio::select! {
-            biased;
-            closed = outbox.next(&mut batch) => {
-                if let Some(reason) = closed {
-                    break reason;
-                }
-                // A close asked for during the delay ends the wait; the
-                // next pass writes what is left, then the close.
-                coalesce.collect(&outbox, &mut batch).await;
-                sent.inc_by(batch.len() as u64);
-                // The write goes first: replies queued just before a close
-                // must reach the client. Only a write that cannot finish
-                // (a client not reading) is abandoned for the close.
-                tokio::select! {
-                    biased;
-                    result = write_frames(&mut sink, protocol, &mut batch, coalesce.max_messages) => {
-                        if result.is_err() { return }
-                    }
-                    reason = outbox.closing() => break reason,
-                }
-            }
-            _ = &mut ping_timer => {
-                let now = Instant::now();
-                ping_timer.as_mut().reset(now + interval);
-                if liveness.connected.load(Ordering::Relaxed) {
-                    liveness.pong_received.store(false, Ordering::Relaxed);
-                    pong_timer.as_mut().reset(now + pong_timeout);
-                    awaiting_pong = true;
-                    outbox.push(ping.clone());
-                }
-            }
-            _ = &mut pong_timer, if awaiting_pong => {
-                awaiting_pong = false;
-                if !liveness.pong_received.load(Ordering::Relaxed) {
-                    outbox.close(Disconnect::NO_PONG);
-                }
-            }
-        }
+    let client = Client {
+        kind: Kind::WebSocket,
+        protocol,
+        session_id: String::new(),
+        headers: headers.clone(),
+        drain: Drain::ByServer,
+        opening: None,
     };
-    let close = Message::Close(Some(CloseFrame {
-        code: CloseCode::from(reason.code),
-        reason: Utf8Bytes::from(reason.reason.into_owned()),
-    }));
-    let _ = timeout(CLOSE_WRITE_TIMEOUT, async {
-        let _ = sink.send(close).await;
-        let _ = sink.close().await;
-    })
-    .await;
+    let writer = FrameWriter { sink, protocol, coalesce: Coalesce::from_config(&app.config) };
+    driver::run(app, &shutdown, client, outbox, FrameReader { stream, protocol }, Some(writer)).await;
 }
 
-/// The empty reply Centrifugo uses as a ping: `{}` in JSON, one zero byte
-/// (an empty length-prefixed message) in Protobuf.
-fn ping_message(protocol: Protocol) -> Bytes {
-    match protocol {
-        Protocol::Json => Bytes::from_static(b"{}"),
-        Protocol::Protobuf => Bytes::from_static(&[0]),
+/// Client frames: text on JSON connections, binary on Protobuf ones.
+struct FrameReader<S> {
+    stream: SplitStream<WebSocketStream<S>>,
+    protocol: Protocol,
+}
+
+impl<S: Socket> Reader for FrameReader<S> {
+    async fn next(&mut self) -> Input {
+        loop {
+            return match self.stream.next().await {
+                Some(Ok(Message::Text(text))) if self.protocol == Protocol::Json => Input::Frame(text.into()),
+                Some(Ok(Message::Binary(data))) if self.protocol == Protocol::Protobuf => Input::Frame(data),
+                Some(Ok(Message::Text(_) | Message::Binary(_))) => Input::Refused(Disconnect::BAD_REQUEST),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => Input::Closed,
+                Some(Err(WsError::Capacity(_))) => Input::Refused(MESSAGE_TOO_BIG),
+                Some(Err(e)) => {
+                    tracing::debug!("websocket read: {e}");
+                    Input::Closed
+                }
+            };
+        }
+    }
+}
+
+/// Coalesced frames out, a close frame with the disconnect code at the end.
+struct FrameWriter<S> {
+    sink: SplitSink<WebSocketStream<S>, Message>,
+    protocol: Protocol,
+    coalesce: Coalesce,
+}
+
+impl<S: Socket> Writer for FrameWriter<S> {
+    async fn gather(&mut self, outbox: &Outbox, batch: &mut VecDeque<Bytes>) {
+        self.coalesce.collect(outbox, batch).await;
+    }
+
+    async fn write(&mut self, batch: &mut VecDeque<Bytes>) -> Result<(), WriteError> {
+        write_frames(&mut self.sink, self.protocol, batch, self.coalesce.max_messages).await.map_err(|_| None)
+    }
+
+    async fn close(mut self, reason: Disconnect) {
+        let close = Message::Close(Some(CloseFrame {
+            code: CloseCode::from(reason.code),
+            reason: Utf8Bytes::from(reason.reason.into_owned()),
+        }));
+        let _ = timeout(CLOSE_WRITE_TIMEOUT, async {
+            let _ = self.sink.send(close).await;
+            let _ = self.sink.close().await;
+        })
+        .await;
     }
 }
 
@@ -494,6 +384,7 @@ fn into_frame(protocol: Protocol, messages: &mut VecDeque<Bytes>, max: usize) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     fn queue(items: &[&'static str]) -> VecDeque<Bytes> {
         items.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()

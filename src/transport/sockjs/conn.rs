@@ -1,10 +1,10 @@
-//! One SockJS session: the natsgate [`Session`] it drives, and the one
+//! One SockJS session: the natsgate session it drives, and the one
 //! receiving request (or WebSocket) at a time that carries its frames.
 //!
 //! The session outlives the HTTP requests of polling and streaming
-//! transports: its task (`drive`) owns the [`Session`] and feeds it what
-//! clients send (`xhr_send`, WebSocket messages) through a bounded queue,
-//! pings like the WebSocket writer does, and ends the session when no
+//! transports: its task runs the session driver
+//! ([`crate::session::driver`]) with what clients send (`xhr_send`,
+//! WebSocket messages) through a bounded queue, and ends the session when no
 //! receiving request has been attached for [`DISCONNECT_DELAY`]. Receivers
 //! take frames from the session's [`Outbox`], so a slow or absent client
 //! fills the outbox and is disconnected with 3008 as over WebSocket.
@@ -16,15 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{interval, sleep, Instant};
 
 use crate::context::AppContext;
 use crate::metrics::metrics;
 use crate::outbox::Outbox;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::Protocol;
-use crate::session::Session;
+use crate::session::driver::{self, Client, Drain, Input, Pulled, Reader};
 use crate::shutdown::Shutdown;
+use ::http::HeaderMap;
 
 /// How long a session lives without a receiving request, and how long a
 /// closed session keeps answering with its close frame (SockJS servers'
@@ -66,6 +67,7 @@ impl Conn {
     pub(crate) fn start(
         app: Arc<AppContext>,
         shutdown: Shutdown,
+        headers: HeaderMap,
         on_end: impl FnOnce() + Send + 'static,
         linger: bool,
     ) -> Arc<Conn> {
@@ -77,20 +79,20 @@ impl Conn {
             receiver: Mutex::new(ReceiverState { attached: false, detached_at: Instant::now() }),
             opened: AtomicBool::new(false),
         });
-        let mut session = Session::new(app.clone(), Protocol::Json, outbox);
-        session.set_transport(crate::transport::Kind::SockJs);
+        let client = Client {
+            kind: crate::transport::Kind::SockJs,
+            protocol: Protocol::Json,
+            session_id: String::new(),
+            headers,
+            // HTTP keeps draining until every response ends, and streaming
+            // responses end only with their session: close at once, with 3001.
+            drain: Drain::AtOnce,
+            opening: None,
+        };
         let token = shutdown.tracker().token();
-        let driver = conn.clone();
+        let reader = Inbound { conn: conn.clone(), messages: inbound_rx, check: interval(Duration::from_secs(1)) };
         tokio::spawn(async move {
-            drive(&driver, &mut session, inbound_rx, &app, &shutdown).await;
-            driver.outbox.close(Disconnect::CONNECTION_CLOSED);
-            if let Some(reason) = driver.outbox.close_reason() {
-                metrics().disconnects.with_label_values(&[&reason.code.to_string()]).inc();
-                if reason == Disconnect::SLOW {
-                    metrics().slow_disconnects.inc();
-                }
-            }
-            session.close();
+            driver::run(app, &shutdown, client, outbox, reader, None::<Pulled>).await;
             drop(token);
             if linger {
                 // Late polls still get the close frame meanwhile.
@@ -179,80 +181,24 @@ impl Drop for Receiver {
     }
 }
 
-/// Runs the session until it closes: client messages, user commands,
-/// expiry, pings, and the receiver timeout.
-async fn drive(
-    conn: &Conn,
-    session: &mut Session,
-    mut inbound: mpsc::Receiver<Bytes>,
-    app: &AppContext,
-    shutdown: &Shutdown,
-) {
-    let config = &app.config;
-    let outbox = &conn.outbox;
-    let Some(mut commands) = session.take_command_receiver() else { return };
-    let stale_deadline = Instant::now() + config.client_stale_close_delay;
-    let liveness = session.liveness();
-    let interval = config.ping_interval;
-    let ping_timer = sleep_until(Instant::now() + interval);
-    let pong_timer = sleep_until(Instant::now() + interval + config.pong_timeout);
-    tokio::pin!(ping_timer, pong_timer);
-    let mut awaiting_pong = false;
-    let mut receiver_check = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let expiry = session.next_expiry_check().map(super::super::websocket::deadline_after_unix);
-        tokio::select! {
-            biased;
-            _ = outbox.closing() => return,
-            // HTTP keeps draining until every response ends, and streaming
-            // responses end only with their session: close at once, with 3001.
-            _ = shutdown.draining() => {
-                outbox.close(Disconnect::SHUTDOWN);
-                return;
-            }
-            _ = sleep_until(stale_deadline), if !session.is_connected() => {
-                outbox.close(Disconnect::STALE);
-                return;
-            }
-            _ = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
-                if let Err(disconnect) = Box::pin(session.enforce_expiry()).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-            Some(command) = commands.recv() => {
-                if let Err(disconnect) = Box::pin(session.handle_user_command(*command)).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-            Some(message) = inbound.recv() => {
-                if let Err(disconnect) = Box::pin(session.handle_frame(&message)).await {
-                    outbox.close(disconnect);
-                    return;
-                }
-            }
-            _ = &mut ping_timer => {
-                let now = Instant::now();
-                ping_timer.as_mut().reset(now + interval);
-                if liveness.connected.load(Ordering::Relaxed) {
-                    liveness.pong_received.store(false, Ordering::Relaxed);
-                    pong_timer.as_mut().reset(now + config.pong_timeout);
-                    awaiting_pong = true;
-                    outbox.push(Bytes::from_static(b"{}"));
-                }
-            }
-            _ = &mut pong_timer, if awaiting_pong => {
-                awaiting_pong = false;
-                if !liveness.pong_received.load(Ordering::Relaxed) {
-                    outbox.close(Disconnect::NO_PONG);
-                    return;
-                }
-            }
-            _ = receiver_check.tick() => {
-                if conn.receiver_gone_for(DISCONNECT_DELAY) {
-                    outbox.close(Disconnect::CONNECTION_CLOSED);
-                    return;
+/// Client messages for the driver; the client is gone when no receiving
+/// request has been attached for [`DISCONNECT_DELAY`].
+struct Inbound {
+    conn: Arc<Conn>,
+    messages: mpsc::Receiver<Bytes>,
+    check: tokio::time::Interval,
+}
+
+impl Reader for Inbound {
+    async fn next(&mut self) -> Input {
+        loop {
+            tokio::select! {
+                biased;
+                Some(message) = self.messages.recv() => return Input::Frame(message),
+                _ = self.check.tick() => {
+                    if self.conn.receiver_gone_for(DISCONNECT_DELAY) {
+                        return Input::Closed;
+                    }
                 }
             }
         }

@@ -69,9 +69,9 @@ async fn session_request(sockjs: Arc<Sockjs>, request: &Request, session: &str, 
     }
     match kind {
         Kind::XhrSend | Kind::JsonpSend => send(&sockjs, request, session, kind).await,
-        Kind::XhrPolling => poll(&sockjs, session, None).await,
+        Kind::XhrPolling => poll(&sockjs, session, &request.headers, None).await,
         Kind::JsonpPolling => match callback(&request.query) {
-            Ok(callback) => poll(&sockjs, session, Some(callback)).await,
+            Ok(callback) => poll(&sockjs, session, &request.headers, Some(callback)).await,
             Err((status, body)) => text(status, body),
         },
         Kind::XhrStreaming | Kind::EventSource | Kind::HtmlFile => {
@@ -82,7 +82,7 @@ async fn session_request(sockjs: Arc<Sockjs>, request: &Request, session: &str, 
                 },
                 _ => None,
             };
-            stream(&sockjs, session, kind, callback)
+            stream(&sockjs, session, &request.headers, kind, callback)
         }
         Kind::Websocket => text(StatusCode::BAD_REQUEST, "Can \"Upgrade\" only to \"WebSocket\"."),
     }
@@ -91,7 +91,7 @@ async fn session_request(sockjs: Arc<Sockjs>, request: &Request, session: &str, 
 /// The session with this id, started when a receiving request names a new
 /// one; a refusal (draining, connection limit) answers 503 as WebSocket
 /// upgrades are answered.
-fn session_for(sockjs: &Arc<Sockjs>, id: &str) -> Result<Arc<Conn>, Refusal> {
+fn session_for(sockjs: &Arc<Sockjs>, id: &str, headers: &HeaderMap) -> Result<Arc<Conn>, Refusal> {
     let mut sessions = sockjs.sessions.lock();
     if let Some(conn) = sessions.get(id) {
         return Ok(conn.clone());
@@ -108,6 +108,7 @@ fn session_for(sockjs: &Arc<Sockjs>, id: &str) -> Result<Arc<Conn>, Refusal> {
     let conn = Conn::start(
         sockjs.app.clone(),
         sockjs.shutdown.clone(),
+        headers.clone(),
         move || {
             if let Some(sockjs) = registry.upgrade() {
                 sockjs.sessions.lock().remove(&key);
@@ -139,8 +140,8 @@ fn another_connection() -> String {
 }
 
 /// `xhr` and `jsonp`: one frame per request.
-async fn poll(sockjs: &Arc<Sockjs>, id: &str, callback: Option<String>) -> Reply {
-    let conn = match session_for(sockjs, id) {
+async fn poll(sockjs: &Arc<Sockjs>, id: &str, headers: &HeaderMap, callback: Option<String>) -> Reply {
+    let conn = match session_for(sockjs, id, headers) {
         Ok(conn) => conn,
         Err((status, body)) => return text(status, body),
     };
@@ -158,8 +159,8 @@ async fn poll(sockjs: &Arc<Sockjs>, id: &str, callback: Option<String>) -> Reply
 
 /// `xhr_streaming`, `eventsource`, `htmlfile`: frames until the response
 /// limit, the close, or the client going away.
-fn stream(sockjs: &Arc<Sockjs>, id: &str, kind: Kind, callback: Option<String>) -> Reply {
-    let conn = match session_for(sockjs, id) {
+fn stream(sockjs: &Arc<Sockjs>, id: &str, headers: &HeaderMap, kind: Kind, callback: Option<String>) -> Reply {
+    let conn = match session_for(sockjs, id, headers) {
         Ok(conn) => conn,
         Err((status, body)) => return text(status, body),
     };

@@ -58,6 +58,7 @@ pub(super) fn upgrade(sockjs: Arc<Sockjs>, request: Request, raw: bool) -> warp:
     if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
         h.insert("sec-websocket-accept", accept);
     }
+    let headers = request.headers;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -71,7 +72,7 @@ pub(super) fn upgrade(sockjs: Arc<Sockjs>, request: Request, raw: bool) -> warp:
                     .max_message_size(Some(wire_limit))
                     .max_frame_size(Some(wire_limit));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                serve(ws, &sockjs, raw, limit).await;
+                serve(ws, &sockjs, raw, limit, headers).await;
             }
             Err(e) => tracing::debug!("sockjs websocket upgrade failed: {e}"),
         }
@@ -79,11 +80,11 @@ pub(super) fn upgrade(sockjs: Arc<Sockjs>, request: Request, raw: bool) -> warp:
     reply
 }
 
-async fn serve<S>(ws: WebSocketStream<S>, sockjs: &Sockjs, raw: bool, limit: usize)
+async fn serve<S>(ws: WebSocketStream<S>, sockjs: &Sockjs, raw: bool, limit: usize, headers: ::http::HeaderMap)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Conn::start(sockjs.app.clone(), sockjs.shutdown.clone(), || {}, false);
+    let conn = Conn::start(sockjs.app.clone(), sockjs.shutdown.clone(), headers, || {}, false);
     let Some(mut receiver) = conn.attach() else { return };
     let (mut sink, mut stream) = ws.split();
     let reader_conn = conn.clone();

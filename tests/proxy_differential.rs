@@ -141,13 +141,15 @@ async fn json_flows(url: &str, backend: &Backend) -> Vec<(String, Value)> {
     b.request(json!({"connect": {"data": {"hello": 2}}})).await;
     let r = b.request(json!({"subscribe": {"channel": "px:opts"}})).await;
     seen.push(("subscribe overrides, second client".into(), r));
-    let join = a.recv_until(|m| m["push"]["channel"] == "px:opts" && m["push"].get("join").is_some(), WAIT).await;
+    let join = first_join(&mut a).await;
     seen.push(("join pushed".into(), join));
     let r = a.request(json!({"subscribe": {"channel": "px:expiring"}})).await;
     seen.push(("subscribe with expire_at, no sub_refresh proxy".into(), r));
     let r = a.request(json!({"subscribe": {"channel": "sr:short"}})).await;
     seen.push(("subscribe with expire_at and sub_refresh proxy".into(), r));
-    backend.wait_for("/sub_refresh", 1, REFRESH_WAIT).await;
+    // Centrifugo checks subscription expiry with its presence update (every
+    // 27 s), so its sub_refresh call can come that late.
+    backend.wait_for("/sub_refresh", 1, Duration::from_secs(40)).await;
     let r = a.request(json!({"rpc": {"method": "after_sub_refresh"}})).await;
     seen.push(("rpc after sub_refresh".into(), r));
     a.send_json(&json!({"id": 100, "subscribe": {"channel": "px:gone"}}).to_string()).await;
@@ -171,6 +173,24 @@ async fn json_flows(url: &str, backend: &Backend) -> Vec<(String, Value)> {
     f.send_json(&json!({"id": 7, "rpc": {"method": "leave"}}).to_string()).await;
     seen.push(("rpc disconnect".into(), json!(f.expect_close(WAIT).await)));
     seen
+}
+
+/// The first join push on px:opts within a short wait, or null.
+async fn first_join(client: &mut WsClient) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    for m in client.queued() {
+        if m["push"]["channel"] == "px:opts" && m["push"].get("join").is_some() {
+            return m;
+        }
+    }
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.next(left).await {
+            Ok(m) if m["push"]["channel"] == "px:opts" && m["push"].get("join").is_some() => return m,
+            Ok(_) => continue,
+            Err(_) => return Value::Null,
+        }
+    }
 }
 
 /// A reply with `id`, or the close that came instead.
@@ -248,7 +268,7 @@ async fn json_proxy_flows_match_centrifugo() {
 
 /// Sends one Protobuf command and returns the reply with its id (pushes
 /// before it are skipped).
-async fn pb_request(client: &mut WsClient, id: u32, mut command: Command) -> Reply {
+async fn pb_request(client: &mut WsClient, id: u32, mut command: Command, pushes: &mut Vec<Reply>) -> Reply {
     command.id = id;
     client.send_commands(&[command]).await;
     loop {
@@ -256,33 +276,35 @@ async fn pb_request(client: &mut WsClient, id: u32, mut command: Command) -> Rep
         if reply.id == id {
             return reply;
         }
+        pushes.push(reply);
     }
 }
 
 /// The binary flows of a Protobuf client on one server.
 async fn binary_flows(url: &str) -> Vec<(String, Value)> {
     let mut seen = Vec::new();
+    let mut pushes = Vec::new();
     let mut client = WsClient::connect(url, Protocol::Protobuf).await;
     let connect = ConnectRequest { data: vec![0xff, 0x00].into(), ..Default::default() };
-    let r = pb_request(&mut client, 1, Command { connect: Some(connect), ..Default::default() }).await;
+    let r = pb_request(&mut client, 1, Command { connect: Some(connect), ..Default::default() }, &mut pushes).await;
     let result = r.connect.unwrap_or_else(|| panic!("connect failed: {:?}", r.error));
     seen.push(("connect data".into(), json!(result.data.to_vec())));
     let subscribe = SubscribeRequest { channel: "px:bin".into(), data: vec![7, 0x80].into(), ..Default::default() };
-    let r = pb_request(&mut client, 2, Command { subscribe: Some(subscribe), ..Default::default() }).await;
+    let r = pb_request(&mut client, 2, Command { subscribe: Some(subscribe), ..Default::default() }, &mut pushes).await;
     let result = r.subscribe.unwrap_or_else(|| panic!("subscribe failed: {:?}", r.error));
     seen.push(("subscribe data".into(), json!(result.data.to_vec())));
     let publish = PublishRequest { channel: "px:bin".into(), data: vec![0x80, 0x81].into() };
-    let r = pb_request(&mut client, 3, Command { publish: Some(publish), ..Default::default() }).await;
+    let r = pb_request(&mut client, 3, Command { publish: Some(publish), ..Default::default() }, &mut pushes).await;
     assert!(r.error.is_none(), "publish: {:?}", r.error);
     let publication = loop {
-        let reply = client.recv_reply(WAIT).await;
+        let reply = if pushes.is_empty() { client.recv_reply(WAIT).await } else { pushes.remove(0) };
         if let Some(p) = reply.push.and_then(|p| p.r#pub) {
             break p;
         }
     };
     seen.push(("publication data".into(), json!(publication.data.to_vec())));
     let rpc = RpcRequest { method: "bytes".into(), data: vec![1, 2, 3].into() };
-    let r = pb_request(&mut client, 4, Command { rpc: Some(rpc), ..Default::default() }).await;
+    let r = pb_request(&mut client, 4, Command { rpc: Some(rpc), ..Default::default() }, &mut pushes).await;
     let result = r.rpc.unwrap_or_else(|| panic!("rpc failed: {:?}", r.error));
     seen.push(("rpc data".into(), json!(result.data.to_vec())));
     seen

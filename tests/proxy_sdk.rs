@@ -121,9 +121,11 @@ async fn granular_rpc_namespaces_pick_their_proxy() {
         .env("NATSGATE_CONNECT_PROXY_NAME", "auth")
         .env("NATSGATE_RPC_PROXY_NAME", "default_rpc")
         .env("NATSGATE_RPC_NAMESPACES", &rpc_namespaces.to_string())
+        .env("NATSGATE_NAMESPACES", &namespaces())
         .start();
     let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
-    client.request(json!({"connect": {}})).await;
+    let r = client.request(json!({"connect": {}})).await;
+    assert!(r.get("connect").is_some(), "connect through the named proxy: {r}\n{}", gw.log());
     let r = client.request(json!({"rpc": {"method": "calc:sum", "data": [1, 2]}})).await;
     assert_eq!(r["rpc"]["data"]["path"], "/rpc_calc", "{r}");
     assert_eq!(r["rpc"]["data"]["method"], "calc:sum", "the full method name goes to the backend: {r}");

@@ -114,6 +114,8 @@ async fn client(url: &str) -> WsClient {
 async fn json_flows(url: &str, backend: &Backend) -> Vec<(String, Value)> {
     let mut seen: Vec<(String, Value)> = Vec::new();
     let mut a = client(url).await;
+    // It waits long enough for a server ping (25 s).
+    a.set_auto_pong(true);
     let r = a.request(json!({"connect": {"data": {"hello": 1}, "name": "test", "version": "1.0"}})).await;
     seen.push(("connect".into(), r));
     let r = a.request(json!({"subscribe": {"channel": "px:room", "data": {"want": 1}}})).await;

@@ -153,7 +153,8 @@ async fn json_flows(url: &str, backend: &Backend) -> Vec<(String, Value)> {
     // 27 s), so its sub_refresh call can come that late.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(35);
     while backend.bodies("/sub_refresh").is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Reading lets the client answer the server's pings meanwhile.
+        let _ = a.next(Duration::from_millis(100)).await;
     }
     seen.push(("sub_refresh called".into(), json!(!backend.bodies("/sub_refresh").is_empty())));
     let r = a.request(json!({"rpc": {"method": "after_sub_refresh"}})).await;

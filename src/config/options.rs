@@ -388,6 +388,16 @@ pub struct Config {
     /// Largest connect request message, in bytes; 0: 4 MiB (GRPC's default).
     #[default(65536)]
     pub uni_grpc_max_receive_message_size: usize,
+    // Proxy, RPC namespaces (issue #16, granular mode): Centrifugo v5's
+    // `rpc_namespaces` and `rpc_namespace_boundary`.
+    /// RPC namespaces: a JSON array of `{"name", "rpc_proxy_name"}`. With
+    /// `granular_proxy_mode` a method `<name><boundary>...` goes to its
+    /// namespace's proxy; a method naming no configured namespace gets 104.
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub rpc_namespaces: Vec<crate::proxy::options::RpcNamespace>,
+    /// What separates an RPC method's namespace from the rest (`ns:method`).
+    #[default(":")]
+    pub rpc_namespace_boundary: String,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -72,6 +72,8 @@ pub(crate) struct Proxy {
     timeout: Duration,
     /// Client headers forwarded (lower-case names).
     http_headers: Vec<String>,
+    /// Client headers forwarded as metadata to a GRPC proxy only.
+    grpc_metadata: Vec<String>,
     static_headers: Vec<(String, String)>,
     /// Send the connection's `meta` along.
     pub(crate) include_meta: bool,
@@ -116,6 +118,19 @@ pub(crate) struct Proxies {
     sub_refresh: HashMap<String, Arc<Proxy>>,
     /// Union of the header names any proxy forwards: what a connection keeps.
     forwarded: Vec<String>,
+    /// Granular mode: RPC namespaces by name, each with its proxy (None:
+    /// the namespace names no proxy), and what separates a namespace.
+    rpc_namespaces: Option<(HashMap<String, Option<Arc<Proxy>>>, String)>,
+}
+
+/// Where an RPC call goes ([`Proxies::rpc_for`]).
+pub(crate) enum RpcRoute {
+    /// To this proxy.
+    Proxy(Arc<Proxy>),
+    /// No proxy answers the method: 108 (not available).
+    NotAvailable,
+    /// The method names an RPC namespace that is not configured: 104.
+    MethodNotFound,
 }
 
 /// The settings shared by both modes, before the endpoint is opened.
@@ -123,6 +138,7 @@ struct Settings<'a> {
     endpoint: &'a str,
     timeout: Duration,
     http_headers: &'a [String],
+    grpc_metadata: &'a [String],
     static_headers: Vec<(String, String)>,
     include_meta: bool,
     binary: bool,
@@ -143,6 +159,7 @@ impl Proxy {
             url: redact(s.endpoint),
             timeout: s.timeout,
             http_headers: s.http_headers.to_vec(),
+            grpc_metadata: s.grpc_metadata.to_vec(),
             static_headers: s.static_headers,
             include_meta: s.include_meta,
             binary: s.binary,
@@ -162,8 +179,9 @@ impl Proxy {
     /// The headers to send: static ones first, then the client's allowed ones.
     fn headers(&self, origin: &ClientOrigin) -> Vec<(String, String)> {
         let mut headers = self.static_headers.clone();
+        let grpc = matches!(self.endpoint, Endpoint::Grpc(_));
         for (name, value) in &origin.headers {
-            if self.http_headers.iter().any(|h| h == name) {
+            if self.http_headers.iter().any(|h| h == name) || (grpc && self.grpc_metadata.iter().any(|h| h == name)) {
                 headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
                 headers.push((name.clone(), value.clone()));
             }
@@ -222,6 +240,7 @@ impl Proxies {
                     endpoint: &p.endpoint,
                     timeout: p.timeout.unwrap_or(Duration::from_secs(1)),
                     http_headers: &p.http_headers,
+                    grpc_metadata: &p.grpc_metadata,
                     static_headers: p.static_http_headers.clone().into_iter().collect(),
                     include_meta: p.include_connection_meta,
                     binary: p.binary_encoding,
@@ -231,7 +250,7 @@ impl Proxies {
                 if named.insert(p.name.clone(), proxy).is_some() {
                     return Err(format!("proxies: {:?} is defined twice", p.name));
                 }
-                proxies.forwarded.extend(p.http_headers.iter().cloned());
+                proxies.forwarded.extend(p.http_headers.iter().chain(&p.grpc_metadata).cloned());
             }
             let pick = |option: &str, name: &str| -> Result<Option<Arc<Proxy>>, String> {
                 if name.is_empty() {
@@ -246,6 +265,17 @@ impl Proxies {
             proxies.connect = pick("connect_proxy_name", &config.connect_proxy_name)?;
             proxies.refresh = pick("refresh_proxy_name", &config.refresh_proxy_name)?;
             proxies.rpc = pick("rpc_proxy_name", &config.rpc_proxy_name)?;
+            let mut rpc_namespaces = HashMap::new();
+            for ns in &config.rpc_namespaces {
+                if ns.name.is_empty() {
+                    return Err("rpc_namespaces: every RPC namespace needs a name".into());
+                }
+                let proxy = pick("rpc_namespaces.rpc_proxy_name", &ns.rpc_proxy_name)?;
+                if rpc_namespaces.insert(ns.name.clone(), proxy).is_some() {
+                    return Err(format!("rpc_namespaces: {:?} is defined twice", ns.name));
+                }
+            }
+            proxies.rpc_namespaces = Some((rpc_namespaces, config.rpc_namespace_boundary.clone()));
             let channel_options = std::iter::once(&config.channel).chain(config.namespaces.iter().map(|n| &n.options));
             for o in channel_options {
                 for (name, map, option) in [
@@ -268,6 +298,7 @@ impl Proxies {
                     endpoint,
                     timeout,
                     http_headers: &config.proxy_http_headers,
+                    grpc_metadata: &config.proxy_grpc_metadata,
                     static_headers: static_headers.clone(),
                     include_meta: config.proxy_include_connection_meta,
                     binary: config.proxy_binary_encoding,
@@ -305,11 +336,29 @@ impl Proxies {
                     map.insert(String::new(), proxy);
                 }
             }
-            proxies.forwarded = config.proxy_http_headers.clone();
+            proxies.forwarded = config.proxy_http_headers.iter().chain(&config.proxy_grpc_metadata).cloned().collect();
         }
         proxies.forwarded.sort();
         proxies.forwarded.dedup();
         Ok(proxies)
+    }
+
+    /// The proxy answering an RPC `method`. In granular mode a method
+    /// holding the namespace boundary (`ns:method`) goes to its RPC
+    /// namespace's proxy, others to `rpc_proxy_name`, as Centrifugo v5's
+    /// `RPCHandler` picks them; otherwise every method goes to the RPC proxy.
+    pub(crate) fn rpc_for(&self, method: &str) -> RpcRoute {
+        let proxy = match &self.rpc_namespaces {
+            Some((namespaces, boundary)) if !boundary.is_empty() && method.contains(boundary.as_str()) => {
+                let name = method.split(boundary.as_str()).next().unwrap_or_default();
+                match namespaces.get(name) {
+                    Some(proxy) => proxy.clone(),
+                    None => return RpcRoute::MethodNotFound,
+                }
+            }
+            _ => self.rpc.clone(),
+        };
+        proxy.map_or(RpcRoute::NotAvailable, RpcRoute::Proxy)
     }
 
     /// The subscribe proxy of a channel whose options enable one.

@@ -44,3 +44,15 @@ pub struct NamedProxy {
     pub include_connection_meta: bool,
     pub binary_encoding: bool,
 }
+
+/// One entry of `rpc_namespaces` (Centrifugo v5's `rule.RpcNamespace`):
+/// RPC methods named `<name><boundary>...` use `rpc_proxy_name` in granular
+/// proxy mode.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcNamespace {
+    pub name: String,
+    /// The named proxy (`proxies`) answering this namespace's methods;
+    /// empty: its methods get 108 (not available).
+    pub rpc_proxy_name: String,
+}

@@ -185,9 +185,11 @@ impl Session {
 
     /// `rpc`: answered by the RPC proxy; without one, 108 as before.
     pub(super) async fn rpc(&mut self, req: RpcRequest) -> Result<Reply, CommandError> {
-        let Some(proxy) = self.app.proxies.rpc.clone() else {
-            // No RPC proxy configured: no RPC handler, so "not available".
-            return Err(ErrorCode::NOT_AVAILABLE.into());
+        let proxy = match self.app.proxies.rpc_for(&req.method) {
+            crate::proxy::RpcRoute::Proxy(proxy) => proxy,
+            // No RPC proxy for the method: no RPC handler, so "not available".
+            crate::proxy::RpcRoute::NotAvailable => return Err(ErrorCode::NOT_AVAILABLE.into()),
+            crate::proxy::RpcRoute::MethodNotFound => return Err(ErrorCode::METHOD_NOT_FOUND.into()),
         };
         let (data, b64data) = payload(&proxy, &req.data);
         let request = pb::RpcRequest {

@@ -80,7 +80,23 @@ impl WsClient {
     /// Full control: `subprotocol` is sent as `Sec-WebSocket-Protocol` if
     /// given (e.g. `None` with `?cf_protocol=protobuf` in the URL).
     pub async fn connect_with(url: &str, protocol: Protocol, subprotocol: Option<&str>) -> Result<Self, String> {
+        Self::connect_with_headers(url, protocol, subprotocol, &[]).await
+    }
+
+    /// `connect_with`, adding `headers` to the upgrade request (for the
+    /// headers a proxy forwards to the application backend).
+    pub async fn connect_with_headers(
+        url: &str,
+        protocol: Protocol,
+        subprotocol: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        for (name, value) in headers {
+            let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            request.headers_mut().insert(name, HeaderValue::from_str(value).map_err(|e| e.to_string())?);
+        }
         if let Some(sp) = subprotocol {
             request
                 .headers_mut()

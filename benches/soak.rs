@@ -56,7 +56,7 @@ struct Options {
     #[arg(long, default_value_t = 16)]
     churn: usize,
     /// The first ("start") sample is taken after this warm-up.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     warmup: Duration,
     /// Time between samples (printed as they are taken).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -155,14 +155,29 @@ async fn run(opts: Options) -> bool {
     ));
 
     let started = Instant::now();
-    tokio::time::sleep(opts.warmup.min(opts.duration / 2)).await;
-    let first = sample(&http, &gws, monitor).await;
-    println!("soak: start (after warm-up) {}", first.describe());
-    while started.elapsed() + opts.sample_every < opts.duration {
-        tokio::time::sleep(opts.sample_every).await;
+    // Samples are printed from the first `--sample-every` on, so the
+    // warm-up's curve is visible too; the "start" the end is judged
+    // against is the first sample at or after `--warmup`.
+    let warmup = opts.warmup.min(opts.duration / 2);
+    let mut first = None;
+    while first.is_none() || started.elapsed() + opts.sample_every < opts.duration {
+        let next = opts.sample_every.min(warmup.saturating_sub(started.elapsed()).max(Duration::from_millis(1)));
+        tokio::time::sleep(if first.is_none() { next } else { opts.sample_every }).await;
         let now = sample(&http, &gws, monitor).await;
-        println!("soak: {:>6.0}s {} | {}", started.elapsed().as_secs_f64(), now.describe(), counters.describe());
+        let warm = started.elapsed() >= warmup;
+        let mark = if first.is_none() && warm {
+            " (start, after warm-up)"
+        } else if warm {
+            ""
+        } else {
+            " (warm-up)"
+        };
+        println!("soak: {:>6.0}s{mark} {} | {}", started.elapsed().as_secs_f64(), now.describe(), counters.describe());
+        if first.is_none() && warm {
+            first = Some(now);
+        }
     }
+    let first = first.expect("a start sample");
     tokio::time::sleep(opts.duration.saturating_sub(started.elapsed())).await;
     let last = sample(&http, &gws, monitor).await;
     println!("soak: end {}", last.describe());

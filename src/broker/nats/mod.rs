@@ -15,7 +15,8 @@
 //! `markers.rs` is the meta-stream and position-marker protocol (removal
 //! included); `survey.rs` asks and answers the other gateways; `headers.rs`
 //! is the header codec; `confirm.rs` confirms publications with shared
-//! round trips (group commit); `epochs.rs` caches each namespace's epoch.
+//! round trips (group commit); `epochs.rs` caches each namespace's epoch;
+//! `reorder.rs` puts republished history messages back in offset order.
 
 mod confirm;
 pub(crate) mod connect;
@@ -24,6 +25,7 @@ pub(crate) mod headers;
 mod history;
 mod markers;
 mod node;
+mod reorder;
 mod streams;
 mod survey;
 
@@ -184,6 +186,37 @@ impl NatsBroker {
         });
         Ok(SubscriptionGuard::new(AbortOnDrop(task)))
     }
+
+    /// [`Self::listen`] for a history channel's republish subject: messages
+    /// are handed on in offset order (see `reorder.rs`).
+    async fn listen_ordered(
+        &self,
+        subject: String,
+        mut handle: impl FnMut(Message) + Send + 'static,
+    ) -> Result<SubscriptionGuard, BrokerError> {
+        let mut subscriber = self.client.subscribe(subject).await.map_err(unavailable)?;
+        self.round_trip().await?;
+        let task = tokio::spawn(async move {
+            let mut order = reorder::Reorder::default();
+            loop {
+                let ready = match order.deadline() {
+                    Some(deadline) => tokio::select! {
+                        msg = subscriber.next() => match msg {
+                            Some(msg) => order.push(decode_message(msg), tokio::time::Instant::now()),
+                            None => break,
+                        },
+                        _ = tokio::time::sleep_until(deadline) => order.release_all(),
+                    },
+                    None => match subscriber.next().await {
+                        Some(msg) => order.push(decode_message(msg), tokio::time::Instant::now()),
+                        None => break,
+                    },
+                };
+                ready.into_iter().for_each(&mut handle);
+            }
+        });
+        Ok(SubscriptionGuard::new(AbortOnDrop(task)))
+    }
 }
 
 /// Aborting the reader task drops the NATS subscriber, which unsubscribes.
@@ -223,13 +256,13 @@ impl Broker for NatsBroker {
     async fn subscribe(&self, channel: &str, sink: Arc<dyn Deliver>) -> Result<SubscriptionGuard, BrokerError> {
         // History channels are heard on the republish subject, where each
         // message carries its stream sequence (the offset).
-        let subject = if self.history.for_channel(channel).is_some() {
-            self.subjects.republish_subject(channel)
-        } else {
-            self.subjects.channel_subject(channel)
-        };
-        let channel = channel.to_string();
-        self.listen(subject, move |msg| sink.deliver(&channel, decode_message(msg))).await
+        let name = channel.to_string();
+        if self.history.for_channel(channel).is_some() {
+            let subject = self.subjects.republish_subject(channel);
+            return self.listen_ordered(subject, move |message| sink.deliver(&name, message)).await;
+        }
+        let subject = self.subjects.channel_subject(channel);
+        self.listen(subject, move |msg| sink.deliver(&name, decode_message(msg))).await
     }
 
     async fn publish_user_command(&self, user: &str, payload: Bytes) -> Result<(), BrokerError> {

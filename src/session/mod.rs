@@ -7,8 +7,10 @@
 //! commands: `connect.rs` (connect, refresh), `subscribe.rs` (subscribe,
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
+mod cache_recovery;
 mod connect;
 pub(crate) mod error;
+mod personal;
 mod proxy;
 mod publish;
 mod subscribe;

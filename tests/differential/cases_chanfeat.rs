@@ -134,11 +134,12 @@ fn auto_cache(p: Protocol) -> Scenario {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_recovery() {
-    let cache = |name: &str, auto: bool| {
+    let namespace = |name: &str, auto: bool| {
         json!({"name": name, "history_size": 10, "history_ttl": "300s", "allow_subscribe_for_client": true,
                "force_recovery": true, "force_recovery_mode": "cache", "auto_cache_recover": auto})
     };
-    let config = json!({"token_hmac_secret_key": SECRET, "namespaces": [cache("cache", false), cache("auto", true)]});
+    let config =
+        json!({"token_hmac_secret_key": SECRET, "namespaces": [namespace("cache", false), namespace("auto", true)]});
     let mut scenarios = Vec::new();
     for p in BOTH {
         for case in [

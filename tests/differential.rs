@@ -31,6 +31,8 @@ mod scenario;
 
 #[path = "differential/cases_api.rs"]
 mod cases_api;
+#[path = "differential/cases_chanfeat.rs"]
+mod cases_chanfeat;
 #[path = "differential/cases_channels.rs"]
 mod cases_channels;
 #[path = "differential/cases_connect.rs"]

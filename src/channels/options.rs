@@ -84,6 +84,28 @@ pub struct ChannelOptions {
     pub publish_proxy_name: String,
     /// With `granular_proxy_mode`: the named proxy extending subscriptions.
     pub sub_refresh_proxy_name: String,
+    // Cache recovery (issue #20), Centrifugo v6's names.
+    /// How subscriptions that recover do it: `stream` (the default: every
+    /// missed publication) or `cache` (only the latest publication).
+    pub force_recovery_mode: RecoveryMode,
+    /// With `force_recovery` and `force_recovery_mode: cache`: every
+    /// subscribe (server-side ones too) gets the latest publication without
+    /// asking for recovery.
+    pub auto_cache_recover: bool,
+}
+
+/// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
+/// `RecoveryMode`; Centrifugo v6 `configtypes.ChannelOptions.GetRecoveryMode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Every publication missed since the client's position, in order.
+    #[default]
+    #[serde(rename = "stream", alias = "")]
+    Stream,
+    /// Only the channel's latest publication (the channel is a cache of its
+    /// last state).
+    #[serde(rename = "cache")]
+    Cache,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -200,6 +222,10 @@ impl ChannelOptions {
         }
         if self.force_push_join_leave && !self.join_leave {
             return Err("force_push_join_leave needs join_leave".into());
+        }
+        // Centrifugo's validateChannelOptions.
+        if self.auto_cache_recover && !(self.force_recovery && self.force_recovery_mode == RecoveryMode::Cache) {
+            return Err("auto_cache_recover needs force_recovery and force_recovery_mode \"cache\"".into());
         }
         Ok(())
     }

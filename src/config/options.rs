@@ -398,6 +398,17 @@ pub struct Config {
     /// What separates an RPC method's namespace from the rest (`ns:method`).
     #[default(":")]
     pub rpc_namespace_boundary: String,
+    // Personal channel (issue #20): Centrifugo v5's flat names for v6's
+    // `client.subscribe_to_user_personal_channel.*`; checked by
+    // `validate_personal_channel` (src/config/validate.rs).
+    /// Subscribe every authenticated connection, on the server side, to its
+    /// user's personal channel `<namespace>:#<user>` (`#<user>` without a namespace).
+    pub user_subscribe_to_personal: bool,
+    /// Namespace of personal channels; empty: channels without a namespace.
+    pub user_personal_channel_namespace: String,
+    /// One connection per user: a new connection closes the user's others,
+    /// on every gateway, with 3504 (needs `presence` in the personal channel's namespace).
+    pub user_personal_single_connection: bool,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -19,6 +19,7 @@ impl Config {
         self.rules = ChannelRules::new(self.channel.clone(), namespaces, self.channel_max_length)
             .map_err(|e| invalid("namespaces", e))?;
         self.validate_history_meta_ttl()?;
+        self.validate_personal_channel()?;
         if self.nats_prefix.is_empty()
             || !self
                 .nats_prefix
@@ -118,6 +119,38 @@ impl Config {
             return Err(invalid(
                 "history_meta_ttl",
                 format!("must be at least every history_ttl ({owner} has {})", humantime::format_duration(ttl)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The personal channel's namespace must exist and, for single
+    /// connections, keep presence (Centrifugo v6's config validation; with
+    /// the feature off or no namespace, the top level is the one checked).
+    fn validate_personal_channel(&self) -> Result<(), ConfigError> {
+        let name = &self.user_personal_channel_namespace;
+        let options = if self.user_subscribe_to_personal && !name.is_empty() {
+            match self.namespaces.iter().find(|ns| &ns.name == name) {
+                Some(ns) => &ns.options,
+                None => {
+                    return Err(invalid(
+                        "user_personal_channel_namespace",
+                        format!("namespace for user personal channel not found: {name}"),
+                    ))
+                }
+            }
+        } else {
+            &self.channel
+        };
+        if self.user_personal_single_connection && !options.presence {
+            let owner = if self.user_subscribe_to_personal && !name.is_empty() {
+                format!("namespace `{name}`")
+            } else {
+                "the top level (NATSGATE_PRESENCE)".to_string()
+            };
+            return Err(invalid(
+                "user_personal_single_connection",
+                format!("needs presence in the personal channel's namespace: enable it for {owner}"),
             ));
         }
         Ok(())

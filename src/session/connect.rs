@@ -52,6 +52,7 @@ impl Session {
         if limit > 0 && !credentials.user.is_empty() && app.hub.user_clients(&credentials.user).len() >= limit {
             return Err(Disconnect::CONNECTION_LIMIT.into());
         }
+        self.close_other_connections(&credentials.user, &client_id).await?;
         let handle = Arc::new(ClientHandle {
             key: app.hub.next_key(),
             client_id,
@@ -71,7 +72,7 @@ impl Session {
             meta,
         });
 
-        let subs = match self.server_side_subscribe(&credentials).await {
+        let subs = match self.server_side_subscribe(&credentials, &req.subs).await {
             Ok(subs) => subs,
             Err(e) => {
                 // A refused connect leaves nothing behind: no registration,
@@ -111,12 +112,18 @@ impl Session {
         Ok(Reply { connect: Some(result), ..Default::default() })
     }
 
-    /// Subscribes the `subs` claim, or without one the `channels` claim,
-    /// without permission checks:
-    /// the application granted them by signing the token.
+    /// Subscribes the `subs` claim, or without one the `channels` claim, and
+    /// the user's personal channel (`user_subscribe_to_personal`), without
+    /// permission checks: the application granted them by signing the token
+    /// (or by configuration). Each gets its namespace's forced options, as
+    /// Centrifugo gives server-side subscriptions (`force_recovery`,
+    /// `force_positioning`, `force_push_join_leave`, `force_recovery_mode`),
+    /// and recovers from the position the client sent for it in the
+    /// connect's `subs` (centrifuge's connectCmd).
     async fn server_side_subscribe(
         &mut self,
         credentials: &Credentials,
+        positions: &HashMap<String, crate::protocol::SubscribeRequest>,
     ) -> Result<HashMap<String, SubscribeResult>, CommandError> {
         let mut results = HashMap::new();
         // `subs` wins: Centrifugo reads `channels` only when a token has no
@@ -125,7 +132,15 @@ impl Session {
         // client in the channel, as Centrifugo's `ChannelInfo` option.
         let no_options = SubOptions::default();
         let channels = if credentials.subs.is_empty() { &credentials.channels[..] } else { &[] };
-        let wanted = channels.iter().map(|c| (c, &no_options)).chain(credentials.subs.iter());
+        let personal = super::personal::personal_channel(&self.app.config, &credentials.user);
+        // The personal channel replaces a token entry of the same name, as
+        // it replaces it in Centrifugo's map of subscriptions.
+        let wanted = channels
+            .iter()
+            .map(|c| (c, &no_options))
+            .chain(credentials.subs.iter())
+            .filter(|(c, _)| personal.as_ref() != Some(*c))
+            .chain(personal.as_ref().map(|c| (c, &no_options)));
         for (channel, options) in wanted {
             if results.contains_key(channel) {
                 continue;
@@ -138,12 +153,33 @@ impl Session {
             if channel.is_empty() {
                 return Err(Disconnect::BAD_REQUEST.into());
             }
-            if self.app.rules.namespace(crate::channels::namespace_of(channel)).is_none() {
+            let app = self.app.clone();
+            let Some(namespace) = app.rules.namespace(crate::channels::namespace_of(channel)) else {
                 return Err(ErrorCode::UNKNOWN_CHANNEL.into());
-            }
-            let state = SubState { server_side: true, info: options.info.clone(), ..Default::default() };
+            };
+            let recoverable = namespace.history_enabled() && namespace.force_recovery;
+            let positioned = namespace.history_enabled() && (namespace.force_positioning || recoverable);
+            let state = SubState {
+                server_side: true,
+                info: options.info.clone(),
+                join_leave: namespace.force_push_join_leave,
+                positioned,
+                ..Default::default()
+            };
             self.join_channel(channel, state).await?;
-            results.insert(channel.clone(), SubscribeResult { data: options.data.clone(), ..Default::default() });
+            // Only the position travels from the connect's `subs` (not the
+            // reject-unrecovered flag), as in centrifuge's connectCmd.
+            let asked = positions.get(channel);
+            let request = crate::protocol::SubscribeRequest {
+                channel: channel.clone(),
+                recover: asked.is_some_and(|r| r.recover),
+                offset: asked.map_or(0, |r| r.offset),
+                epoch: asked.map(|r| r.epoch.clone()).unwrap_or_default(),
+                ..Default::default()
+            };
+            let mut result = self.position(channel, namespace, recoverable, positioned, &request).await?;
+            result.data = options.data.clone();
+            results.insert(channel.clone(), result);
         }
         Ok(results)
     }

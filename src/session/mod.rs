@@ -7,9 +7,11 @@
 //! commands: `connect.rs` (connect, refresh), `subscribe.rs` (subscribe,
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
+mod cache_recovery;
 mod connect;
 pub(crate) mod driver;
 pub(crate) mod error;
+mod personal;
 mod proxy;
 mod publish;
 mod subscribe;

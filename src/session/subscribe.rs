@@ -4,6 +4,7 @@ use super::error::CommandError;
 use super::{now_unix, Session, SubState};
 use crate::auth::TokenError;
 use crate::broker::{Position, Query};
+use crate::channels::options::RecoveryMode;
 use crate::channels::{Access, Actor};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{
@@ -94,40 +95,58 @@ impl Session {
         // itself, so the client is not told it expires.
         let server_refresh = app.proxies.sub_refresh_for(options, granular).is_some();
         let (expires, ttl) = if server_refresh { (false, 0) } else { super::ttl_of(expire_at) };
-        let mut result = SubscribeResult { expires, ttl, positioned, ..Default::default() };
-        if recoverable {
-            match self.recover(&channel, &req).await {
-                Ok(recovered) => result = SubscribeResult { expires, ttl, positioned, ..recovered },
-                Err(e) => {
-                    self.leave_channel(&channel);
-                    return Err(e);
-                }
+        let mut result = match self.position(&channel, options, recoverable, positioned, &req).await {
+            Ok(result) => result,
+            Err(e) => {
+                self.leave_channel(&channel);
+                return Err(e);
             }
-        } else if positioned {
-            // Positioned without recovery: the stream's current position, as
-            // Centrifugo answers (streamTop), so the client can detect gaps.
-            let page = self.app.broker.history(&channel, crate::broker::Query::default()).await;
-            match page {
-                Ok(page) => {
-                    result.epoch = page.position.epoch;
-                    result.offset = page.position.offset;
-                    // Publications up to here are behind the client's position.
-                    self.set_activation(&channel, result.offset);
-                }
-                Err(e) => {
-                    self.leave_channel(&channel);
-                    return Err(e.into());
-                }
-            }
-        }
+        };
+        result.expires = expires;
+        result.ttl = ttl;
         result.data = data;
         Ok(Reply { subscribe: Some(result), ..Default::default() })
+    }
+
+    /// The stream part of a subscribe reply, for client and server-side
+    /// subscriptions alike: with `recoverable` the recovery the namespace's
+    /// `force_recovery_mode` says, else with `positioned` the channel's
+    /// current position (as Centrifugo answers: streamTop), so the client
+    /// can detect gaps. The caller leaves the channel on error.
+    pub(super) async fn position(
+        &mut self,
+        channel: &str,
+        options: &crate::channels::ChannelOptions,
+        recoverable: bool,
+        positioned: bool,
+        req: &SubscribeRequest,
+    ) -> Result<SubscribeResult, CommandError> {
+        if recoverable {
+            let recovered = match options.force_recovery_mode {
+                RecoveryMode::Cache => self.recover_cache(channel, req, options.auto_cache_recover).await?,
+                RecoveryMode::Stream => self.recover(channel, req).await?,
+            };
+            return Ok(SubscribeResult { positioned, ..recovered });
+        }
+        let mut result = SubscribeResult { positioned, ..Default::default() };
+        if positioned {
+            let page = self.app.broker.history(channel, Query::default()).await?;
+            result.epoch = page.position.epoch;
+            result.offset = page.position.offset;
+            // Publications up to here are behind the client's position.
+            self.set_activation(channel, result.offset);
+        }
+        Ok(result)
     }
 
     /// The history part of a recoverable subscribe: the current position, and
     /// with `recover` the publications missed since the client's position.
     /// Live publications wait in the hub until the reply is queued.
-    async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
+    pub(super) async fn recover(
+        &mut self,
+        channel: &str,
+        req: &SubscribeRequest,
+    ) -> Result<SubscribeResult, CommandError> {
         let broker = self.app.broker.clone();
         let max = self.app.config.history_max_publication_limit;
         let mut result = SubscribeResult { recoverable: true, was_recovering: req.recover, ..Default::default() };
@@ -170,7 +189,7 @@ impl Session {
 
     /// Records the last history offset a pending subscribe reply carries or
     /// stands for: held publications up to it are not sent again.
-    fn set_activation(&mut self, channel: &str, sent: u64) {
+    pub(super) fn set_activation(&mut self, channel: &str, sent: u64) {
         if let Some(activation) = self.activations.iter_mut().rev().find(|(c, _)| c == channel) {
             activation.1 = sent;
         }

@@ -20,7 +20,19 @@ use std::sync::Mutex;
 /// Every group. When all of them have run in one test process, an
 /// allow-list entry that covered no difference is stale and fails the
 /// last group: a fixed difference must leave the list (and the README).
-const GROUPS: [&str; 8] = ["api", "channels", "connect", "aud_iss", "anonymous", "history", "bad_input", "ping_pong"];
+const GROUPS: [&str; 10] = [
+    "api",
+    "channels",
+    "connect",
+    "aud_iss",
+    "anonymous",
+    "history",
+    "bad_input",
+    "ping_pong",
+    // Issue #20's channel features (cases_chanfeat.rs).
+    "personal",
+    "cache_recovery",
+];
 
 /// The groups that passed so far and the allow-list entries (indexes into
 /// `ALLOWED`) they used.

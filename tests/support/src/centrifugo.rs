@@ -43,6 +43,9 @@ const CHANNEL_OPTIONS: &[&str] = &[
     "allow_recovery",
     "force_positioning",
     "allow_positioning",
+    // Cache recovery (issue #20).
+    "force_recovery_mode",
+    "auto_cache_recover",
 ];
 
 /// natsgate's other options and where Centrifugo v6 keeps each (checked
@@ -73,6 +76,13 @@ const PATHS: &[(&str, &[&str])] = &[
     ("api_key", &["http_api", "key"]),
     ("api_insecure", &["http_api", "insecure"]),
     ("api_error_mode", &["http_api", "error_mode"]),
+    // Personal channel (issue #20): v5's flat names, v6's nested ones.
+    ("user_subscribe_to_personal", &["client", "subscribe_to_user_personal_channel", "enabled"]),
+    (
+        "user_personal_channel_namespace",
+        &["client", "subscribe_to_user_personal_channel", "personal_channel_namespace"],
+    ),
+    ("user_personal_single_connection", &["client", "subscribe_to_user_personal_channel", "single_connection"]),
 ];
 
 /// One server configuration, written once with natsgate's flat option

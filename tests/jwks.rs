@@ -485,7 +485,7 @@ async fn grpc_proxy_over_tls() {
         let gw = builder.start();
         let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
         let reply = client.request(json!({"connect": {}})).await;
-        assert_eq!(reply["connect"]["client"].is_string(), true, "{settings:?}: {reply}");
+        assert!(reply["connect"]["client"].is_string(), "{settings:?}: {reply}");
         let reply = client.request(json!({"rpc": {"method": "over-tls", "data": {"n": 1}}})).await;
         assert_eq!(reply["rpc"]["data"]["method"], "over-tls", "{settings:?}: {reply}");
         assert!(!gw.log().contains("backend-secret"), "credentials never logged");

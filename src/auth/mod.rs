@@ -3,8 +3,10 @@
 //!
 //! - `keys.rs`: keys and claim checks built (and validated) from config.
 //! - `claims.rs`: the JWT payload and its conversion into typed values.
+//! - `jwks.rs`: keys fetched from a JWKS endpoint, by `kid`.
 
 mod claims;
+mod jwks;
 mod keys;
 #[cfg(test)]
 mod tests;
@@ -14,6 +16,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 
@@ -78,11 +81,17 @@ fn invalid(why: &str) -> TokenError {
 }
 
 /// Verifies connection and subscription tokens with the keys from config.
-/// Each alg family has at most one key, chosen by the token header's `alg`.
+/// Each alg family has at most one key, chosen by the token header's `alg`;
+/// with a JWKS endpoint, the endpoint's key named by the header's `kid` is
+/// the only one (Centrifugo's `VerifierJWT` then ignores the static keys).
 pub struct TokenVerifier {
     connection: KeySet,
     /// Subscription keys; each family falls back to the connection key.
     subscription: KeySet,
+    connection_jwks: Option<Arc<jwks::Jwks>>,
+    /// The subscription JWKS endpoint, else the connection's when no
+    /// subscription key of its own is configured.
+    subscription_jwks: Option<Arc<jwks::Jwks>>,
     validation: Validation,
 }
 
@@ -142,9 +151,30 @@ impl TokenVerifier {
             "SUBSCRIPTION_",
         )?
         .or(&connection);
+        let jwks = |option: &str, endpoint: &Option<String>| {
+            set(endpoint).map(|url| jwks::Jwks::new(url, &config.proxy_http_tls).map(Arc::new)).transpose().map_err(
+                |problem| ConfigError::Invalid { var: format!("{}{option}", crate::config::ENV_PREFIX), problem },
+            )
+        };
+        let connection_jwks = jwks("TOKEN_JWKS_PUBLIC_ENDPOINT", &c.token_jwks_public_endpoint)?;
+        let own_subscription_keys = [
+            &c.subscription_token_hmac_secret_key,
+            &c.subscription_token_rsa_public_key,
+            &c.subscription_token_ecdsa_public_key,
+        ]
+        .iter()
+        .any(|k| set(k).is_some());
+        let subscription_jwks =
+            match jwks("SUBSCRIPTION_TOKEN_JWKS_PUBLIC_ENDPOINT", &c.subscription_token_jwks_public_endpoint)? {
+                Some(own) => Some(own),
+                None if !own_subscription_keys => connection_jwks.clone(),
+                None => None,
+            };
         Ok(TokenVerifier {
             connection,
             subscription,
+            connection_jwks,
+            subscription_jwks,
             validation: keys::validation(set(&config.token_audience), set(&config.token_issuer)),
         })
     }
@@ -152,28 +182,76 @@ impl TokenVerifier {
     /// Whether any key is configured (no key: every token is invalid).
     pub fn has_keys(&self) -> bool {
         let k = &self.connection;
-        k.hmac.is_some() || k.rsa.is_some() || k.ecdsa.is_some()
+        k.hmac.is_some() || k.rsa.is_some() || k.ecdsa.is_some() || self.connection_jwks.is_some()
     }
 
     /// Verifies a connection token. `Expired` when `exp` or `expire_at` has
     /// passed (and the signature is good); `Invalid` for everything else.
+    /// With a JWKS endpoint only keys already fetched serve: async callers
+    /// use [`TokenVerifier::verify_connect_fetching`].
     pub fn verify_connect(&self, token: &str) -> Result<Credentials, TokenError> {
-        self.decode::<claims::ConnectClaims>(&self.connection, token)?.into_credentials(now())
+        self.decode::<claims::ConnectClaims>(&self.connection, self.connection_jwks.as_ref(), token)?
+            .into_credentials(now())
     }
 
     /// Verifies a subscription token (same keys and rules as connection
-    /// tokens; `channel` is required).
+    /// tokens; `channel` is required). JWKS keys as in `verify_connect`.
     pub fn verify_subscription(&self, token: &str) -> Result<SubscriptionClaims, TokenError> {
-        self.decode::<claims::SubscribeClaims>(&self.subscription, token)?.into_subscription(now())
+        self.decode::<claims::SubscribeClaims>(&self.subscription, self.subscription_jwks.as_ref(), token)?
+            .into_subscription(now())
+    }
+
+    /// [`TokenVerifier::verify_connect`], fetching the JWKS first when the
+    /// token names a `kid` not held (at most one fetch per endpoint at a
+    /// time and per `jwks::COOLDOWN`; the wait is bounded by the fetch's
+    /// timeouts). An endpoint that cannot be reached leaves the key
+    /// unknown: the token is `Invalid`, as in Centrifugo.
+    pub async fn verify_connect_fetching(&self, token: &str) -> Result<Credentials, TokenError> {
+        Self::fetch_for(self.connection_jwks.as_ref(), token).await;
+        self.verify_connect(token)
+    }
+
+    /// [`TokenVerifier::verify_subscription`], fetching as
+    /// [`TokenVerifier::verify_connect_fetching`] does.
+    pub async fn verify_subscription_fetching(&self, token: &str) -> Result<SubscriptionClaims, TokenError> {
+        Self::fetch_for(self.subscription_jwks.as_ref(), token).await;
+        self.verify_subscription(token)
+    }
+
+    async fn fetch_for(jwks: Option<&Arc<jwks::Jwks>>, token: &str) {
+        let Some(jwks) = jwks else { return };
+        if let Ok(jsonwebtoken::Header { kid: Some(kid), .. }) = jsonwebtoken::decode_header(token) {
+            if !kid.is_empty() {
+                jwks.load(&kid).await;
+            }
+        }
     }
 
     /// Checks signature and standard claims, then parses the payload.
-    fn decode<T: DeserializeOwned>(&self, keys: &KeySet, token: &str) -> Result<T, TokenError> {
+    fn decode<T: DeserializeOwned>(
+        &self,
+        keys: &KeySet,
+        jwks: Option<&Arc<jwks::Jwks>>,
+        token: &str,
+    ) -> Result<T, TokenError> {
         // An unknown alg (including "none") fails to parse as a header.
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token or unsupported alg"))?;
-        // The key comes from the alg's family, so a token can never make an
-        // RSA or ECDSA public key serve as an HMAC secret.
-        let key = keys.for_alg(header.alg).ok_or_else(|| invalid("no key configured for the token's alg"))?;
+        let jwk;
+        let key = match jwks {
+            // Centrifugo: the `kid` names the key; without one the token is invalid.
+            Some(jwks) => {
+                let kid = header.kid.as_deref().filter(|k| !k.is_empty()).ok_or_else(|| invalid("no kid"))?;
+                jwk = jwks.cached(kid).ok_or_else(|| invalid("no key with the token's kid at the JWKS endpoint"))?;
+                // The key's kind (and `alg`, when given) decides the algorithms.
+                if !jwk.allows(header.alg) {
+                    return Err(invalid("the JWKS key does not verify the token's alg"));
+                }
+                &jwk.key
+            }
+            // The key comes from the alg's family, so a token can never make an
+            // RSA or ECDSA public key serve as an HMAC secret.
+            None => keys.for_alg(header.alg).ok_or_else(|| invalid("no key configured for the token's alg"))?,
+        };
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];
         match jsonwebtoken::decode::<T>(token, key, &validation) {

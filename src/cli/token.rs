@@ -41,11 +41,19 @@ pub fn checktoken(config: &Config, token: &str) -> Result<(), CliError> {
     let verifier = TokenVerifier::from_config(config)?;
     if !verifier.has_keys() {
         return Err(CliError::Missing(
-            "checktoken needs a token key (token_hmac_secret_key, token_rsa_public_key or token_ecdsa_public_key)"
+            "checktoken needs a token key (token_hmac_secret_key, token_rsa_public_key, token_ecdsa_public_key \
+             or token_jwks_public_endpoint)"
                 .into(),
         ));
     }
-    let credentials = verifier.verify_connect(token).map_err(|e| CliError::Failed(format!("token rejected: {e}")))?;
+    // A JWKS key is fetched first (a runtime of its own: the CLI has none).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start a runtime: {e}")))?;
+    let credentials = runtime
+        .block_on(verifier.verify_connect_fetching(token))
+        .map_err(|e| CliError::Failed(format!("token rejected: {e}")))?;
     let user = if credentials.user.is_empty() { "(anonymous)" } else { credentials.user.as_str() };
     println!("user: {user}");
     match credentials.expire_at {

@@ -409,6 +409,25 @@ pub struct Config {
     /// One connection per user: a new connection closes the user's others,
     /// on every gateway, with 3504 (needs `presence` in the personal channel's namespace).
     pub user_personal_single_connection: bool,
+    // Proxy client TLS and GRPC credentials (issue #16; JWKS is
+    // `token_jwks_public_endpoint` above): Centrifugo v5's flat names, and
+    // `proxy_http_tls` for v6's `http.tls` of a proxy. TLS objects are JSON
+    // (`crate::proxy::tls::TlsClientOptions`).
+    /// TLS of `https://` proxy endpoints and the JWKS endpoint: a JSON object
+    /// (`server_ca_pem`, `cert_pem`, `key_pem` (each also `_b64`/`_file`),
+    /// `server_name`); empty: the system's roots.
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub proxy_http_tls: crate::proxy::tls::TlsClientOptions,
+    /// TLS of `grpc://` proxy endpoints, used when its `enabled` is true: a
+    /// JSON object like `proxy_http_tls`.
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub proxy_grpc_tls: crate::proxy::tls::TlsClientOptions,
+    /// CA certificate file that verifies `grpc://` proxy endpoints; setting it turns TLS on.
+    pub proxy_grpc_cert_file: String,
+    /// Metadata key sent with every GRPC proxy call (per-call credentials).
+    pub proxy_grpc_credentials_key: String,
+    /// Value of `proxy_grpc_credentials_key`. Secret: never logged.
+    pub proxy_grpc_credentials_value: String,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -51,15 +51,10 @@ impl Config {
         }
         self.validate_grpc_api()?;
         self.validate_admin()?;
-        // JWKS is not implemented yet: refuse rather than accept every token
-        // or silently refuse every client.
-        for (var, value) in [
-            ("token_jwks_public_endpoint", &self.token_jwks_public_endpoint),
-            ("subscription_token_jwks_public_endpoint", &self.subscription_token_jwks_public_endpoint),
-        ] {
-            if value.as_deref().is_some_and(|v| !v.is_empty()) {
-                return Err(invalid(var, "JWKS is not supported yet"));
-            }
+        // Client TLS of proxies and JWKS: certificates readable, names valid.
+        self.proxy_http_tls.client_config().map_err(|e| invalid("proxy_http_tls", e))?;
+        if self.proxy_grpc_tls.enabled {
+            self.proxy_grpc_tls.client_config().map_err(|e| invalid("proxy_grpc_tls", e))?;
         }
         // Proxy endpoints: valid URLs, named proxies that exist.
         crate::proxy::Proxies::from_config(self).map_err(|e| {

@@ -2,36 +2,29 @@
 //! endpoint, the answer read as JSON from a 200 response (Centrifugo's
 //! `internal/proxy/http.go`: any other status is a failed call).
 
+use super::tls::{https_client, HttpsClient, TlsClientOptions};
+use super::{Event, ProxyError};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
-
-use super::{Event, ProxyError};
 
 /// Largest answer read from a backend; a larger one is a failed call.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
 
 /// The connection pool to one HTTP backend.
 pub(super) struct HttpCaller {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
     uri: Uri,
 }
 
 impl HttpCaller {
-    pub(super) fn new(endpoint: &str) -> Result<HttpCaller, String> {
-        if endpoint.starts_with("https://") {
-            // Not yet: the client has no TLS connector (see README, Proxy).
-            return Err("https endpoints are not supported yet; use http:// or grpc://".into());
-        }
+    /// `tls` applies to `https://` endpoints (`proxy_http_tls`).
+    pub(super) fn new(endpoint: &str, tls: &TlsClientOptions) -> Result<HttpCaller, String> {
         let uri: Uri = endpoint.parse().map_err(|e| format!("invalid URL: {e}"))?;
         if uri.host().is_none() {
             return Err("invalid URL: no host".into());
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let client = https_client(Some(tls), false)?;
         Ok(HttpCaller { client, uri })
     }
 

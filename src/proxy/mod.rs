@@ -14,6 +14,7 @@
 mod grpc;
 mod http;
 pub mod options;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -143,14 +144,38 @@ struct Settings<'a> {
     include_meta: bool,
     binary: bool,
     concurrency: usize,
+    /// TLS of `https://` endpoints.
+    http_tls: &'a tls::TlsClientOptions,
+    /// TLS of `grpc://` endpoints: `None` for plain HTTP/2.
+    grpc_tls: Option<tls::TlsClientOptions>,
+    /// Metadata sent with every GRPC call (`grpc_credentials_key`/`_value`).
+    grpc_credentials: Option<(String, String)>,
+}
+
+/// The GRPC TLS settings in force: the `grpc_tls` object when enabled, else
+/// a `grpc_cert_file` as the CA that verifies the backend, else none (as
+/// Centrifugo's `getDialOpts`).
+fn grpc_tls(object: &tls::TlsClientOptions, cert_file: &str) -> Option<tls::TlsClientOptions> {
+    if object.enabled {
+        Some(object.clone())
+    } else if !cert_file.is_empty() {
+        Some(tls::TlsClientOptions { enabled: true, server_ca_pem_file: cert_file.to_string(), ..Default::default() })
+    } else {
+        None
+    }
+}
+
+/// Centrifugo's per-call GRPC credentials: a key with its value, or none.
+fn grpc_credentials(key: &str, value: &str) -> Option<(String, String)> {
+    (!key.is_empty()).then(|| (key.to_string(), value.to_string()))
 }
 
 impl Proxy {
     fn open(s: Settings<'_>) -> Result<Arc<Proxy>, String> {
         let endpoint = if let Some(rest) = s.endpoint.strip_prefix("grpc://") {
-            Endpoint::Grpc(grpc::GrpcCaller::new(rest)?)
+            Endpoint::Grpc(grpc::GrpcCaller::new(rest, s.grpc_tls.as_ref(), s.grpc_credentials)?)
         } else if s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://") {
-            Endpoint::Http(http::HttpCaller::new(s.endpoint)?)
+            Endpoint::Http(http::HttpCaller::new(s.endpoint, s.http_tls)?)
         } else {
             return Err(format!("{:?} must start with http://, https:// or grpc://", redact(s.endpoint)));
         };
@@ -245,6 +270,9 @@ impl Proxies {
                     include_meta: p.include_connection_meta,
                     binary: p.binary_encoding,
                     concurrency,
+                    http_tls: &p.http_tls,
+                    grpc_tls: grpc_tls(&p.grpc_tls, &p.grpc_cert_file),
+                    grpc_credentials: grpc_credentials(&p.grpc_credentials_key, &p.grpc_credentials_value),
                 };
                 let proxy = Proxy::open(settings).map_err(|e| format!("proxies: {:?}: {e}", p.name))?;
                 if named.insert(p.name.clone(), proxy).is_some() {
@@ -303,6 +331,12 @@ impl Proxies {
                     include_meta: config.proxy_include_connection_meta,
                     binary: config.proxy_binary_encoding,
                     concurrency,
+                    http_tls: &config.proxy_http_tls,
+                    grpc_tls: grpc_tls(&config.proxy_grpc_tls, &config.proxy_grpc_cert_file),
+                    grpc_credentials: grpc_credentials(
+                        &config.proxy_grpc_credentials_key,
+                        &config.proxy_grpc_credentials_value,
+                    ),
                 };
                 Proxy::open(settings).map(Some).map_err(|e| format!("{option}: {e}"))
             };

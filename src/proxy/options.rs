@@ -43,6 +43,19 @@ pub struct NamedProxy {
     pub static_http_headers: BTreeMap<String, String>,
     pub include_connection_meta: bool,
     pub binary_encoding: bool,
+    // Client TLS and GRPC credentials (Centrifugo v5's `grpc_tls`,
+    // `grpc_cert_file`, `grpc_credentials_key`/`_value` of a proxy;
+    // `http_tls` is v6's `http.tls`).
+    /// TLS of a `grpc://` endpoint (on when `enabled`).
+    pub grpc_tls: super::tls::TlsClientOptions,
+    /// CA certificate file verifying a `grpc://` endpoint (turns TLS on).
+    pub grpc_cert_file: String,
+    /// Metadata key sent with every GRPC call.
+    pub grpc_credentials_key: String,
+    /// Its value.
+    pub grpc_credentials_value: String,
+    /// TLS of an `https://` endpoint.
+    pub http_tls: super::tls::TlsClientOptions,
 }
 
 /// One entry of `rpc_namespaces` (Centrifugo v5's `rule.RpcNamespace`):

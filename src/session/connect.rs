@@ -42,7 +42,9 @@ impl Session {
                 }
                 Credentials::default()
             }
-            (_, false) => app.verifier.verify_connect(&req.token).map_err(CommandError::connect_token)?,
+            (_, false) => {
+                app.verifier.verify_connect_fetching(&req.token).await.map_err(CommandError::connect_token)?
+            }
         };
 
         if credentials.expire_at.is_some_and(|at| at <= super::now_unix()) {
@@ -215,13 +217,14 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn refresh(&mut self, req: RefreshRequest) -> Result<Reply, CommandError> {
+    pub(super) async fn refresh(&mut self, req: RefreshRequest) -> Result<Reply, CommandError> {
         let app = self.app.clone();
-        let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
-        if req.token.is_empty() {
+        if self.conn.is_none() || req.token.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        let credentials = app.verifier.verify_connect(&req.token).map_err(CommandError::refresh_token)?;
+        let credentials =
+            app.verifier.verify_connect_fetching(&req.token).await.map_err(CommandError::refresh_token)?;
+        let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         if credentials.user != conn.handle.user {
             return Err(Disconnect::INVALID_TOKEN.into());
         }

@@ -402,7 +402,7 @@ impl Session {
             return self.publish(req).await;
         }
         if let Some(req) = command.refresh {
-            return self.refresh(req);
+            return self.refresh(req).await;
         }
         if command.ping.is_some() {
             return Ok(Reply { ping: Some(PingResult {}), ..Default::default() });
@@ -435,7 +435,7 @@ impl Session {
             return Ok(Reply { history: Some(result), ..Default::default() });
         }
         if let Some(req) = command.sub_refresh {
-            return self.sub_refresh(req);
+            return self.sub_refresh(req).await;
         }
         if let Some(req) = command.rpc {
             return self.rpc(req).await;

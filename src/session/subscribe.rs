@@ -43,7 +43,7 @@ impl Session {
         let mut info = bytes::Bytes::new();
         let mut data = bytes::Bytes::new();
         if !req.token.is_empty() {
-            let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
+            let claims = app.verifier.verify_subscription_fetching(&req.token).await.map_err(|e| match e {
                 TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
                 TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
             })?;
@@ -200,7 +200,7 @@ impl Session {
         Reply { unsubscribe: Some(UnsubscribeResult {}), ..Default::default() }
     }
 
-    pub(super) fn sub_refresh(&mut self, req: SubRefreshRequest) -> Result<Reply, CommandError> {
+    pub(super) async fn sub_refresh(&mut self, req: SubRefreshRequest) -> Result<Reply, CommandError> {
         if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
@@ -214,7 +214,7 @@ impl Session {
         if req.token.is_empty() {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
+        let claims = app.verifier.verify_subscription_fetching(&req.token).await.map_err(|e| match e {
             // Too late to refresh: the subscription is over, as Centrifugo intends.
             TokenError::Expired => CommandError::from(Disconnect::SUBSCRIPTION_EXPIRED),
             TokenError::Invalid(_) => CommandError::from(Disconnect::INVALID_TOKEN),

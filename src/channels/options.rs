@@ -3,7 +3,7 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_with::{DisplayFromStr, PickFirst, Same};
+use serde_with::{json::JsonString, DisplayFromStr, PickFirst, Same};
 use std::time::Duration;
 
 /// Reads a number or boolean given either as itself (a JSON file) or as
@@ -84,6 +84,27 @@ pub struct ChannelOptions {
     pub publish_proxy_name: String,
     /// With `granular_proxy_mode`: the named proxy extending subscriptions.
     pub sub_refresh_proxy_name: String,
+    // Map subscriptions (issue #20, Centrifugo v6.8+; see `crate::map`).
+    /// `stream` (default: publications with history) or `map` (key-value state).
+    pub subscription_type: SubscriptionType,
+    /// With `subscription_type: map`: the map's options (a JSON object; as a
+    /// variable, its JSON text).
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub map: crate::map::options::MapOptions,
+}
+
+/// What subscribing to a namespace's channels means (Centrifugo's
+/// `subscription_type`; `map_clients`, `map_users` and `shared_poll` are
+/// not implemented and refused).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionType {
+    /// Publications with optional history (Centrifugo's default).
+    #[default]
+    #[serde(alias = "")]
+    Stream,
+    /// Key-value state with a change stream (map subscriptions).
+    Map,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -201,6 +222,23 @@ impl ChannelOptions {
         if self.force_push_join_leave && !self.join_leave {
             return Err("force_push_join_leave needs join_leave".into());
         }
+        if self.subscription_type == SubscriptionType::Map {
+            self.map.validate()?;
+        } else if self.map != crate::map::options::MapOptions::default() {
+            return Err("map options need subscription_type map".into());
+        }
         Ok(())
+    }
+
+    /// The options as the gateway applies them: a map namespace in a stream
+    /// mode keeps its changes as channel history (`map.stream_size`,
+    /// `map.stream_ttl`), which recovery then reads.
+    pub fn normalized(mut self) -> Self {
+        if self.subscription_type == SubscriptionType::Map {
+            let (size, ttl) = self.map.stream().unzip();
+            self.history_size = size.unwrap_or(0);
+            self.history_ttl = ttl;
+        }
+        self
     }
 }

@@ -8,6 +8,7 @@
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
 mod connect;
+mod map;
 pub(crate) mod error;
 mod proxy;
 mod publish;

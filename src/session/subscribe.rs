@@ -15,10 +15,13 @@ use crate::protocol::{
 /// (centrifuge's `subscriptionFlagRejectUnrecovered`). Bit 0, channel
 /// compaction, is left unset in every reply: Centrifugo v6 offers no option
 /// that allows it, so it never assigns channel ids either.
-const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
+pub(super) const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
 
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
+        if req.r#type != 0 || self.is_map_channel(&req.channel) {
+            return self.map_subscribe(req).await;
+        }
         let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
@@ -127,7 +130,7 @@ impl Session {
     /// The history part of a recoverable subscribe: the current position, and
     /// with `recover` the publications missed since the client's position.
     /// Live publications wait in the hub until the reply is queued.
-    async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
+    pub(super) async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
         let broker = self.app.broker.clone();
         let max = self.app.config.history_max_publication_limit;
         let mut result = SubscribeResult { recoverable: true, was_recovering: req.recover, ..Default::default() };

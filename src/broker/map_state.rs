@@ -92,7 +92,8 @@ impl MemoryMaps {
     pub(crate) fn read(&self, channel: &str, key: Option<&str>, key_ttl: Option<Duration>) -> Vec<(String, MapEntry)> {
         let now = super::now_ms();
         let Some(keys) = self.channels.get(channel) else { return Vec::new() };
-        let live = |(k, e): (&String, &MapEntry)| (!e.removed && !e.expired(key_ttl, now)).then(|| (k.clone(), e.clone()));
+        let live =
+            |(k, e): (&String, &MapEntry)| (!e.removed && !e.expired(key_ttl, now)).then(|| (k.clone(), e.clone()));
         match key {
             Some(key) => keys.get_key_value(key).and_then(live).into_iter().collect(),
             None => keys.iter().filter_map(live).collect(),
@@ -121,7 +122,12 @@ mod tests {
     #[test]
     fn a_later_change_wins_whatever_order_the_writes_arrive_in() {
         let mut maps = MemoryMaps::default();
-        let at = |offset, data: &'static [u8]| MapEntry { offset, data: Bytes::from_static(data), time_ms: super::super::now_ms(), ..Default::default() };
+        let at = |offset, data: &'static [u8]| MapEntry {
+            offset,
+            data: Bytes::from_static(data),
+            time_ms: super::super::now_ms(),
+            ..Default::default()
+        };
         maps.write("c", "k", at(0, b"pending"), None);
         maps.write("c", "k", at(5, b"five"), None);
         maps.write("c", "k", at(4, b"four"), None);

@@ -57,11 +57,7 @@ impl Drop for Unsubscribe {
 
 impl MemoryBroker {
     pub fn new(history: HistoryConfig) -> Self {
-        MemoryBroker {
-            inner: Arc::default(),
-            history: Mutex::new(MemoryHistory::new(history)),
-            maps: Mutex::default(),
-        }
+        MemoryBroker { inner: Arc::default(), history: Mutex::new(MemoryHistory::new(history)), maps: Mutex::default() }
     }
 
     fn sinks(&self, topic: &str) -> Vec<Sink> {

@@ -196,7 +196,12 @@ impl Resolved<'_> {
 
 /// Centrifugo's rule for publish, presence and history: allowed for clients,
 /// or for subscribers; anonymous clients additionally need the anonymous flag.
-pub(crate) fn allowed(for_client: bool, for_subscriber: bool, for_anonymous: bool, actor: Actor) -> Result<(), ErrorCode> {
+pub(crate) fn allowed(
+    for_client: bool,
+    for_subscriber: bool,
+    for_anonymous: bool,
+    actor: Actor,
+) -> Result<(), ErrorCode> {
     let who_ok = !actor.anonymous() || for_anonymous;
     if who_ok && (for_client || (for_subscriber && actor.subscribed)) {
         Ok(())

@@ -120,7 +120,14 @@ async fn publish(app: &Arc<AppContext>, req: MapPublish, removed: bool) -> Resul
 }
 
 /// Centrifugo's `MapEntry` in JSON: data embedded raw when it is JSON.
-fn entry_json(key: &str, data: &Bytes, tags: &HashMap<String, String>, offset: u64, removed: bool, time_ms: u64) -> Value {
+fn entry_json(
+    key: &str,
+    data: &Bytes,
+    tags: &HashMap<String, String>,
+    offset: u64,
+    removed: bool,
+    time_ms: u64,
+) -> Value {
     let mut out = Map::new();
     out.insert("key".into(), json!(key));
     if !data.is_empty() {
@@ -154,7 +161,8 @@ async fn read_state(app: &Arc<AppContext>, req: MapRead) -> Result<Value, ApiErr
     let entries: Vec<(String, MapEntry)> = broker.map_read(&req.channel, key, ttl).await?;
     // Centrifugo: limit 0 answers the position only; below 0, everything.
     let limit = if key.is_some() || req.limit < 0 { usize::MAX } else { req.limit as usize };
-    let mut page: Vec<&(String, MapEntry)> = entries.iter().filter(|(k, _)| req.cursor.is_empty() || *k > req.cursor).collect();
+    let mut page: Vec<&(String, MapEntry)> =
+        entries.iter().filter(|(k, _)| req.cursor.is_empty() || *k > req.cursor).collect();
     let more = page.len() > limit;
     page.truncate(limit);
     let mut out = Map::new();

@@ -114,7 +114,8 @@ impl MapOptions {
     /// The page size for a client's `limit` (centrifuge `getMapPageSize`).
     pub fn page_size(&self, asked: i32) -> usize {
         let or = |v: u32, d: usize| if v == 0 { d } else { v as usize };
-        let (default, min, max) = (or(self.default_page_size, 100), or(self.min_page_size, 100), or(self.max_page_size, 1000));
+        let (default, min, max) =
+            (or(self.default_page_size, 100), or(self.min_page_size, 100), or(self.max_page_size, 1000));
         let asked = if asked <= 0 { default } else { asked as usize };
         asked.max(min).min(max)
     }

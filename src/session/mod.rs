@@ -8,8 +8,8 @@
 //! unsubscribe, server-side subscriptions), `publish.rs`.
 
 mod connect;
-mod map;
 pub(crate) mod error;
+mod map;
 mod proxy;
 mod publish;
 mod subscribe;

@@ -130,7 +130,11 @@ impl Session {
     /// The history part of a recoverable subscribe: the current position, and
     /// with `recover` the publications missed since the client's position.
     /// Live publications wait in the hub until the reply is queued.
-    pub(super) async fn recover(&mut self, channel: &str, req: &SubscribeRequest) -> Result<SubscribeResult, CommandError> {
+    pub(super) async fn recover(
+        &mut self,
+        channel: &str,
+        req: &SubscribeRequest,
+    ) -> Result<SubscribeResult, CommandError> {
         let broker = self.app.broker.clone();
         let max = self.app.config.history_max_publication_limit;
         let mut result = SubscribeResult { recoverable: true, was_recovering: req.recover, ..Default::default() };

@@ -29,15 +29,31 @@ impl NatsBroker {
         let store = match self.jetstream.get_key_value(bucket.clone()).await {
             Ok(store) => store,
             Err(_) => {
-                let config = kv::Config {
-                    bucket,
-                    history: 1,
-                    max_age: key_ttl.unwrap_or_default(),
+                // The bucket's stream made directly: async-nats'
+                // `create_key_value` first asks for the account info, whose
+                // reply it cannot parse from nats-server 2.9. Same settings
+                // as a KV bucket (one value per key, rollups, direct gets).
+                let max_age = key_ttl.unwrap_or_default();
+                let config = jetstream::stream::Config {
+                    name: format!("KV_{bucket}"),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
+                    max_age,
+                    duplicate_window: if max_age.is_zero() {
+                        Duration::from_secs(120)
+                    } else {
+                        max_age.min(Duration::from_secs(120))
+                    },
                     storage: jetstream::stream::StorageType::File,
                     num_replicas: self.replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
                     ..Default::default()
                 };
-                self.jetstream.create_key_value(config).await.map_err(unavailable)?
+                self.jetstream.get_or_create_stream(config).await.map_err(unavailable)?;
+                self.jetstream.get_key_value(bucket).await.map_err(unavailable)?
             }
         };
         self.map_stores.lock().insert(namespace.to_string(), store.clone());

@@ -11,6 +11,7 @@
 //!   one user's connections, carried between gateways; [`survey`](crate::survey): questions asked of every gateway
 //!   (info, channels, presence), for the API and sessions alike.
 //! - [`protocol`]: Centrifugo protocol types (from `proto/client.proto`), pure JSON/Protobuf codecs, codes.
+//! - [`map`]: map subscriptions (key-value channel state, Centrifugo v6.8+): options, client and API commands.
 //! - [`auth`]: connection and subscription JWT verification.
 //! - [`channels`]: namespaces and channel permissions, as pure decisions; [`origin`]: the `Origin` check.
 //! - [`config`]: the `NATSGATE_*` options; [`context`](crate::context): the application context every
@@ -47,6 +48,7 @@ pub(crate) mod context;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
+pub mod map;
 pub(crate) mod metrics;
 pub(crate) mod ops;
 pub mod origin;

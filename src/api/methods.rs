@@ -202,7 +202,7 @@ fn history_query(app: &AppContext, limit: i32, since: Option<StreamPosition>, re
 /// `b64data` (any bytes) wins when not empty, as in Centrifugo; otherwise
 /// `data` (JSON's raw text, `null` included, or GRPC's bytes); neither is a
 /// bad request.
-fn payload(data: Option<Bytes>, b64data: &str) -> Result<Bytes, ApiError> {
+pub(crate) fn payload(data: Option<Bytes>, b64data: &str) -> Result<Bytes, ApiError> {
     if !b64data.is_empty() {
         return base64::engine::general_purpose::STANDARD.decode(b64data).map(Bytes::from).map_err(|_| bad_request());
     }

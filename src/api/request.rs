@@ -137,14 +137,14 @@ fn raw<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Erro
 /// `null` included, as [`raw`]. Copied once from the body (into the boxed
 /// raw value, whose allocation becomes the `Bytes`): from here to the NATS
 /// connection's buffer it is only reference-counted.
-fn raw_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
+pub(crate) fn raw_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Bytes>, D::Error> {
     let raw = Box::<RawValue>::deserialize(d)?;
     let text: Box<str> = raw.into();
     Ok(Some(Bytes::from(text.into_boxed_bytes())))
 }
 
 /// `map<string,string>` where a `null` value reads as "".
-fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+pub(crate) fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
     let map = Option::<HashMap<String, Option<String>>>::deserialize(d)?.unwrap_or_default();
     Ok(map.into_iter().map(|(k, v)| (k, v.unwrap_or_default())).collect())
 }
@@ -156,7 +156,7 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 }
 
 /// Any scalar where `null` reads as the zero value.
-fn or_zero<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
+pub(crate) fn or_zero<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
     Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 

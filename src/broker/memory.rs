@@ -26,6 +26,7 @@ type Sinks = HashMap<String, Vec<(u64, Sink)>>;
 pub struct MemoryBroker {
     inner: Arc<Mutex<State>>,
     history: Mutex<MemoryHistory>,
+    maps: Mutex<super::map_state::MemoryMaps>,
 }
 
 #[derive(Default)]
@@ -56,7 +57,7 @@ impl Drop for Unsubscribe {
 
 impl MemoryBroker {
     pub fn new(history: HistoryConfig) -> Self {
-        MemoryBroker { inner: Arc::default(), history: Mutex::new(MemoryHistory::new(history)) }
+        MemoryBroker { inner: Arc::default(), history: Mutex::new(MemoryHistory::new(history)), maps: Mutex::default() }
     }
 
     fn sinks(&self, topic: &str) -> Vec<Sink> {
@@ -166,5 +167,25 @@ impl Broker for MemoryBroker {
 
     fn is_connected(&self) -> bool {
         true
+    }
+
+    async fn map_write(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: super::MapEntry,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<(), BrokerError> {
+        self.maps.lock().write(channel, key, entry, key_ttl);
+        Ok(())
+    }
+
+    async fn map_read(
+        &self,
+        channel: &str,
+        key: Option<&str>,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, super::MapEntry)>, BrokerError> {
+        Ok(self.maps.lock().read(channel, key, key_ttl))
     }
 }

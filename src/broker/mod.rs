@@ -7,6 +7,7 @@
 //! publication of a subscribed channel to the [`Deliver`] sink.
 
 pub mod history;
+pub mod map_state;
 pub mod memory;
 pub(crate) mod memory_history;
 pub(crate) mod nats;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::protocol::ClientInfo;
 pub use history::{HistoryConfig, Page, Position, Query};
+pub use map_state::MapEntry;
 
 /// A publication as it travels through the broker. On NATS the body is
 /// `data` and the rest rides in headers, so direct NATS publishers and the
@@ -44,12 +46,23 @@ pub struct Message {
     /// A hidden position marker (NATS history only; see `nats.rs`): the
     /// channel position it stands for. Never delivered nor returned.
     pub marker: Option<u64>,
+    /// Map channels: the key this publication sets (or removes).
+    pub key: Option<String>,
+    /// Map channels: the publication removes `key`.
+    pub removed: bool,
 }
 
 impl From<Message> for crate::protocol::Publication {
     /// What subscribers see of a broker message (history, recovery, live).
     fn from(m: Message) -> Self {
-        crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags }
+        crate::protocol::Publication {
+            data: m.data,
+            info: m.info,
+            offset: m.offset,
+            tags: m.tags,
+            key: m.key.unwrap_or_default(),
+            removed: m.removed,
+        }
     }
 }
 
@@ -175,4 +188,29 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Whether the broker currently reaches its backend.
     fn is_connected(&self) -> bool;
+
+    /// Writes one key of a map channel's state, unless the held entry is a
+    /// later change ([`MapEntry::supersedes`]). `key_ttl`: the namespace's
+    /// `map.key_ttl` (on NATS, the state bucket's `max_age`). Map channels
+    /// only (see [`crate::map`]).
+    async fn map_write(
+        &self,
+        _channel: &str,
+        _key: &str,
+        _entry: MapEntry,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<(), BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// A map channel's live keys (only `key`, when given) in key order,
+    /// removals and expired keys left out.
+    async fn map_read(
+        &self,
+        _channel: &str,
+        _key: Option<&str>,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, MapEntry)>, BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
 }

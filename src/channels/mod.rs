@@ -9,7 +9,7 @@ pub mod options;
 use std::collections::HashMap;
 
 use crate::protocol::codes::ErrorCode;
-pub use options::{parse_namespaces, validate_namespaces, ChannelOptions, ChannelRegex, Namespace};
+pub use options::{parse_namespaces, validate_namespaces, ChannelOptions, ChannelRegex, Namespace, SubscriptionType};
 
 /// Channels starting with this need a subscription token.
 pub const PRIVATE_PREFIX: char = '$';
@@ -77,10 +77,11 @@ impl ChannelRules {
         max_length: usize,
     ) -> Result<Self, String> {
         top.validate()?;
+        let top = top.normalized();
         let mut map = HashMap::new();
         for (name, options) in namespaces {
             options.validate().map_err(|e| format!("namespace {name:?}: {e}"))?;
-            map.insert(name, options);
+            map.insert(name, options.normalized());
         }
         Ok(ChannelRules { top, namespaces: map, max_length })
     }
@@ -195,7 +196,12 @@ impl Resolved<'_> {
 
 /// Centrifugo's rule for publish, presence and history: allowed for clients,
 /// or for subscribers; anonymous clients additionally need the anonymous flag.
-fn allowed(for_client: bool, for_subscriber: bool, for_anonymous: bool, actor: Actor) -> Result<(), ErrorCode> {
+pub(crate) fn allowed(
+    for_client: bool,
+    for_subscriber: bool,
+    for_anonymous: bool,
+    actor: Actor,
+) -> Result<(), ErrorCode> {
     let who_ok = !actor.anonymous() || for_anonymous;
     if who_ok && (for_client || (for_subscriber && actor.subscribed)) {
         Ok(())

@@ -3,7 +3,7 @@
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_with::{DisplayFromStr, PickFirst, Same};
+use serde_with::{json::JsonString, DisplayFromStr, PickFirst, Same};
 use std::time::Duration;
 
 /// Reads a number or boolean given either as itself (a JSON file) or as
@@ -92,6 +92,13 @@ pub struct ChannelOptions {
     /// subscribe (server-side ones too) gets the latest publication without
     /// asking for recovery.
     pub auto_cache_recover: bool,
+    // Map subscriptions (issue #20, Centrifugo v6.8+; see `crate::map`).
+    /// `stream` (default: publications with history) or `map` (key-value state).
+    pub subscription_type: SubscriptionType,
+    /// With `subscription_type: map`: the map's options (a JSON object; as a
+    /// variable, its JSON text).
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub map: crate::map::options::MapOptions,
 }
 
 /// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
@@ -106,6 +113,20 @@ pub enum RecoveryMode {
     /// last state).
     #[serde(rename = "cache")]
     Cache,
+}
+
+/// What subscribing to a namespace's channels means (Centrifugo's
+/// `subscription_type`; `map_clients`, `map_users` and `shared_poll` are
+/// not implemented and refused).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionType {
+    /// Publications with optional history (Centrifugo's default).
+    #[default]
+    #[serde(alias = "")]
+    Stream,
+    /// Key-value state with a change stream (map subscriptions).
+    Map,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -227,6 +248,23 @@ impl ChannelOptions {
         if self.auto_cache_recover && !(self.force_recovery && self.force_recovery_mode == RecoveryMode::Cache) {
             return Err("auto_cache_recover needs force_recovery and force_recovery_mode \"cache\"".into());
         }
+        if self.subscription_type == SubscriptionType::Map {
+            self.map.validate()?;
+        } else if self.map != crate::map::options::MapOptions::default() {
+            return Err("map options need subscription_type map".into());
+        }
         Ok(())
+    }
+
+    /// The options as the gateway applies them: a map namespace in a stream
+    /// mode keeps its changes as channel history (`map.stream_size`,
+    /// `map.stream_ttl`), which recovery then reads.
+    pub fn normalized(mut self) -> Self {
+        if self.subscription_type == SubscriptionType::Map {
+            let (size, ttl) = self.map.stream().unzip();
+            self.history_size = size.unwrap_or(0);
+            self.history_ttl = ttl;
+        }
+        self
     }
 }

@@ -95,6 +95,14 @@ fn write_publication_push(channel: &str, publication: &Publication, out: &mut By
         fields.key(out, b"\"tags\":");
         write_tags(out, &publication.tags)?;
     }
+    // Map subscriptions' fields, in the order serde writes them.
+    if !publication.key.is_empty() {
+        fields.key(out, b"\"key\":");
+        write_str(out, &publication.key)?;
+    }
+    if publication.removed {
+        fields.key(out, b"\"removed\":true");
+    }
     out.put_slice(b"}}}");
     Ok(())
 }
@@ -428,7 +436,9 @@ mod tests {
                 info: Some(ClientInfo { conn_info: Bytes::new(), ..info }),
                 offset: 1,
                 tags: tags(&[("k1", "v1"), ("quote\"", "line\nbreak"), ("", ""), ("ü", "☃")]),
+                ..Default::default()
             },
+            Publication { key: "k\"ey".into(), removed: true, offset: 3, ..Default::default() },
         ]
     }
 

@@ -12,6 +12,7 @@ mod connect;
 pub(crate) mod driver;
 pub(crate) mod error;
 mod personal;
+mod map;
 mod proxy;
 mod publish;
 mod subscribe;

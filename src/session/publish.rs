@@ -9,6 +9,9 @@ use crate::protocol::{PublishRequest, PublishResult, Reply};
 
 impl Session {
     pub(super) async fn publish(&mut self, req: PublishRequest) -> Result<Reply, CommandError> {
+        if req.r#type != 0 || self.is_map_channel(&req.channel) {
+            return self.map_publish(req).await;
+        }
         // A namespace with a publish proxy lets the backend decide instead
         // of the permission options (Centrifugo's OnPublish), and publish
         // what it answers.

@@ -16,10 +16,13 @@ use crate::protocol::{
 /// (centrifuge's `subscriptionFlagRejectUnrecovered`). Bit 0, channel
 /// compaction, is left unset in every reply: Centrifugo v6 offers no option
 /// that allows it, so it never assigns channel ids either.
-const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
+pub(super) const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
 
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
+        if req.r#type != 0 || self.is_map_channel(&req.channel) {
+            return self.map_subscribe(req).await;
+        }
         let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());

@@ -20,6 +20,10 @@ pub(super) const HEADER_TIME: &str = "Natsgate-Time";
 /// header's value (see [`NatsBroker::write_marker`]). Never delivered nor
 /// returned; it only anchors recovery, like the oldest held publication.
 pub(super) const HEADER_POSITION: &str = "Natsgate-Position";
+/// Header with a map channel publication's key (see [`crate::map`]).
+pub(super) const HEADER_MAP_KEY: &str = "Natsgate-Map-Key";
+/// Header marking a map publication that removes its key (value `1`).
+pub(super) const HEADER_MAP_REMOVED: &str = "Natsgate-Map-Removed";
 
 /// Builds the NATS headers for a publication; None when there is no metadata.
 pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
@@ -39,6 +43,13 @@ pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
     }
     if let Some(time) = message.time_ms {
         headers.insert(HEADER_TIME, time.to_string().as_str());
+    }
+    if let Some(key) = &message.key {
+        // Map keys are checked to be header-safe where they enter (see `crate::map::valid_key`).
+        headers.insert(HEADER_MAP_KEY, key.as_str());
+    }
+    if message.removed {
+        headers.insert(HEADER_MAP_REMOVED, "1");
     }
     (!headers.is_empty()).then_some(headers)
 }
@@ -66,6 +77,8 @@ pub(super) fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &asy
     out.event = headers.get(HEADER_EVENT).and_then(|e| PresenceEvent::parse(e.as_str()));
     out.marker = marker_of(headers);
     out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
+    out.key = headers.get(HEADER_MAP_KEY).map(|k| k.as_str().to_string());
+    out.removed = headers.get(HEADER_MAP_REMOVED).is_some_and(|v| v.as_str() == "1");
     if let Some(info) = headers.get(HEADER_INFO) {
         match serde_json::from_str::<ClientInfo>(info.as_str()) {
             Ok(info) => out.info = Some(info),

@@ -23,6 +23,7 @@ pub(crate) mod connect;
 mod epochs;
 pub(crate) mod headers;
 mod history;
+mod map_state;
 mod markers;
 mod node;
 mod reorder;
@@ -62,6 +63,8 @@ pub(crate) struct NatsBroker {
     /// Namespace -> the history epoch its meta stream was last found (or
     /// made) to belong to, so most reads skip that check.
     meta_checked: parking_lot::Mutex<HashMap<String, String>>,
+    /// Map namespaces' state buckets, once found or made (see `map_state.rs`).
+    map_stores: parking_lot::Mutex<HashMap<String, jetstream::kv::Store>>,
 }
 
 impl NatsBroker {
@@ -134,6 +137,7 @@ impl NatsBroker {
             history,
             replicas: connect.history_replicas,
             meta_checked: Default::default(),
+            map_stores: Default::default(),
         };
         if broker.history.namespaces().next().is_some() {
             broker._advisories = Some(broker.watch_streams().await?);
@@ -301,6 +305,25 @@ impl Broker for NatsBroker {
 
     fn is_connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    async fn map_write(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: crate::broker::MapEntry,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<(), BrokerError> {
+        self.write_map_entry(channel, key, entry, key_ttl).await
+    }
+
+    async fn map_read(
+        &self,
+        channel: &str,
+        key: Option<&str>,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, crate::broker::MapEntry)>, BrokerError> {
+        self.read_map_state(channel, key, key_ttl).await
     }
 }
 

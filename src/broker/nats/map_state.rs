@@ -1,0 +1,150 @@
+//! Map channel state on NATS: one JetStream key-value bucket per map
+//! namespace (`<history stream name>_map`, `max_age` = `map.key_ttl`), one
+//! key per channel key (`<channel token>.<key token>`, both encoded as
+//! subject tokens), so every gateway reads the same state and none keeps it.
+
+use async_nats::jetstream;
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use std::time::Duration;
+
+use super::{unavailable, NatsBroker};
+use crate::broker::subject::encode_token;
+use crate::broker::{BrokerError, MapEntry};
+
+/// Compare-and-set attempts before a write gives up (each lost race means
+/// another gateway wrote the key in between; a few suffice).
+const CAS_ATTEMPTS: usize = 8;
+/// Bound on reading a channel's state (one ordered consumer).
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl NatsBroker {
+    /// The namespace's state bucket, made on first use.
+    async fn map_store(&self, channel: &str, key_ttl: Option<Duration>) -> Result<kv::Store, BrokerError> {
+        let namespace = crate::channels::namespace_of(channel);
+        if let Some(store) = self.map_stores.lock().get(namespace) {
+            return Ok(store.clone());
+        }
+        let bucket = format!("{}_map", self.subjects.stream_name(namespace));
+        let store = match self.jetstream.get_key_value(bucket.clone()).await {
+            Ok(store) => store,
+            Err(_) => {
+                // The bucket's stream made directly: async-nats'
+                // `create_key_value` first asks for the account info, whose
+                // reply it cannot parse from nats-server 2.9. Same settings
+                // as a KV bucket (one value per key, rollups, direct gets).
+                let max_age = key_ttl.unwrap_or_default();
+                let config = jetstream::stream::Config {
+                    name: format!("KV_{bucket}"),
+                    subjects: vec![format!("$KV.{bucket}.>")],
+                    max_messages_per_subject: 1,
+                    max_age,
+                    duplicate_window: if max_age.is_zero() {
+                        Duration::from_secs(120)
+                    } else {
+                        max_age.min(Duration::from_secs(120))
+                    },
+                    storage: jetstream::stream::StorageType::File,
+                    num_replicas: self.replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: jetstream::stream::DiscardPolicy::New,
+                    ..Default::default()
+                };
+                self.jetstream.get_or_create_stream(config).await.map_err(unavailable)?;
+                self.jetstream.get_key_value(bucket).await.map_err(unavailable)?
+            }
+        };
+        self.map_stores.lock().insert(namespace.to_string(), store.clone());
+        Ok(store)
+    }
+
+    pub(super) async fn write_map_entry(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: MapEntry,
+        key_ttl: Option<Duration>,
+    ) -> Result<(), BrokerError> {
+        let store = self.map_store(channel, key_ttl).await?;
+        let name = format!("{}.{}", encode_token(channel), encode_token(key));
+        let value = entry.encode();
+        for _ in 0..CAS_ATTEMPTS {
+            let held = store.entry(name.clone()).await.map_err(unavailable)?;
+            let written = match held {
+                Some(held) if held.operation == kv::Operation::Put => {
+                    let superseded = MapEntry::decode(held.value).is_none_or(|h| entry.supersedes(&h));
+                    if !superseded {
+                        return Ok(());
+                    }
+                    store.update(&name, value.clone(), held.revision).await.map(|_| ()).map_err(|e| {
+                        (e.kind() == kv::UpdateErrorKind::WrongLastRevision).then_some(()).ok_or_else(|| unavailable(e))
+                    })
+                }
+                _ => store.create(&name, value.clone()).await.map(|_| ()).map_err(|e| {
+                    (e.kind() == kv::CreateErrorKind::AlreadyExists).then_some(()).ok_or_else(|| unavailable(e))
+                }),
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                // Lost a race: read the key again.
+                Err(Ok(())) => continue,
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        Err(BrokerError::Unavailable(format!("map key kept changing while writing it ({CAS_ATTEMPTS} attempts)")))
+    }
+
+    pub(super) async fn read_map_state(
+        &self,
+        channel: &str,
+        key: Option<&str>,
+        key_ttl: Option<Duration>,
+    ) -> Result<Vec<(String, MapEntry)>, BrokerError> {
+        let store = self.map_store(channel, key_ttl).await?;
+        let prefix = format!("{}{}.", store.prefix, encode_token(channel));
+        let filter = match key {
+            Some(key) => format!("{prefix}{}", encode_token(key)),
+            None => format!("{prefix}>"),
+        };
+        let read = async {
+            // The last message of each key: an ordered consumer told how
+            // many there are when it was made, read until none is pending.
+            let consumer = store
+                .stream
+                .create_consumer(jetstream::consumer::push::OrderedConfig {
+                    deliver_subject: self.client.new_inbox(),
+                    filter_subject: filter,
+                    deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                    replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            if consumer.cached_info().num_pending == 0 {
+                return Ok(out);
+            }
+            let mut messages = consumer.messages().await.map_err(unavailable)?;
+            let now = crate::broker::now_ms();
+            while let Some(message) = messages.next().await {
+                let message = message.map_err(unavailable)?;
+                let pending = message.info().map_err(unavailable)?.pending;
+                let is_put = message.headers.as_ref().and_then(|h| h.get("KV-Operation")).is_none();
+                let name = message.subject.strip_prefix(&prefix).and_then(crate::broker::subject::decode_token);
+                if let (true, Some(name), Some(entry)) = (is_put, name, MapEntry::decode(message.payload.clone())) {
+                    if !entry.removed && !entry.expired(key_ttl, now) {
+                        out.push((name, entry));
+                    }
+                }
+                if pending == 0 {
+                    break;
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        };
+        tokio::time::timeout(READ_TIMEOUT, read).await.map_err(|_| unavailable("map state read timed out"))?
+    }
+}

@@ -1,0 +1,138 @@
+//! Map subscriptions (Centrifugo v6.8+, centrifuge `client_map.go`): a
+//! channel whose subscribers share key-value state. A change (set or remove
+//! one key) is a publication on the channel carrying `key` (and `removed`);
+//! the state is kept by the broker ([`crate::broker::Broker::map_write`]:
+//! a JetStream key-value bucket per namespace on NATS), the changes are the
+//! channel's history, so recovery works as for any channel.
+//!
+//! A change is written in three steps so that a subscriber, which reads the
+//! stream position first and the state second, never misses one: the state
+//! entry is written first (offset 0, "pending"), then the change is
+//! published (which gives it its offset), then the entry is written again
+//! with that offset, unless a later change of the key already was. A change
+//! the position counts was therefore in the state before the position was
+//! read; a later one is in the stream the subscriber catches up on.
+//!
+//! Subscribing (`type: 1` in the subscribe request): phase 2 pages through
+//! the state (the cursor carries the frozen position, so pages need no
+//! server-side memory); its last page subscribes live and carries the
+//! changes since the position (phase 0). Reconnecting clients send phase 1
+//! (or 0) with `recover`, `offset` and `epoch` and get the missed changes,
+//! or error 112 when they are gone (the SDK then loads the state again).
+
+pub(crate) mod api;
+pub mod options;
+
+use bytes::Bytes;
+use std::collections::HashMap;
+
+use crate::broker::{now_ms, Broker, BrokerError, MapEntry, Message, Position, Query};
+use crate::protocol::ClientInfo;
+use options::MapOptions;
+
+/// One change of a map channel: `key` set to `data`, or removed.
+pub(crate) struct Change {
+    pub(crate) key: String,
+    pub(crate) data: Bytes,
+    pub(crate) tags: HashMap<String, String>,
+    pub(crate) info: Option<ClientInfo>,
+    pub(crate) removed: bool,
+}
+
+/// What became of a change.
+pub(crate) enum Applied {
+    /// Published; at this position in stream modes.
+    Published(Option<Position>),
+    /// Nothing to do (Centrifugo's `suppressed` with its reason), with the
+    /// channel's current position in stream modes.
+    Suppressed(&'static str, Option<Position>),
+}
+
+/// A key is usable when it is not empty and has no control characters (it
+/// rides in a NATS header).
+pub(crate) fn valid_key(key: &str) -> bool {
+    !key.is_empty() && !key.chars().any(char::is_control)
+}
+
+/// Applies one change (see the module docs for the order of the writes).
+pub(crate) async fn apply(
+    broker: &dyn Broker,
+    options: &MapOptions,
+    channel: &str,
+    change: Change,
+) -> Result<Applied, BrokerError> {
+    let ttl = options.key_ttl.filter(|t| !t.is_zero());
+    if change.removed && broker.map_read(channel, Some(&change.key), ttl).await?.is_empty() {
+        return Ok(Applied::Suppressed("key_not_found", position(broker, options, channel).await?));
+    }
+    let time_ms = now_ms();
+    let data = if change.removed { Bytes::new() } else { change.data };
+    let entry = MapEntry { data: data.clone(), tags: change.tags.clone(), offset: 0, time_ms, removed: change.removed };
+    broker.map_write(channel, &change.key, entry.clone(), ttl).await?;
+    let message = Message {
+        data,
+        info: change.info,
+        tags: change.tags,
+        time_ms: Some(time_ms),
+        key: Some(change.key.clone()),
+        removed: change.removed,
+        ..Default::default()
+    };
+    let position = broker.publish(channel, message).await?;
+    if let Some(position) = &position {
+        broker.map_write(channel, &change.key, MapEntry { offset: position.offset, ..entry }, ttl).await?;
+    }
+    Ok(Applied::Published(position))
+}
+
+/// The channel stream's current position (stream modes).
+pub(crate) async fn position(
+    broker: &dyn Broker,
+    options: &MapOptions,
+    channel: &str,
+) -> Result<Option<Position>, BrokerError> {
+    if !options.mode.has_stream() {
+        return Ok(None);
+    }
+    Ok(Some(broker.history(channel, Query::default()).await?.position))
+}
+
+/// A state entry as subscribers see it.
+pub(crate) fn state_publication(key: String, entry: MapEntry) -> crate::protocol::Publication {
+    crate::protocol::Publication { data: entry.data, offset: entry.offset, tags: entry.tags, key, ..Default::default() }
+}
+
+/// The state page cursor: the frozen position and the last key sent, so a
+/// page request needs nothing remembered between requests.
+pub(crate) fn encode_cursor(position: &Position, last_key: &str) -> String {
+    format!("{}:{}:{}", position.offset, position.epoch, last_key)
+}
+
+/// Reads [`encode_cursor`]'s form.
+pub(crate) fn decode_cursor(cursor: &str) -> Option<(Position, String)> {
+    let mut parts = cursor.splitn(3, ':');
+    let offset = parts.next()?.parse().ok()?;
+    let epoch = parts.next()?.to_string();
+    let key = parts.next()?.to_string();
+    Some((Position { offset, epoch }, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_keys_with_separators() {
+        let position = Position { offset: 42, epoch: "ab".into() };
+        let (p, k) = decode_cursor(&encode_cursor(&position, "a:b:c")).unwrap();
+        assert_eq!((p.offset, p.epoch.as_str(), k.as_str()), (42, "ab", "a:b:c"));
+        assert!(decode_cursor("x:y").is_none());
+    }
+
+    #[test]
+    fn keys_with_control_characters_are_refused() {
+        assert!(valid_key("user:42 é"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("a\r\nb"));
+    }
+}

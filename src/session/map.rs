@@ -1,0 +1,173 @@
+//! Map subscriptions on the client side: `subscribe` with `type: 1` (state
+//! pages, then live with the changes since) and `publish` with `type: 1`
+//! (set or remove a key). See [`crate::map`] for the protocol.
+
+use super::error::CommandError;
+use super::subscribe::FLAG_REJECT_UNRECOVERED;
+use super::{Session, SubState};
+use crate::auth::TokenError;
+use crate::broker::Position;
+use crate::channels::{allowed, Actor, SubscriptionType};
+use crate::map::{self, Change};
+use crate::protocol::codes::{Disconnect, ErrorCode};
+use crate::protocol::{PublishRequest, PublishResult, Reply, SubscribeRequest, SubscribeResult};
+
+/// `SubscribeRequest.type` and `SubscribeResult.type` of map subscriptions.
+pub(super) const TYPE_MAP: i32 = 1;
+/// Map subscribe phases (centrifuge `MapPhaseLive`, `MapPhaseStream`, `MapPhaseState`).
+const PHASE_LIVE: i32 = 0;
+const PHASE_STREAM: i32 = 1;
+const PHASE_STATE: i32 = 2;
+
+impl Session {
+    /// Whether a channel's namespace is a map namespace (false for unknown
+    /// namespaces, which the regular path refuses).
+    pub(super) fn is_map_channel(&self, channel: &str) -> bool {
+        self.app.rules.resolve(channel).is_ok_and(|r| r.options.subscription_type == SubscriptionType::Map)
+    }
+
+    pub(super) async fn map_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
+        let channel = req.channel.clone();
+        let app = self.app.clone();
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if channel.len() > app.config.channel_max_length {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        if conn.channels.contains_key(&channel) {
+            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
+        }
+        if conn.channels.len() >= app.config.client_channel_limit {
+            return Err(ErrorCode::LIMIT_EXCEEDED.into());
+        }
+        let resolved = app.rules.resolve(&channel)?;
+        // A map request for another kind of channel, or the reverse: 107,
+        // as centrifuge answers a type that differs from the channel's.
+        if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let (expire_at, info, data) = if req.token.is_empty() {
+            let actor = Actor { user: &conn.handle.user, subscribed: false };
+            resolved.can_subscribe(actor, false)?;
+            (None, bytes::Bytes::new(), bytes::Bytes::new())
+        } else {
+            let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
+                TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
+                TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
+            })?;
+            let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
+            if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+            (claims.expire_at, claims.info, claims.data)
+        };
+        let options = &resolved.options.map;
+        let stream = options.mode.has_stream();
+        let broker = app.broker.clone();
+        let mut result = SubscribeResult { r#type: TYPE_MAP, recoverable: stream, data, ..Default::default() };
+        let (expires, ttl) = super::ttl_of(expire_at);
+        (result.expires, result.ttl) = (expires, ttl);
+        let since = match req.phase {
+            PHASE_STATE => {
+                // The position is frozen by the first page and carried in
+                // the cursor; entries changed after it come from the stream.
+                let (position, after) = if req.cursor.is_empty() {
+                    (map::position(broker.as_ref(), options, &channel).await?, None)
+                } else {
+                    let (position, key) = map::decode_cursor(&req.cursor).ok_or(ErrorCode::BAD_REQUEST)?;
+                    (stream.then_some(position), Some(key))
+                };
+                let ttl = options.key_ttl.filter(|t| !t.is_zero());
+                let frozen = position.as_ref().map(|p| p.offset);
+                let mut entries: Vec<_> = broker
+                    .map_read(&channel, None, ttl)
+                    .await?
+                    .into_iter()
+                    .filter(|(k, e)| {
+                        after.as_ref().is_none_or(|a| k > a)
+                            && (after.is_none() || frozen.is_none_or(|f| e.offset <= f))
+                    })
+                    .collect();
+                let page = options.page_size(req.limit);
+                if entries.len() > page {
+                    entries.truncate(page);
+                    let last = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
+                    let position = position.unwrap_or_default();
+                    result.phase = PHASE_STATE;
+                    result.cursor = map::encode_cursor(&position, &last);
+                    (result.epoch, result.offset) = (position.epoch, position.offset);
+                    result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                    return Ok(Reply { subscribe: Some(result), ..Default::default() });
+                }
+                result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                position.map(|p| (p, false))
+            }
+            PHASE_STREAM | PHASE_LIVE if stream => {
+                if !req.recover && req.phase == PHASE_STREAM {
+                    return Err(ErrorCode::PERMISSION_DENIED.into());
+                }
+                Some((Position { offset: req.offset, epoch: req.epoch.clone() }, req.recover))
+            }
+            PHASE_LIVE => None,
+            _ => return Err(ErrorCode::BAD_REQUEST.into()),
+        };
+        let state = SubState { expire_at, server_side: false, info, join_leave: false, positioned: stream };
+        self.join_channel(&channel, state).await?;
+        if let Some((position, recovering)) = since {
+            let catch_up = SubscribeRequest {
+                channel: channel.clone(),
+                recover: true,
+                offset: position.offset,
+                epoch: position.epoch.clone(),
+                flag: FLAG_REJECT_UNRECOVERED,
+                ..Default::default()
+            };
+            let recovered = match self.recover(&channel, &catch_up).await {
+                Ok(recovered) => recovered,
+                Err(e) => {
+                    self.leave_channel(&channel);
+                    return Err(e);
+                }
+            };
+            let last = recovered.publications.last().map_or(0, |p| p.offset);
+            result.epoch = recovered.epoch;
+            result.offset = last.max(position.offset);
+            result.publications = recovered.publications;
+            if recovering {
+                (result.recovered, result.was_recovering) = (true, true);
+            }
+        }
+        Ok(Reply { subscribe: Some(result), ..Default::default() })
+    }
+
+    /// `publish` with `type: 1`: sets `key` to `data`, or with `removed`
+    /// removes it, under the namespace's `map.allow_publish_*` /
+    /// `map.allow_remove_*` rules.
+    pub(super) async fn map_publish(&mut self, req: PublishRequest) -> Result<Reply, CommandError> {
+        if req.channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let app = self.app.clone();
+        let resolved = app.rules.resolve(&req.channel)?;
+        if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        if !map::valid_key(&req.key) {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
+        let o = &resolved.options.map;
+        if req.removed {
+            allowed(o.allow_remove_for_client, o.allow_remove_for_subscriber, o.allow_remove_for_anonymous, actor)?;
+        } else {
+            allowed(o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous, actor)?;
+        }
+        let info = Some(conn.client_info(&req.channel));
+        let change = Change { key: req.key, data: req.data, tags: Default::default(), info, removed: req.removed };
+        map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
+        Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
+    }
+}

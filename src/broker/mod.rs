@@ -44,12 +44,15 @@ pub struct Message {
     /// A hidden position marker (NATS history only; see `nats.rs`): the
     /// channel position it stands for. Never delivered nor returned.
     pub marker: Option<u64>,
+    /// Published with the delta flag (issue #20): subscribers that asked for
+    /// fossil deltas get a delta against the channel's previous publication.
+    pub delta: bool,
 }
 
 impl From<Message> for crate::protocol::Publication {
     /// What subscribers see of a broker message (history, recovery, live).
     fn from(m: Message) -> Self {
-        crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags }
+        crate::protocol::Publication { data: m.data, info: m.info, offset: m.offset, tags: m.tags, delta: false }
     }
 }
 

@@ -84,6 +84,17 @@ pub struct ChannelOptions {
     pub publish_proxy_name: String,
     /// With `granular_proxy_mode`: the named proxy extending subscriptions.
     pub sub_refresh_proxy_name: String,
+    // Delta compression and tags filter (issue #20, Centrifugo v6's names).
+    /// Delta types subscribers may ask for (`delta` in the subscribe
+    /// request): only `fossil` exists; empty turns delta compression off. A
+    /// JSON array, or names separated by spaces or commas.
+    #[serde(deserialize_with = "crate::proxy::options::names")]
+    pub allowed_delta_types: Vec<String>,
+    /// Every publication in these channels is published with the `delta`
+    /// flag (as the API's `publish` with `delta: true`).
+    pub delta_publish: bool,
+    /// Clients may give a tags filter (`tf`) when subscribing.
+    pub allow_tags_filter: bool,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -200,6 +211,10 @@ impl ChannelOptions {
         }
         if self.force_push_join_leave && !self.join_leave {
             return Err("force_push_join_leave needs join_leave".into());
+        }
+        // Centrifugo's config validation: the only delta type is fossil.
+        if let Some(unknown) = self.allowed_delta_types.iter().find(|t| *t != "fossil") {
+            return Err(format!("unknown allowed delta type: \"{unknown}\" (allowed_delta_types)"));
         }
         Ok(())
     }

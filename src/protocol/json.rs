@@ -95,6 +95,9 @@ fn write_publication_push(channel: &str, publication: &Publication, out: &mut By
         fields.key(out, b"\"tags\":");
         write_tags(out, &publication.tags)?;
     }
+    if publication.delta {
+        fields.key(out, b"\"delta\":true");
+    }
     out.put_slice(b"}}}");
     Ok(())
 }

@@ -20,6 +20,9 @@ pub(super) const HEADER_TIME: &str = "Natsgate-Time";
 /// header's value (see [`NatsBroker::write_marker`]). Never delivered nor
 /// returned; it only anchors recovery, like the oldest held publication.
 pub(super) const HEADER_POSITION: &str = "Natsgate-Position";
+/// `true` on a publication made with the delta flag (issue #20); a direct
+/// NATS publisher may set it too.
+pub(super) const HEADER_DELTA: &str = "Natsgate-Delta";
 
 /// Builds the NATS headers for a publication; None when there is no metadata.
 pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
@@ -40,6 +43,9 @@ pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
     if let Some(time) = message.time_ms {
         headers.insert(HEADER_TIME, time.to_string().as_str());
     }
+    if message.delta {
+        headers.insert(HEADER_DELTA, "true");
+    }
     (!headers.is_empty()).then_some(headers)
 }
 
@@ -57,6 +63,7 @@ pub(super) fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &asy
     // Set on messages a history stream republishes: the stream sequence.
     out.offset = headers.get("Nats-Sequence").and_then(|s| s.as_str().parse().ok()).unwrap_or(0);
     out.prev_offset = headers.get("Nats-Last-Sequence").and_then(|s| s.as_str().parse().ok());
+    out.delta = headers.get(HEADER_DELTA).is_some_and(|v| v.as_str() == "true");
     if let Some(tags) = headers.get(HEADER_TAGS) {
         match serde_json::from_str(tags.as_str()) {
             Ok(tags) => out.tags = tags,

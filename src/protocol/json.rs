@@ -431,6 +431,7 @@ mod tests {
                 info: Some(ClientInfo { conn_info: Bytes::new(), ..info }),
                 offset: 1,
                 tags: tags(&[("k1", "v1"), ("quote\"", "line\nbreak"), ("", ""), ("ü", "☃")]),
+                delta: true,
             },
         ]
     }

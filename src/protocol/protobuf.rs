@@ -302,7 +302,13 @@ mod tests {
             Publication { offset: u64::MAX, ..Default::default() },
             Publication { info: Some(ClientInfo::default()), ..Default::default() },
             Publication { data: big.clone(), info: Some(info.clone()), offset: 17, ..Default::default() },
-            Publication { data: big, info: Some(info), offset: 1, tags: tags(&[("k1", "v1"), ("k2", ""), ("", "v")]) },
+            Publication {
+                data: big,
+                info: Some(info),
+                offset: 1,
+                tags: tags(&[("k1", "v1"), ("k2", ""), ("", "v")]),
+                delta: true,
+            },
         ];
         let long_channel = "x".repeat(200);
         for channel in ["c", "", long_channel.as_str()] {

@@ -43,6 +43,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub(crate) mod context;
+pub(crate) mod delta;
 // Entry points for the fuzz targets in fuzz/ (`--features fuzzing` only).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -60,6 +61,7 @@ pub(crate) mod session;
 pub(crate) mod shutdown;
 pub(crate) mod startup;
 pub(crate) mod survey;
+pub(crate) mod tags_filter;
 pub(crate) mod transport;
 pub mod user_command;
 

@@ -123,7 +123,8 @@ async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError>
         Command::Publish(p) => {
             let data = payload(p.data, &p.b64data)?;
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
-            Ok(Reply::Publish(publish(app, &p.channel, data, p.tags, p.skip_history, key).await?))
+            let flags = Flags { skip_history: p.skip_history, delta: p.delta };
+            Ok(Reply::Publish(publish(app, &p.channel, data, p.tags, flags, key).await?))
         }
         Command::Broadcast(p) => {
             let data = payload(p.data, &p.b64data)?;
@@ -133,10 +134,10 @@ async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError>
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);
             // Concurrently (bounded), answered in the request's order.
             use futures_util::StreamExt;
-            let (tags, skip) = (p.tags, p.skip_history);
+            let (tags, flags) = (p.tags, Flags { skip_history: p.skip_history, delta: p.delta });
             let publishes = p.channels.into_iter().map(|channel| {
                 let (data, tags, key) = (data.clone(), tags.clone(), key.clone());
-                async move { publish(app, &channel, data, tags, skip, key).await }
+                async move { publish(app, &channel, data, tags, flags, key).await }
             });
             let responses = futures_util::stream::iter(publishes).buffered(IN_FLIGHT).collect().await;
             Ok(Reply::Broadcast(responses))
@@ -219,17 +220,29 @@ fn check_channel(app: &AppContext, channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The flags of a `publish` or `broadcast`.
+#[derive(Clone, Copy)]
+struct Flags {
+    skip_history: bool,
+    /// Asked for, or the namespace's `delta_publish` (as Centrifugo's
+    /// `internal/api` decides).
+    delta: bool,
+}
+
 /// Publishes; the position is set when the channel keeps history.
 async fn publish(
     app: &AppContext,
     channel: &str,
     data: Bytes,
     tags: HashMap<String, String>,
-    skip_history: bool,
+    flags: Flags,
     idempotency_key: Option<String>,
 ) -> Result<Option<Position>, ApiError> {
     check_channel(app, channel)?;
-    let message = Message { data, tags, time_ms: Some(now_ms()), idempotency_key, skip_history, ..Default::default() };
+    let delta = flags.delta || app.rules.resolve(channel).map_err(ApiError)?.options.delta_publish;
+    let skip_history = flags.skip_history;
+    let message =
+        Message { data, tags, time_ms: Some(now_ms()), idempotency_key, skip_history, delta, ..Default::default() };
     Ok(app.broker.publish(channel, message).await?)
 }
 

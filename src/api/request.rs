@@ -181,6 +181,9 @@ pub(crate) struct Publish {
     pub(crate) tags: HashMap<String, String>,
     #[serde(deserialize_with = "or_zero")]
     pub(crate) idempotency_key: String,
+    /// Delta compression for subscribers that asked for it (issue #20).
+    #[serde(deserialize_with = "or_zero")]
+    pub(crate) delta: bool,
 }
 
 /// `broadcast`: Centrifugo's `BroadcastRequest`; one publication to each of
@@ -203,6 +206,9 @@ pub(crate) struct Broadcast {
     pub(crate) tags: HashMap<String, String>,
     #[serde(deserialize_with = "or_zero")]
     pub(crate) idempotency_key: String,
+    /// Delta compression for subscribers that asked for it (issue #20).
+    #[serde(deserialize_with = "or_zero")]
+    pub(crate) delta: bool,
 }
 
 /// `subscribe` / `unsubscribe`: the fields natsgate uses.

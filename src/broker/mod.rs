@@ -50,6 +50,9 @@ pub struct Message {
     pub key: Option<String>,
     /// Map channels: the publication removes `key`.
     pub removed: bool,
+    /// Published with the delta flag (issue #20): subscribers that asked for
+    /// fossil deltas get a delta against the channel's previous publication.
+    pub delta: bool,
 }
 
 impl From<Message> for crate::protocol::Publication {
@@ -62,6 +65,7 @@ impl From<Message> for crate::protocol::Publication {
             tags: m.tags,
             key: m.key.unwrap_or_default(),
             removed: m.removed,
+            delta: false,
         }
     }
 }

@@ -99,6 +99,17 @@ pub struct ChannelOptions {
     /// variable, its JSON text).
     #[serde_as(as = "PickFirst<(Same, JsonString)>")]
     pub map: crate::map::options::MapOptions,
+    // Delta compression and tags filter (issue #20, Centrifugo v6's names).
+    /// Delta types subscribers may ask for (`delta` in the subscribe
+    /// request): only `fossil` exists; empty turns delta compression off. A
+    /// JSON array, or names separated by spaces or commas.
+    #[serde(deserialize_with = "crate::proxy::options::names")]
+    pub allowed_delta_types: Vec<String>,
+    /// Every publication in these channels is published with the `delta`
+    /// flag (as the API's `publish` with `delta: true`).
+    pub delta_publish: bool,
+    /// Clients may give a tags filter (`tf`) when subscribing.
+    pub allow_tags_filter: bool,
 }
 
 /// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
@@ -252,6 +263,10 @@ impl ChannelOptions {
             self.map.validate()?;
         } else if self.map != crate::map::options::MapOptions::default() {
             return Err("map options need subscription_type map".into());
+        }
+        // Centrifugo's config validation: the only delta type is fossil.
+        if let Some(unknown) = self.allowed_delta_types.iter().find(|t| *t != "fossil") {
+            return Err(format!("unknown allowed delta type: \"{unknown}\" (allowed_delta_types)"));
         }
         Ok(())
     }

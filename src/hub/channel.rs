@@ -8,13 +8,14 @@
 //! ([`Channel::activate`]); from then on pushes go straight to the client's
 //! queue, the common path taking no per-subscriber lock.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::OnceCell;
 
+use super::delivery::{self, Base, Delivery, DeltaForms, Filters, SharedFilter, Verdicts};
 use super::ClientHandle;
 use crate::broker::{now_ms, Deliver, Message, PresenceEvent, SubscriptionGuard};
 use crate::metrics::metrics;
@@ -31,6 +32,10 @@ pub(super) struct Channel {
     members: RwLock<Members>,
     /// Offset of the last publication seen (history channels), to detect gaps.
     last_offset: AtomicU64,
+    /// The previous publication, base of the next delta (issue #20).
+    base: Base,
+    /// The subscribers' tags filters, one per distinct filter.
+    filters: Filters,
     /// Filled once the broker subscription is active; shared by concurrent
     /// first subscribers so the broker is asked once. Dropped with the
     /// channel, which unsubscribes the broker.
@@ -58,10 +63,25 @@ pub(super) struct Subscriber {
     stalled: AtomicBool,
     /// Set once the subscribe reply is queued: pushes go straight out.
     live: AtomicBool,
-    /// Until then pushes wait here as (offset, encoded); offset 0 for those
-    /// outside the history (joins, leaves, publications of channels without
-    /// history). None once live.
-    held: Mutex<Option<Vec<(u64, Bytes)>>>,
+    /// Until then pushes wait here; None once live.
+    held: Mutex<Option<Vec<Held>>>,
+    /// Gets fossil deltas (see [`Delivery::delta`]).
+    delta: bool,
+    /// Has had a publication (or a recovery) since subscribing, so the next
+    /// one may be a delta: centrifuge's `flagDeltaAllowed`.
+    delta_ready: AtomicBool,
+    /// Gets only publications passing this filter (not with `delta`).
+    filter: Option<Arc<SharedFilter>>,
+}
+
+/// A push held while the subscribe is answered: offset 0 for those outside
+/// the history (joins, leaves, publications of channels without history);
+/// for a delta subscriber's publication also its delta form, sent instead
+/// once the subscriber has had a publication.
+struct Held {
+    offset: u64,
+    bytes: Bytes,
+    delta: Option<Bytes>,
 }
 
 impl Subscriber {
@@ -74,24 +94,42 @@ impl Subscriber {
             stalled: AtomicBool::new(false),
             live: AtomicBool::new(false),
             held: Mutex::new(Some(Vec::new())),
+            delta: false,
+            delta_ready: AtomicBool::new(false),
+            filter: None,
         }
     }
 
     fn push(&self, offset: u64, bytes: Bytes) {
+        self.push_forms(offset, bytes, None);
+    }
+
+    /// Pushes a publication, or its delta form once the subscriber has had
+    /// one (`delta`: for delta subscribers).
+    fn push_forms(&self, offset: u64, bytes: Bytes, delta: Option<Bytes>) {
         if self.live.load(Ordering::Acquire) {
-            self.client.outbox.push(bytes);
+            self.client.outbox.push(self.pick(bytes, delta));
             return;
         }
         // Rare: only while the subscribe is answered. The lock orders this
         // push against `activate`, which empties the list and turns live.
         let mut held = self.held.lock();
         match held.as_mut() {
-            Some(list) if list.len() < MAX_PENDING => list.push((offset, bytes)),
+            Some(list) if list.len() < MAX_PENDING => list.push(Held { offset, bytes, delta }),
             // Too much arrived meanwhile: the client must start over.
             Some(_) => self.client.outbox.close(Disconnect::INSUFFICIENT_STATE),
             None => {
-                self.client.outbox.push(bytes);
+                self.client.outbox.push(self.pick(bytes, delta));
             }
+        }
+    }
+
+    /// The delta form if the subscriber has had a publication since
+    /// subscribing, else the whole one (which it then has).
+    fn pick(&self, bytes: Bytes, delta: Option<Bytes>) -> Bytes {
+        match delta {
+            Some(delta) if self.delta_ready.swap(true, Ordering::Relaxed) => delta,
+            _ => bytes,
         }
     }
 
@@ -99,9 +137,9 @@ impl Subscriber {
     /// carried or stood for (history offset <= `sent`), and goes live.
     fn activate(&self, sent: u64) {
         let mut held = self.held.lock();
-        for (offset, bytes) in held.take().unwrap_or_default() {
+        for Held { offset, bytes, delta } in held.take().unwrap_or_default() {
             if offset == 0 || offset > sent {
-                self.client.outbox.push(bytes);
+                self.client.outbox.push(self.pick(bytes, delta));
             }
         }
         self.live.store(true, Ordering::Release);
@@ -114,6 +152,8 @@ impl Channel {
             name: name.to_string(),
             members: RwLock::new(Members { subscribers: HashMap::new(), closed: false }),
             last_offset: AtomicU64::new(0),
+            base: Base::default(),
+            filters: Filters::default(),
             broker_sub: OnceCell::new(),
         })
     }
@@ -124,6 +164,25 @@ impl Channel {
     /// of the same name.
     pub(super) fn sink(self: &Arc<Self>) -> Arc<dyn Deliver> {
         Arc::new(Sink(Arc::downgrade(self)))
+    }
+
+    /// Sets what a subscriber asked of its publications (issue #20).
+    pub(super) fn with_delivery(&self, mut subscriber: Subscriber, delivery: Delivery) -> Subscriber {
+        subscriber.delta = delivery.delta;
+        subscriber.filter = delivery.filter.map(|node| self.filters.intern(node));
+        subscriber
+    }
+
+    /// After a successful recovery with deltas: the subscriber's next
+    /// publication may be a delta (centrifuge sets `flagDeltaAllowed`), and
+    /// the last recovered publication, the channel's latest, may be the base.
+    pub(super) fn delta_recovered(&self, key: u64, last: Option<(u64, Bytes)>) {
+        if let Some(sub) = self.members.read().subscribers.get(&key) {
+            sub.delta_ready.store(true, Ordering::Relaxed);
+        }
+        if let Some((offset, data)) = last {
+            self.base.seed(offset, data);
+        }
     }
 
     /// Adds a subscriber, held until [`Channel::activate`]. Gives it back if
@@ -182,7 +241,12 @@ impl Channel {
         if let Some(event) = message.event {
             return deliver_presence_event(channel, &members, event, message.info.unwrap_or_default());
         }
+        let mut base = None;
         if message.offset > 0 {
+            // Markers too: the publication after one names it as previous.
+            let prev = message.prev_offset.unwrap_or(message.offset - 1);
+            let previous = self.base.advance(message.offset, prev, &message.data);
+            base = previous.filter(|_| message.delta && message.marker.is_none());
             let last = self.last_offset.swap(message.offset, Ordering::Relaxed);
             // The stream says which offset came before this one in the channel.
             if last != 0 && message.prev_offset.is_some_and(|prev| prev != last) {
@@ -197,11 +261,46 @@ impl Channel {
         }
         let publication = Publication::from(message);
         let mut encoded = Encoded::default();
+        let mut forms = DeltaForms::new(channel, &publication, base);
+        let mut verdicts = Verdicts::default();
+        let offset = publication.offset;
         for sub in members.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {
-            if let Some(bytes) = encoded.get(sub.client.protocol, channel, &publication) {
-                sub.push(publication.offset, bytes);
+            let protocol = sub.client.protocol;
+            if sub.delta {
+                deliver_delta(sub, offset, protocol, &mut forms, || encoded.get(protocol, channel, &publication));
+                continue;
+            }
+            if sub.filter.as_ref().is_some_and(|f| !verdicts.passes(f, &publication)) {
+                continue;
+            }
+            if let Some(bytes) = encoded.get(protocol, channel, &publication) {
+                sub.push(offset, bytes);
             }
         }
+    }
+}
+
+/// A delta subscriber's publication: live, only the form it gets is made;
+/// held, both (see [`Subscriber::pick`]).
+fn deliver_delta(
+    sub: &Subscriber,
+    offset: u64,
+    protocol: Protocol,
+    forms: &mut DeltaForms<'_>,
+    mut plain: impl FnMut() -> Option<Bytes>,
+) {
+    if sub.live.load(Ordering::Acquire) {
+        let bytes = match sub.delta_ready.swap(true, Ordering::Relaxed) {
+            true => forms.delta(protocol, &mut plain),
+            false => forms.whole(protocol, &mut plain),
+        };
+        if let Some(bytes) = bytes {
+            sub.client.outbox.push(bytes);
+        }
+        return;
+    }
+    if let (Some(whole), Some(delta)) = (forms.whole(protocol, &mut plain), forms.delta(protocol, &mut plain)) {
+        sub.push_forms(offset, whole, Some(delta));
     }
 }
 
@@ -285,8 +384,4 @@ impl Encoded {
     }
 }
 
-fn encode(protocol: Protocol, channel: &str, publication: &Publication) -> Option<Bytes> {
-    let mut out = BytesMut::with_capacity(publication.data.len() + channel.len() + 48);
-    protocol.encode_publication_push(channel, publication, &mut out).ok()?;
-    Some(out.freeze())
-}
+use delivery::encode;

@@ -19,6 +19,7 @@
 //! subscription drop the live publications its reply already carried.
 
 mod channel;
+mod delivery;
 mod index;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{ClientInfo, Protocol};
 use crate::user_command::UserCommand;
 use channel::{Channel, Subscriber};
+pub use delivery::{recovered_deltas, Delivery};
 use index::Index;
 use users::Users;
 
@@ -93,9 +95,26 @@ impl Hub {
         join_leave: bool,
         positioned: bool,
     ) -> Result<(), BrokerError> {
+        self.subscribe_with(channel, client, chan_info, join_leave, positioned, Delivery::default()).await
+    }
+
+    /// [`Hub::subscribe`] with delta compression or a tags filter (issue #20).
+    pub async fn subscribe_with(
+        &self,
+        channel: &str,
+        client: &Arc<ClientHandle>,
+        chan_info: Bytes,
+        join_leave: bool,
+        positioned: bool,
+        delivery: Delivery,
+    ) -> Result<(), BrokerError> {
         let mut subscriber = Subscriber::new(client.clone(), chan_info, join_leave, positioned);
+        let mut delivery = Some(delivery);
         let entry = loop {
             let entry = self.channels.get_or_create(channel);
+            if let Some(delivery) = delivery.take() {
+                subscriber = entry.with_delivery(subscriber, delivery);
+            }
             match entry.join(client.key, subscriber) {
                 Ok(()) => break entry,
                 Err(back) => {
@@ -120,6 +139,15 @@ impl Hub {
     pub fn activate(&self, channel: &str, client_key: u64, sent: u64) {
         if let Some(entry) = self.channels.get(channel) {
             entry.activate(client_key, sent);
+        }
+    }
+
+    /// A delta subscriber recovered: its next publication may be a delta,
+    /// and `last` (the last recovered publication, the channel's latest)
+    /// may serve as the channel's delta base.
+    pub fn delta_recovered(&self, channel: &str, client_key: u64, last: Option<(u64, Bytes)>) {
+        if let Some(entry) = self.channels.get(channel) {
+            entry.delta_recovered(client_key, last);
         }
     }
 

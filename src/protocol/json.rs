@@ -95,7 +95,10 @@ fn write_publication_push(channel: &str, publication: &Publication, out: &mut By
         fields.key(out, b"\"tags\":");
         write_tags(out, &publication.tags)?;
     }
-    // Map subscriptions' fields, in the order serde writes them.
+    // The fields after `tags`, in the order serde writes them (field numbers).
+    if publication.delta {
+        fields.key(out, b"\"delta\":true");
+    }
     if !publication.key.is_empty() {
         fields.key(out, b"\"key\":");
         write_str(out, &publication.key)?;
@@ -436,6 +439,7 @@ mod tests {
                 info: Some(ClientInfo { conn_info: Bytes::new(), ..info }),
                 offset: 1,
                 tags: tags(&[("k1", "v1"), ("quote\"", "line\nbreak"), ("", ""), ("ü", "☃")]),
+                delta: true,
                 ..Default::default()
             },
             Publication { key: "k\"ey".into(), removed: true, offset: 3, ..Default::default() },

@@ -307,6 +307,7 @@ mod tests {
                 info: Some(info),
                 offset: 1,
                 tags: tags(&[("k1", "v1"), ("k2", ""), ("", "v")]),
+                delta: true,
                 ..Default::default()
             },
         ];

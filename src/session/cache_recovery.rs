@@ -24,7 +24,8 @@ impl Session {
         auto: bool,
     ) -> Result<SubscribeResult, CommandError> {
         if !req.recover && !auto {
-            return self.recover(channel, req).await;
+            // No publications without `recover`: nothing to filter or delta.
+            return self.recover(channel, req, &crate::hub::Delivery::default()).await;
         }
         let latest = Query { since: None, limit: 1, reverse: true };
         let page = self.app.broker.history(channel, latest).await?;

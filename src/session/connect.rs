@@ -179,7 +179,7 @@ impl Session {
                 epoch: asked.map(|r| r.epoch.clone()).unwrap_or_default(),
                 ..Default::default()
             };
-            let mut result = self.position(channel, namespace, recoverable, positioned, &request).await?;
+            let mut result = self.position(channel, namespace, recoverable, positioned, &request, &crate::hub::Delivery::default()).await?;
             result.data = options.data.clone();
             results.insert(channel.clone(), result);
         }

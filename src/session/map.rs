@@ -124,7 +124,7 @@ impl Session {
                 flag: FLAG_REJECT_UNRECOVERED,
                 ..Default::default()
             };
-            let recovered = match self.recover(&channel, &catch_up).await {
+            let recovered = match self.recover(&channel, &catch_up, &crate::hub::Delivery::default()).await {
                 Ok(recovered) => recovered,
                 Err(e) => {
                     self.leave_channel(&channel);

@@ -25,7 +25,9 @@ impl Session {
         };
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
         let info = conn.client_info(&req.channel);
-        let message = Message { data, info: Some(info), time_ms: Some(now_ms()), skip_history, ..Default::default() };
+        let delta = self.app.rules.resolve(&req.channel)?.options.delta_publish;
+        let message =
+            Message { data, info: Some(info), time_ms: Some(now_ms()), skip_history, delta, ..Default::default() };
         self.app.broker.publish(&req.channel, message).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

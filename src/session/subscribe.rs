@@ -27,6 +27,11 @@ impl Session {
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
+        // An unknown delta type closes the connection, before any other
+        // check (centrifuge: "unknown delta type in subscribe request").
+        if !req.delta.is_empty() && req.delta != crate::delta::FOSSIL {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
         let app = self.app.clone();
         let config = &app.config;
         if channel.len() > config.channel_max_length {
@@ -92,13 +97,15 @@ impl Session {
                 && (options.force_positioning || (options.allow_positioning && req.positioned) || recoverable);
             (join_leave, recoverable, positioned)
         };
+        let delivery = delivery_of(&req, options)?;
+        let delta = delivery.delta;
         let state = SubState { expire_at, server_side: false, info, join_leave, positioned };
-        self.join_channel(&channel, state).await?;
+        self.join_channel_with(&channel, state, delivery.clone()).await?;
         // With a sub_refresh proxy the server extends the subscription
         // itself, so the client is not told it expires.
         let server_refresh = app.proxies.sub_refresh_for(options, granular).is_some();
         let (expires, ttl) = if server_refresh { (false, 0) } else { super::ttl_of(expire_at) };
-        let mut result = match self.position(&channel, options, recoverable, positioned, &req).await {
+        let mut result = match self.position(&channel, options, recoverable, positioned, &req, &delivery).await {
             Ok(result) => result,
             Err(e) => {
                 self.leave_channel(&channel);
@@ -107,6 +114,7 @@ impl Session {
         };
         result.expires = expires;
         result.ttl = ttl;
+        result.delta = delta;
         result.data = data;
         Ok(Reply { subscribe: Some(result), ..Default::default() })
     }
@@ -123,11 +131,12 @@ impl Session {
         recoverable: bool,
         positioned: bool,
         req: &SubscribeRequest,
+        delivery: &crate::hub::Delivery,
     ) -> Result<SubscribeResult, CommandError> {
         if recoverable {
             let recovered = match options.force_recovery_mode {
                 RecoveryMode::Cache => self.recover_cache(channel, req, options.auto_cache_recover).await?,
-                RecoveryMode::Stream => self.recover(channel, req).await?,
+                RecoveryMode::Stream => self.recover(channel, req, delivery).await?,
             };
             return Ok(SubscribeResult { positioned, ..recovered });
         }
@@ -149,6 +158,7 @@ impl Session {
         &mut self,
         channel: &str,
         req: &SubscribeRequest,
+        delivery: &crate::hub::Delivery,
     ) -> Result<SubscribeResult, CommandError> {
         let broker = self.app.broker.clone();
         let max = self.app.config.history_max_publication_limit;
@@ -185,7 +195,22 @@ impl Session {
         // Recovered: the client's own offset, which the publications then
         // advance (centrifuge: "attach stream offset from request").
         result.offset = if result.recovered { req.offset } else { position.offset };
-        result.publications = publications.into_iter().map(Publication::from).collect();
+        let mut publications: Vec<Publication> = publications.into_iter().map(Publication::from).collect();
+        if let Some(filter) = &delivery.filter {
+            // As centrifuge's isStreamRecovered; not for a delta subscriber,
+            // whose live publications are not filtered either (see `Delivery`).
+            if !delivery.delta {
+                publications.retain(|p| crate::tags_filter::matches(filter, &p.tags));
+            }
+        }
+        if delivery.delta && result.recovered {
+            let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+            let latest =
+                publications.last().filter(|p| p.offset == position.offset).map(|p| (p.offset, p.data.clone()));
+            self.app.hub.delta_recovered(channel, conn.handle.key, latest);
+            publications = crate::hub::recovered_deltas(conn.handle.protocol, publications);
+        }
+        result.publications = publications;
         self.set_activation(channel, sent.max(req.offset));
         Ok(result)
     }
@@ -236,9 +261,20 @@ impl Session {
 
     /// Subscribes the connection through the hub and records it.
     pub(super) async fn join_channel(&mut self, channel: &str, state: SubState) -> Result<(), CommandError> {
+        self.join_channel_with(channel, state, crate::hub::Delivery::default()).await
+    }
+
+    /// [`Session::join_channel`] with delta compression or a tags filter.
+    async fn join_channel_with(
+        &mut self,
+        channel: &str,
+        state: SubState,
+        delivery: crate::hub::Delivery,
+    ) -> Result<(), CommandError> {
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         let hub = &self.app.hub;
-        hub.subscribe(channel, &conn.handle, state.info.clone(), state.join_leave, state.positioned).await?;
+        let (info, join_leave, positioned) = (state.info.clone(), state.join_leave, state.positioned);
+        hub.subscribe_with(channel, &conn.handle, info, join_leave, positioned, delivery).await?;
         conn.channels.insert(channel.to_string(), state);
         // Its pushes wait in the hub until the caller has queued the reply
         // that announces it and calls `release_subscriptions`.
@@ -276,4 +312,28 @@ impl Session {
         let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(channel) };
         Ok(resolved.allows(access, actor)?)
     }
+}
+
+/// What the subscribe request asks of its publications, as centrifuge's
+/// subscribeCmd decides it once the subscription is allowed: a tags filter
+/// needs `allow_tags_filter` and must be well-formed (else error 107, the
+/// connection stays); fossil deltas are granted when `allowed_delta_types`
+/// has them (else the subscription goes on without, `delta` unset).
+fn delivery_of(
+    req: &SubscribeRequest,
+    options: &crate::channels::ChannelOptions,
+) -> Result<crate::hub::Delivery, CommandError> {
+    if let Some(filter) = &req.tf {
+        if !options.allow_tags_filter {
+            tracing::info!(channel = req.channel, "tags filter not allowed");
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        if let Err(why) = crate::tags_filter::validate(filter) {
+            tracing::info!(channel = req.channel, why, "invalid tags filter");
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+    }
+    let delta =
+        req.delta == crate::delta::FOSSIL && options.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
+    Ok(crate::hub::Delivery { delta, filter: req.tf.clone() })
 }

@@ -51,6 +51,7 @@ impl From<proto::PublishRequest> for Command {
             tags: r.tags,
             skip_history: r.skip_history,
             idempotency_key: r.idempotency_key,
+            delta: r.delta,
         })
     }
 }
@@ -64,6 +65,7 @@ impl From<proto::BroadcastRequest> for Command {
             tags: r.tags,
             skip_history: r.skip_history,
             idempotency_key: r.idempotency_key,
+            delta: r.delta,
         })
     }
 }

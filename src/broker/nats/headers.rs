@@ -24,6 +24,9 @@ pub(super) const HEADER_POSITION: &str = "Natsgate-Position";
 pub(super) const HEADER_MAP_KEY: &str = "Natsgate-Map-Key";
 /// Header marking a map publication that removes its key (value `1`).
 pub(super) const HEADER_MAP_REMOVED: &str = "Natsgate-Map-Removed";
+/// `true` on a publication made with the delta flag (issue #20); a direct
+/// NATS publisher may set it too.
+pub(super) const HEADER_DELTA: &str = "Natsgate-Delta";
 
 /// Builds the NATS headers for a publication; None when there is no metadata.
 pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
@@ -51,6 +54,9 @@ pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
     if message.removed {
         headers.insert(HEADER_MAP_REMOVED, "1");
     }
+    if message.delta {
+        headers.insert(HEADER_DELTA, "true");
+    }
     (!headers.is_empty()).then_some(headers)
 }
 
@@ -68,6 +74,7 @@ pub(super) fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &asy
     // Set on messages a history stream republishes: the stream sequence.
     out.offset = headers.get("Nats-Sequence").and_then(|s| s.as_str().parse().ok()).unwrap_or(0);
     out.prev_offset = headers.get("Nats-Last-Sequence").and_then(|s| s.as_str().parse().ok());
+    out.delta = headers.get(HEADER_DELTA).is_some_and(|v| v.as_str() == "true");
     if let Some(tags) = headers.get(HEADER_TAGS) {
         match serde_json::from_str(tags.as_str()) {
             Ok(tags) => out.tags = tags,

@@ -26,6 +26,7 @@ fn publication() -> Publication {
         }),
         offset: 1234,
         tags: [("kind".to_string(), "chat".to_string())].into(),
+        ..Default::default()
     }
 }
 
@@ -62,6 +63,7 @@ fn commands() -> Vec<Command> {
             publish: Some(PublishRequest {
                 channel: "chat:room-1".into(),
                 data: Bytes::from_static(br#"{"text":"hi all","n":[1,2,3]}"#),
+                ..Default::default()
             }),
             ..Default::default()
         },

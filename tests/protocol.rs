@@ -424,7 +424,11 @@ async fn binary_data_reaches_protobuf_subscribers_only() {
     publisher
         .send_commands(&[Command {
             id: 100,
-            publish: Some(natsgate::protocol::PublishRequest { channel: "bin".into(), data: binary.clone().into() }),
+            publish: Some(natsgate::protocol::PublishRequest {
+                channel: "bin".into(),
+                data: binary.clone().into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }])
         .await;
@@ -1073,7 +1077,11 @@ async fn slow_consumer_is_closed_with_3008() {
                 let data = json!({"seq": seq + i, "pad": pad}).to_string();
                 Command {
                     id: next_id + i as u32,
-                    publish: Some(natsgate::protocol::PublishRequest { channel: "firehose".into(), data: data.into() }),
+                    publish: Some(natsgate::protocol::PublishRequest {
+                        channel: "firehose".into(),
+                        data: data.into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }
             })

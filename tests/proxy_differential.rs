@@ -316,7 +316,7 @@ async fn binary_flows(url: &str) -> Vec<(String, Value)> {
     let r = pb_request(&mut client, 2, Command { subscribe: Some(subscribe), ..Default::default() }, &mut pushes).await;
     let result = r.subscribe.unwrap_or_else(|| panic!("subscribe failed: {:?}", r.error));
     seen.push(("subscribe data".into(), json!(result.data.to_vec())));
-    let publish = PublishRequest { channel: "px:bin".into(), data: vec![0x80, 0x81].into() };
+    let publish = PublishRequest { channel: "px:bin".into(), data: vec![0x80, 0x81].into(), ..Default::default() };
     let r = pb_request(&mut client, 3, Command { publish: Some(publish), ..Default::default() }, &mut pushes).await;
     assert!(r.error.is_none(), "publish: {:?}", r.error);
     let publication = loop {

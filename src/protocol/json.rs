@@ -469,7 +469,11 @@ mod tests {
     fn commands_round_trip() {
         let command = Command {
             id: 7,
-            publish: Some(PublishRequest { channel: "c".into(), data: Bytes::from_static(br#"{"a":[1,{"b":null}]}"#) }),
+            publish: Some(PublishRequest {
+                channel: "c".into(),
+                data: Bytes::from_static(br#"{"a":[1,{"b":null}]}"#),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let line = serde_json::to_string(&command).unwrap();

@@ -156,7 +156,11 @@ mod tests {
             Command { id: 2, subscribe: Some(sub), ..Default::default() },
             Command {
                 id: 3,
-                publish: Some(PublishRequest { channel: "c".into(), data: Bytes::from_static(b"\x00\xffbinary ok") }),
+                publish: Some(PublishRequest {
+                    channel: "c".into(),
+                    data: Bytes::from_static(b"\x00\xffbinary ok"),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Command { id: 4, refresh: Some(RefreshRequest { token: "new".into() }), ..Default::default() },

@@ -121,8 +121,11 @@ pub(crate) struct Proxies {
     forwarded: Vec<String>,
     /// Granular mode: RPC namespaces by name, each with its proxy (None:
     /// the namespace names no proxy), and what separates a namespace.
-    rpc_namespaces: Option<(HashMap<String, Option<Arc<Proxy>>>, String)>,
+    rpc_namespaces: Option<(RpcNamespaces, String)>,
 }
+
+/// Granular mode's RPC namespaces: name -> its proxy (None: it names none).
+type RpcNamespaces = HashMap<String, Option<Arc<Proxy>>>;
 
 /// Where an RPC call goes ([`Proxies::rpc_for`]).
 pub(crate) enum RpcRoute {

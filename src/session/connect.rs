@@ -179,7 +179,9 @@ impl Session {
                 epoch: asked.map(|r| r.epoch.clone()).unwrap_or_default(),
                 ..Default::default()
             };
-            let mut result = self.position(channel, namespace, recoverable, positioned, &request, &crate::hub::Delivery::default()).await?;
+            let mut result = self
+                .position(channel, namespace, recoverable, positioned, &request, &crate::hub::Delivery::default())
+                .await?;
             result.data = options.data.clone();
             results.insert(channel.clone(), result);
         }

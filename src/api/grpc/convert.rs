@@ -167,13 +167,7 @@ fn client_info(info: crate::protocol::ClientInfo) -> proto::ClientInfo {
 }
 
 fn publication(m: Message) -> proto::Publication {
-    proto::Publication {
-        data: m.data,
-        info: m.info.map(client_info),
-        offset: m.offset,
-        tags: m.tags,
-        ..Default::default()
-    }
+    proto::Publication { data: m.data, info: m.info.map(client_info), offset: m.offset, tags: m.tags }
 }
 
 fn count(n: u64) -> u32 {

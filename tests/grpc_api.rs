@@ -11,6 +11,7 @@
 
 use natsgate_test_support as common;
 
+use common::grpc_python::GrpcPython;
 use common::node::run_node_tests;
 
 use common::{free_port, hs256_token, Gateway, GatewayBuilder, NatsServer, Protocol, WsClient, SECRET};
@@ -40,35 +41,11 @@ fn missing(what: &str) -> Option<()> {
 
 /// The Python with grpcio, and a directory with stubs generated from
 /// `proto/api.proto` by grpcio-tools.
-struct Python {
-    python: PathBuf,
-    stubs: tempfile::TempDir,
-}
+struct Python(GrpcPython);
 
 impl Python {
     fn find() -> Option<Python> {
-        let python = root().join("target/grpc-venv/bin/python");
-        let usable = Command::new(&python)
-            .args(["-c", "import grpc, grpc_tools"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !usable {
-            missing("target/grpc-venv with grpcio and grpcio-tools")?;
-        }
-        let stubs = tempfile::tempdir().expect("temp dir for stubs");
-        let out = format!("{}", stubs.path().display());
-        let status = Command::new(&python)
-            .current_dir(root())
-            .args(["-m", "grpc_tools.protoc", "-Iproto"])
-            .arg(format!("--python_out={out}"))
-            .arg(format!("--grpc_python_out={out}"))
-            .arg("proto/api.proto")
-            .status()
-            .expect("run grpc_tools.protoc");
-        assert!(status.success(), "grpc_tools.protoc failed on proto/api.proto");
-        Some(Python { python, stubs })
+        GrpcPython::find("grpc, grpc_tools", "proto/api.proto").map(Python)
     }
 
     fn client() -> PathBuf {
@@ -79,11 +56,11 @@ impl Python {
     /// by [`PYTHON_TIMEOUT`]; fails with the output on a non-zero exit.
     fn run(&self, args: &[&str], env: &[(&str, String)]) -> Value {
         let log = tempfile::NamedTempFile::new().expect("temp file");
-        let mut child = Command::new(&self.python)
+        let mut child = Command::new(&self.0.python)
             .arg(Self::client())
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("PYTHONPATH", self.stubs.path())
+            .env("PYTHONPATH", self.0.stubs())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log.as_file().try_clone().expect("clone log handle"))
@@ -192,9 +169,9 @@ fn grpc_publish_on_a_reaches_centrifuge_js_on_b() {
     let env = [
         ("GATEWAY_URLS", b.ws_url()),
         ("TOKEN_SECRET", SECRET.to_string()),
-        ("GRPC_PYTHON", python.python.display().to_string()),
+        ("GRPC_PYTHON", python.0.python.display().to_string()),
         ("GRPC_CLIENT", Python::client().display().to_string()),
-        ("PYTHONPATH", python.stubs.path().display().to_string()),
+        ("PYTHONPATH", python.0.stubs().display().to_string()),
         ("GRPC_TARGET", format!("127.0.0.1:{grpc_port}")),
         ("GRPC_KEY", KEY.to_string()),
     ];

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod proxy_support;
+use proxy_support::GrpcBackend;
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// natsgate's least time between two fetches an unknown kid starts
 /// (`src/auth/jwks.rs`, `COOLDOWN`).
@@ -417,62 +420,10 @@ async fn https_jwks_and_https_proxy_trust_the_configured_ca() {
 /// per-call credentials reach the backend as metadata.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_proxy_over_tls() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join("target/grpc-venv/bin/python");
-    let usable = Command::new(&python)
-        .args(["-c", "import grpc, grpc_tools"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !usable {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "target/grpc-venv is missing under CI=true");
-        eprintln!("SKIPPED: target/grpc-venv with grpcio and grpcio-tools is missing (run `bash .ci/run`)");
-        return;
-    }
     let pki = Pki::new();
-    let stubs = tempfile::tempdir().expect("temp dir for stubs");
-    let status = Command::new(&python)
-        .current_dir(&root)
-        .args(["-m", "grpc_tools.protoc", "-Iproto"])
-        .arg(format!("--python_out={}", stubs.path().display()))
-        .arg(format!("--grpc_python_out={}", stubs.path().display()))
-        .arg("proto/proxy.proto")
-        .status()
-        .expect("run grpc_tools.protoc");
-    assert!(status.success());
-    let record = tempfile::NamedTempFile::new().expect("record file");
-    let pythonpath = format!("{}:{}", stubs.path().display(), root.join("tests/grpc").display());
-    let mut child = Command::new(&python)
-        .arg(root.join("tests/grpc/proxy_backend_tls.py"))
-        .env("PYTHONPATH", pythonpath)
-        .env("RECORD", record.path())
-        .env("TLS_CERT", pki.path("server.pem"))
-        .env("TLS_KEY", pki.path("server-key.pem"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start proxy_backend_tls.py");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let stdout = child.stdout.take().expect("piped stdout");
-    let _child = Kill(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("proxy_backend_tls.py printed its port");
-    let port: u16 = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).expect("PORT <n>");
-    let endpoint = format!("grpc://127.0.0.1:{port}");
+    let env = [("TLS_CERT", pki.path("server.pem")), ("TLS_KEY", pki.path("server-key.pem"))];
+    let Some(backend) = GrpcBackend::start_with("tests/grpc/proxy_backend_tls.py", &env) else { return };
+    let endpoint = backend.endpoint();
 
     let tls = json!({"enabled": true, "server_ca_pem_file": pki.path("ca.pem"), "server_name": "localhost"});
     let cert_file = pki.path("ca.pem");
@@ -496,8 +447,7 @@ async fn grpc_proxy_over_tls() {
         assert_eq!(reply["rpc"]["data"]["method"], "over-tls", "{settings:?}: {reply}");
         assert!(!gw.log().contains("backend-secret"), "credentials never logged");
     }
-    let text = std::fs::read_to_string(record.path()).expect("record");
-    let calls: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let calls = backend.received();
     assert_eq!(calls.iter().filter(|c| c["path"] == "/rpc").count(), 2);
     assert!(
         calls.iter().all(|c| c["metadata"]["x-backend-key"] == "backend-secret"),

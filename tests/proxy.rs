@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod proxy_support;
+use proxy_support::GrpcBackend;
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the backend received: (path, JSON body).
@@ -247,84 +250,6 @@ async fn backend_down_answers_internal_error() {
     let mut client = WsClient::connect(&gw.ws_url(), Protocol::Json).await;
     let reply = client.request(json!({"connect": {}})).await;
     assert_eq!(reply["error"]["code"], 100, "{reply}");
-}
-
-/// The Python GRPC backend, killed on drop.
-struct GrpcBackend {
-    child: std::process::Child,
-    port: u16,
-    record: tempfile::NamedTempFile,
-    _stubs: tempfile::TempDir,
-}
-
-impl GrpcBackend {
-    fn start() -> Option<GrpcBackend> {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/grpc-venv/bin/python");
-        let usable = Command::new(&python)
-            .args(["-c", "import grpc, grpc_tools"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !usable {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "target/grpc-venv is missing under CI=true");
-            eprintln!("SKIPPED: target/grpc-venv with grpcio and grpcio-tools is missing (run `bash .ci/run`)");
-            return None;
-        }
-        let stubs = tempfile::tempdir().expect("temp dir for stubs");
-        let out = stubs.path().display().to_string();
-        let status = Command::new(&python)
-            .current_dir(&root)
-            .args(["-m", "grpc_tools.protoc", "-Iproto"])
-            .arg(format!("--python_out={out}"))
-            .arg(format!("--grpc_python_out={out}"))
-            .arg("proto/proxy.proto")
-            .status()
-            .expect("run grpc_tools.protoc");
-        assert!(status.success(), "grpc_tools.protoc failed on proto/proxy.proto");
-        let record = tempfile::NamedTempFile::new().expect("record file");
-        let mut child = Command::new(&python)
-            .arg(root.join("tests/grpc/proxy_backend.py"))
-            .env("PYTHONPATH", stubs.path())
-            .env("RECORD", record.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start proxy_backend.py");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("proxy_backend.py printed its port");
-        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).expect("PORT <n>");
-        Some(GrpcBackend { child, port, record, _stubs: stubs })
-    }
-
-    fn endpoint(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
-    }
-
-    fn requests(&self, path: &str) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.record.path()).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|r| r["path"] == path)
-            .map(|r| r["body"].clone())
-            .collect()
-    }
-}
-
-impl Drop for GrpcBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// centrifuge-js without a token through the HTTP proxy

@@ -13,6 +13,7 @@
 use natsgate_test_support as common;
 
 use common::centrifugo::{centrifugo_or_skip, Centrifugo};
+use common::grpc_python::GrpcPython;
 use common::{free_port, hs256_token, Gateway, SECRET, TIMEOUT};
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -32,45 +33,19 @@ fn namespaces() -> Value {
 }
 
 /// The venv's Python and stubs generated from `proto/unistream.proto`.
-struct Python {
-    python: PathBuf,
-    stubs: tempfile::TempDir,
-}
+struct Python(GrpcPython);
 
 impl Python {
     fn find() -> Option<Python> {
-        let python = root().join("target/grpc-venv/bin/python");
-        let usable = Command::new(&python)
-            .args(["-c", "import grpc, grpc_tools"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !usable {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "target/grpc-venv is missing under CI=true");
-            eprintln!("SKIPPED: target/grpc-venv with grpcio and grpcio-tools is missing (run `bash .ci/run`)");
-            return None;
-        }
-        let stubs = tempfile::tempdir().expect("temp dir for stubs");
-        let out = format!("{}", stubs.path().display());
-        let status = Command::new(&python)
-            .current_dir(root())
-            .args(["-m", "grpc_tools.protoc", "-Iproto"])
-            .arg(format!("--python_out={out}"))
-            .arg(format!("--grpc_python_out={out}"))
-            .arg("proto/unistream.proto")
-            .status()
-            .expect("run grpc_tools.protoc");
-        assert!(status.success(), "grpc_tools.protoc failed on proto/unistream.proto");
-        Some(Python { python, stubs })
+        GrpcPython::find("grpc, grpc_tools", "proto/unistream.proto").map(Python)
     }
 
     /// Starts `uni_client.py`; its pushes arrive as JSON values.
     fn consume(&self, target: &str, token: &str) -> Consumer {
-        let mut child = Command::new(&self.python)
+        let mut child = Command::new(&self.0.python)
             .arg(root().join("tests/grpc/uni_client.py"))
             .args([target, token])
-            .env("PYTHONPATH", self.stubs.path())
+            .env("PYTHONPATH", self.0.stubs())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()

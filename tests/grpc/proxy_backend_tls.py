@@ -1,8 +1,9 @@
 """proxy_backend.py's backend served over TLS, for natsgate's GRPC-over-TLS
 proxy test (tests/jwks.rs). Same output ("PORT <n>") and RECORD file; the
 server certificate chain and key are the PEM files named by TLS_CERT and
-TLS_KEY. The stubs (proxy_pb2, proxy_pb2_grpc) must be on PYTHONPATH, and
-this directory too (it imports proxy_backend).
+TLS_KEY. The stubs (proxy_pb2, proxy_pb2_grpc) must be on PYTHONPATH;
+proxy_backend is found beside this file (Python puts a script's directory
+first on sys.path).
 """
 
 import os

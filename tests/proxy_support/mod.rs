@@ -10,6 +10,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Request, Response};
+use natsgate_test_support::grpc_python::{GrpcPython, PortProcess};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -176,73 +177,38 @@ impl Backend {
 }
 
 /// The Python GRPC backend (`tests/grpc/proxy_backend.py`, stubs generated
-/// from `proto/proxy.proto`), killed on drop. None (the test passes, saying
-/// so) without `target/grpc-venv`, except under `CI=true`.
+/// from `proto/proxy.proto`), recording what it received; killed on drop.
+/// None (the test passes, saying so) without `target/grpc-venv`, except
+/// under `CI=true`.
 pub struct GrpcBackend {
-    child: std::process::Child,
-    port: u16,
+    process: PortProcess,
     record: tempfile::NamedTempFile,
-    _stubs: tempfile::TempDir,
+    _python: GrpcPython,
 }
 
 /// The venv's Python if it has grpcio and centrifuge-python.
 pub fn venv_python() -> Option<std::path::PathBuf> {
-    use std::process::{Command, Stdio};
-    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/grpc-venv/bin/python");
-    let usable = Command::new(&python)
-        .args(["-c", "import grpc, grpc_tools, centrifuge"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if usable {
-        return Some(python);
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "target/grpc-venv is missing under CI=true");
-    eprintln!("SKIPPED: target/grpc-venv with grpcio, grpcio-tools and centrifuge-python is missing (`bash .ci/run`)");
-    None
+    natsgate_test_support::grpc_python::venv_python("grpc, grpc_tools, centrifuge")
 }
 
 impl GrpcBackend {
     pub fn start() -> Option<GrpcBackend> {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let python = venv_python()?;
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let stubs = tempfile::tempdir().expect("temp dir for stubs");
-        let out = stubs.path().display().to_string();
-        let status = Command::new(&python)
-            .current_dir(&root)
-            .args(["-m", "grpc_tools.protoc", "-Iproto"])
-            .arg(format!("--python_out={out}"))
-            .arg(format!("--grpc_python_out={out}"))
-            .arg("proto/proxy.proto")
-            .status()
-            .expect("run grpc_tools.protoc");
-        assert!(status.success(), "grpc_tools.protoc failed on proto/proxy.proto");
+        GrpcBackend::start_with("tests/grpc/proxy_backend.py", &[])
+    }
+
+    /// `script` (a backend built on `proxy_backend.py`, e.g. its TLS
+    /// variant) with `env` added.
+    pub fn start_with(script: &str, env: &[(&str, String)]) -> Option<GrpcBackend> {
+        let python = GrpcPython::find("grpc, grpc_tools", "proto/proxy.proto")?;
         let record = tempfile::NamedTempFile::new().expect("record file");
-        let mut child = Command::new(&python)
-            .arg(root.join("tests/grpc/proxy_backend.py"))
-            .env("PYTHONPATH", stubs.path())
-            .env("RECORD", record.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start proxy_backend.py");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("proxy_backend.py printed its port");
-        let port = line.trim().strip_prefix("PORT ").and_then(|p| p.parse().ok()).expect("PORT <n>");
-        Some(GrpcBackend { child, port, record, _stubs: stubs })
+        let mut command = python.command(script);
+        command.env("RECORD", record.path()).envs(env.iter().map(|(k, v)| (k, v)));
+        let process = PortProcess::start(command);
+        Some(GrpcBackend { process, record, _python: python })
     }
 
     pub fn endpoint(&self) -> String {
-        format!("grpc://127.0.0.1:{}", self.port)
+        format!("grpc://127.0.0.1:{}", self.process.port)
     }
 
     /// Every recorded request: `{"path", "body", "metadata"}`.
@@ -250,12 +216,10 @@ impl GrpcBackend {
         let text = std::fs::read_to_string(self.record.path()).unwrap_or_default();
         text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
     }
-}
 
-impl Drop for GrpcBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The bodies of the requests to `path` (e.g. `/connect`).
+    pub fn requests(&self, path: &str) -> Vec<Value> {
+        self.received().into_iter().filter(|r| r["path"] == path).map(|r| r["body"].clone()).collect()
     }
 }
 

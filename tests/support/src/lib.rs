@@ -21,6 +21,7 @@
 //! failing test explains itself; nothing sleeps to synchronise.
 pub mod centrifugo;
 pub mod gateway;
+pub mod grpc_python;
 pub mod loadgen;
 pub mod nats;
 pub mod node;

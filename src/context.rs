@@ -30,6 +30,9 @@ pub(crate) struct AppContext {
     pub(crate) emulation: crate::transport::emulation::Sessions,
     /// Proxies to the application backend (none unless configured).
     pub(crate) proxies: crate::proxy::Proxies,
+    /// Keys this gateway's connections hold in presence maps (see
+    /// [`crate::map::presence`]).
+    pub(crate) map_presence: crate::map::presence::Registry,
 }
 
 impl AppContext {
@@ -55,6 +58,7 @@ impl AppContext {
             started: Instant::now(),
             uid: uuid::Uuid::new_v4().to_string(),
             emulation: Default::default(),
+            map_presence: Default::default(),
         })
     }
 }

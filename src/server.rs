@@ -92,6 +92,7 @@ impl Server {
             None => Arc::new(MemoryBroker::new(history)),
         };
         let app = AppContext::new(config.clone(), broker, verifier, rules);
+        crate::map::presence::start(&app);
         let surveys = app
             .broker
             .answer_surveys(Arc::new(Answerer(app.clone())))

@@ -20,6 +20,10 @@ pub struct MapEntry {
     /// A removal: kept so that a late pre-write cannot bring the key back,
     /// never shown in the state.
     pub removed: bool,
+    /// Who wrote it, shown with the entry in the state: the subscriber's
+    /// client info in `map_clients` channels (centrifuge stores the
+    /// publication's `ClientInfo` with the key).
+    pub info: Option<crate::protocol::ClientInfo>,
 }
 
 impl MapEntry {
@@ -38,7 +42,12 @@ impl MapEntry {
     /// The stored form: a 4-byte big-endian length, that many bytes of JSON
     /// metadata, then the data as is.
     pub fn encode(&self) -> Bytes {
-        let meta = serde_json::json!({ "o": self.offset, "ms": self.time_ms, "r": self.removed, "t": self.tags });
+        let mut meta = serde_json::json!({ "o": self.offset, "ms": self.time_ms, "r": self.removed, "t": self.tags });
+        if let Some(info) = &self.info {
+            use base64::Engine;
+            let info = prost::Message::encode_to_vec(info);
+            meta["i"] = base64::engine::general_purpose::STANDARD.encode(info).into();
+        }
         let meta = meta.to_string();
         let mut out = BytesMut::with_capacity(4 + meta.len() + self.data.len());
         out.put_u32(meta.len() as u32);
@@ -64,6 +73,14 @@ impl MapEntry {
             offset: meta["o"].as_u64()?,
             time_ms: meta["ms"].as_u64()?,
             removed: meta["r"].as_bool()?,
+            info: match meta["i"].as_str() {
+                Some(info) => {
+                    use base64::Engine;
+                    let info = base64::engine::general_purpose::STANDARD.decode(info).ok()?;
+                    Some(prost::Message::decode(info.as_slice()).ok()?)
+                }
+                None => None,
+            },
         })
     }
 }
@@ -78,15 +95,38 @@ impl MemoryMaps {
     pub(crate) fn write(&mut self, channel: &str, key: &str, entry: MapEntry, key_ttl: Option<Duration>) {
         let now = super::now_ms();
         let keys = self.channels.entry(channel.to_string()).or_default();
-        // Expired keys go first, so the map holds only live keys (and
-        // removals), and an expired entry never blocks a write.
-        keys.retain(|_, e| !e.expired(key_ttl, now));
+        // Keys expired for a second TTL go first (as the NATS bucket's
+        // `max_age` of twice the TTL drops them), so the map holds live keys,
+        // removals and keys expired so lately that the expiry sweep
+        // (`crate::map::presence`) has yet to publish their removal.
+        keys.retain(|_, e| !e.expired(key_ttl.map(|t| t * 2), now));
         match keys.get(key) {
             Some(held) if !entry.supersedes(held) => {}
             _ => {
                 keys.insert(key.to_string(), entry);
             }
         }
+    }
+
+    /// Replaces `key`'s entry with `entry` only if it still is `expected`.
+    pub(crate) fn replace(&mut self, channel: &str, key: &str, expected: &MapEntry, entry: MapEntry) -> bool {
+        match self.channels.get_mut(channel).and_then(|keys| keys.get_mut(key)) {
+            Some(held) if held == expected => {
+                *held = entry;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Every entry (expired ones too, removals not) of the channels of `namespace`.
+    pub(crate) fn scan(&self, namespace: &str) -> Vec<(String, String, MapEntry)> {
+        let mut out = Vec::new();
+        for (channel, keys) in self.channels.iter().filter(|(c, _)| crate::channels::namespace_of(c) == namespace) {
+            let live = keys.iter().filter(|(_, e)| !e.removed);
+            out.extend(live.map(|(k, e)| (channel.clone(), k.clone(), e.clone())));
+        }
+        out
     }
 
     pub(crate) fn read(&self, channel: &str, key: Option<&str>, key_ttl: Option<Duration>) -> Vec<(String, MapEntry)> {
@@ -113,6 +153,7 @@ mod tests {
             offset: 7,
             time_ms: 12,
             removed: true,
+            info: Some(crate::protocol::ClientInfo { user: "u".into(), client: "c".into(), ..Default::default() }),
         };
         assert_eq!(MapEntry::decode(entry.encode()), Some(entry));
         assert_eq!(MapEntry::decode(Bytes::from_static(b"\x00\x00\x00\x09{}")), None);

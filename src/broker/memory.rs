@@ -188,4 +188,23 @@ impl Broker for MemoryBroker {
     ) -> Result<Vec<(String, super::MapEntry)>, BrokerError> {
         Ok(self.maps.lock().read(channel, key, key_ttl))
     }
+
+    async fn map_replace(
+        &self,
+        channel: &str,
+        key: &str,
+        expected: &super::MapEntry,
+        entry: super::MapEntry,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<bool, BrokerError> {
+        Ok(self.maps.lock().replace(channel, key, expected, entry))
+    }
+
+    async fn map_scan(
+        &self,
+        namespace: &str,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, String, super::MapEntry)>, BrokerError> {
+        Ok(self.maps.lock().scan(namespace))
+    }
 }

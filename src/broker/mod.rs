@@ -217,4 +217,30 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Vec<(String, MapEntry)>, BrokerError> {
         Err(BrokerError::Unavailable("this broker keeps no map state".into()))
     }
+
+    /// Replaces one key's entry with `entry` only if the held entry still is
+    /// `expected` (compare-and-set): `Ok(false)` when it changed or is gone.
+    /// Refreshes a live key's time and claims an expired key for its
+    /// removal, so two gateways never both do it (`crate::map::presence`).
+    async fn map_replace(
+        &self,
+        _channel: &str,
+        _key: &str,
+        _expected: &MapEntry,
+        _entry: MapEntry,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<bool, BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// Every entry of the map channels of `namespace` as `(channel, key,
+    /// entry)`, expired ones included (removals not): what the expiry sweep
+    /// reads.
+    async fn map_scan(
+        &self,
+        _namespace: &str,
+        _key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, String, MapEntry)>, BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
 }

@@ -110,6 +110,13 @@ pub struct ChannelOptions {
     pub delta_publish: bool,
     /// Clients may give a tags filter (`tf`) when subscribing.
     pub allow_tags_filter: bool,
+    // Presence-style map channels (issue #20, Centrifugo v6.8+; see `crate::map::presence`).
+    /// A subscriber of a channel `c` here is kept, keyed by its client id
+    /// with its client info, in the `map_clients` channel `<prefix>c`.
+    pub map_clients_presence_channel_prefix: String,
+    /// A subscriber of a channel `c` here is kept, keyed by its user id, in
+    /// the `map_users` channel `<prefix>c` (anonymous clients are not).
+    pub map_users_presence_channel_prefix: String,
 }
 
 /// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
@@ -127,8 +134,7 @@ pub enum RecoveryMode {
 }
 
 /// What subscribing to a namespace's channels means (Centrifugo's
-/// `subscription_type`; `map_clients`, `map_users` and `shared_poll` are
-/// not implemented and refused).
+/// `subscription_type`; `shared_poll` is not implemented and refused).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionType {
@@ -138,6 +144,31 @@ pub enum SubscriptionType {
     Stream,
     /// Key-value state with a change stream (map subscriptions).
     Map,
+    /// A map whose keys are the client ids of the subscribers of the
+    /// channels whose namespace names it in `map_clients_presence_channel_prefix`.
+    #[serde(rename = "map_clients")]
+    MapClients,
+    /// A map whose keys are the user ids of those subscribers
+    /// (`map_users_presence_channel_prefix`).
+    #[serde(rename = "map_users")]
+    MapUsers,
+}
+
+impl SubscriptionType {
+    /// Any of the map kinds: key-value state, subscribed with `type` 1..=3.
+    pub fn is_map(self) -> bool {
+        matches!(self, SubscriptionType::Map | SubscriptionType::MapClients | SubscriptionType::MapUsers)
+    }
+
+    /// The subscribe request `type` of this kind (centrifuge's `SubscriptionType`).
+    pub fn request_type(self) -> i32 {
+        match self {
+            SubscriptionType::Stream => 0,
+            SubscriptionType::Map => 1,
+            SubscriptionType::MapClients => 2,
+            SubscriptionType::MapUsers => 3,
+        }
+    }
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -222,6 +253,7 @@ pub fn validate_namespaces(list: &[Namespace]) -> Result<(), String> {
         }
         ns.options.validate().map_err(|e| format!("namespace {:?}: {e}", ns.name))?;
     }
+    crate::map::presence::validate_prefixes(list)?;
     Ok(())
 }
 
@@ -259,8 +291,9 @@ impl ChannelOptions {
         if self.auto_cache_recover && !(self.force_recovery && self.force_recovery_mode == RecoveryMode::Cache) {
             return Err("auto_cache_recover needs force_recovery and force_recovery_mode \"cache\"".into());
         }
-        if self.subscription_type == SubscriptionType::Map {
+        if self.subscription_type.is_map() {
             self.map.validate()?;
+            crate::map::presence::validate(self)?;
         } else if self.map != crate::map::options::MapOptions::default() {
             return Err("map options need subscription_type map".into());
         }
@@ -275,7 +308,7 @@ impl ChannelOptions {
     /// mode keeps its changes as channel history (`map.stream_size`,
     /// `map.stream_ttl`), which recovery then reads.
     pub fn normalized(mut self) -> Self {
-        if self.subscription_type == SubscriptionType::Map {
+        if self.subscription_type.is_map() {
             let (size, ttl) = self.map.stream().unzip();
             self.history_size = size.unwrap_or(0);
             self.history_ttl = ttl;

@@ -12,6 +12,8 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid { var: "top-level channel options".into(), problem: e })?;
         validate_namespaces(&self.namespaces).map_err(|e| invalid("namespaces", e))?;
+        crate::map::presence::check_prefixes(&self.channel, &self.namespaces)
+            .map_err(|e| ConfigError::Invalid { var: "top-level channel options".into(), problem: e })?;
         if self.channel_max_length == 0 || self.channel_max_length > 1024 {
             return Err(invalid("channel_max_length", "must be between 1 and 1024"));
         }

@@ -14,7 +14,6 @@ use super::{apply, options::MapOptions, Applied, Change};
 use crate::api::error::ApiError;
 use crate::api::request::{or_zero, raw_bytes, string_map};
 use crate::broker::{MapEntry, Message, Position, Query};
-use crate::channels::SubscriptionType;
 use crate::context::AppContext;
 use crate::protocol::codes::ErrorCode;
 
@@ -83,7 +82,7 @@ fn map_options<'a>(app: &'a AppContext, channel: &'a str) -> Result<&'a MapOptio
         return Err(ApiError(ErrorCode::BAD_REQUEST));
     }
     let options = app.rules.resolve(channel)?.options;
-    if options.subscription_type != SubscriptionType::Map {
+    if !options.subscription_type.is_map() {
         return Err(ApiError(ErrorCode::BAD_REQUEST));
     }
     Ok(&options.map)

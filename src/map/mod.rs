@@ -22,6 +22,7 @@
 
 pub(crate) mod api;
 pub mod options;
+pub(crate) mod presence;
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -67,7 +68,14 @@ pub(crate) async fn apply(
     }
     let time_ms = now_ms();
     let data = if change.removed { Bytes::new() } else { change.data };
-    let entry = MapEntry { data: data.clone(), tags: change.tags.clone(), offset: 0, time_ms, removed: change.removed };
+    let entry = MapEntry {
+        data: data.clone(),
+        tags: change.tags.clone(),
+        offset: 0,
+        time_ms,
+        removed: change.removed,
+        info: change.info.clone().filter(|_| !change.removed),
+    };
     broker.map_write(channel, &change.key, entry.clone(), ttl).await?;
     let message = Message {
         data,
@@ -99,7 +107,14 @@ pub(crate) async fn position(
 
 /// A state entry as subscribers see it.
 pub(crate) fn state_publication(key: String, entry: MapEntry) -> crate::protocol::Publication {
-    crate::protocol::Publication { data: entry.data, offset: entry.offset, tags: entry.tags, key, ..Default::default() }
+    crate::protocol::Publication {
+        data: entry.data,
+        offset: entry.offset,
+        tags: entry.tags,
+        key,
+        info: entry.info,
+        ..Default::default()
+    }
 }
 
 /// The state page cursor: the frozen position and the last key sent, so a

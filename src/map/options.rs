@@ -79,6 +79,19 @@ pub struct MapOptions {
     pub min_page_size: u32,
     /// Largest page a client may ask for (default 1000).
     pub max_page_size: u32,
+    // Presence-style map channels (issue #20; see `crate::map::presence`).
+    /// `client_id` or `user_id`: a client's `publish`/`remove` writes the key
+    /// of its client id or user id whatever key it sent (Centrifugo's
+    /// `OnMapPublish`; `user_id` refuses anonymous clients with 103).
+    pub client_key: String,
+    /// A client's unsubscribe (or disconnect) removes the key of its client
+    /// id from this map channel (centrifuge `MapRemoveClientOnUnsubscribe`).
+    pub remove_client_on_unsubscribe: bool,
+    /// How long the stream's position (offset, epoch) outlives it
+    /// (stream modes; at least `stream_ttl`). Checked as Centrifugo does;
+    /// on NATS the position lives as long as the JetStream stream.
+    #[serde(with = "humantime_serde")]
+    pub meta_ttl: Option<Duration>,
 }
 
 /// centrifuge's `defaultMapStreamSize`/`defaultMapStreamTTL` (map_broker.go,
@@ -98,6 +111,18 @@ impl MapOptions {
                 return Err("map.stream_size and map.stream_ttl need recoverable or persistent mode".into())
             }
             _ => {}
+        }
+        // Centrifugo's validateChannelOptions.
+        if !["", "client_id", "user_id"].contains(&self.client_key.as_str()) {
+            return Err(format!("unknown map.client_key: {:?} (valid: \"client_id\", \"user_id\")", self.client_key));
+        }
+        if let Some(meta_ttl) = self.meta_ttl.filter(|t| !t.is_zero()) {
+            let Some((_, stream_ttl)) = self.stream() else {
+                return Err("map.meta_ttl must be 0 for map.mode \"ephemeral\"".into());
+            };
+            if meta_ttl < stream_ttl {
+                return Err("map.meta_ttl must be >= map.stream_ttl (metadata must outlive stream)".into());
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use super::subscribe::FLAG_REJECT_UNRECOVERED;
 use super::{Session, SubState};
 use crate::auth::TokenError;
 use crate::broker::Position;
-use crate::channels::{allowed, Actor, SubscriptionType};
+use crate::channels::{allowed, Actor};
 use crate::map::{self, Change};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{PublishRequest, PublishResult, Reply, SubscribeRequest, SubscribeResult};
@@ -23,7 +23,7 @@ impl Session {
     /// Whether a channel's namespace is a map namespace (false for unknown
     /// namespaces, which the regular path refuses).
     pub(super) fn is_map_channel(&self, channel: &str) -> bool {
-        self.app.rules.resolve(channel).is_ok_and(|r| r.options.subscription_type == SubscriptionType::Map)
+        self.app.rules.resolve(channel).is_ok_and(|r| r.options.subscription_type.is_map())
     }
 
     pub(super) async fn map_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
@@ -44,8 +44,10 @@ impl Session {
         }
         let resolved = app.rules.resolve(&channel)?;
         // A map request for another kind of channel, or the reverse: 107,
-        // as centrifuge answers a type that differs from the channel's.
-        if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
+        // as centrifuge answers a type that differs from the channel's
+        // (`map_clients` channels take type 2, `map_users` 3).
+        let kind = resolved.options.subscription_type;
+        if !kind.is_map() || req.r#type != kind.request_type() {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
         let (expire_at, info, data) = if req.token.is_empty() {
@@ -145,19 +147,27 @@ impl Session {
     /// `publish` with `type: 1`: sets `key` to `data`, or with `removed`
     /// removes it, under the namespace's `map.allow_publish_*` /
     /// `map.allow_remove_*` rules.
-    pub(super) async fn map_publish(&mut self, req: PublishRequest) -> Result<Reply, CommandError> {
+    pub(super) async fn map_publish(&mut self, mut req: PublishRequest) -> Result<Reply, CommandError> {
         if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
         let app = self.app.clone();
-        let resolved = app.rules.resolve(&req.channel)?;
-        if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
+        let channel = req.channel.clone();
+        let resolved = app.rules.resolve(&channel)?;
+        if !resolved.options.subscription_type.is_map() || req.r#type != TYPE_MAP {
             return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        // `map.client_key`: the server decides the key (Centrifugo's OnMapPublish).
+        match resolved.options.map.client_key.as_str() {
+            "client_id" => req.key = conn.handle.client_id.clone(),
+            "user_id" if conn.handle.user.is_empty() => return Err(ErrorCode::PERMISSION_DENIED.into()),
+            "user_id" => req.key = conn.handle.user.clone(),
+            _ => {}
         }
         if !map::valid_key(&req.key) {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
         let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
         let o = &resolved.options.map;
         if req.removed {

@@ -453,7 +453,9 @@ impl Session {
     pub(crate) fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             for channel in conn.channels.keys() {
-                self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Leave);
+                let info = conn.client_info(channel);
+                crate::map::presence::left(&self.app, channel, &info);
+                self.announce(channel, info, crate::broker::PresenceEvent::Leave);
             }
             self.app.hub.remove_client(&conn.handle, conn.channels.into_keys());
         }

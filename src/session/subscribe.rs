@@ -280,7 +280,9 @@ impl Session {
         // that announces it and calls `release_subscriptions`.
         self.activations.push((channel.to_string(), 0));
         if let Some(conn) = self.conn.as_ref() {
-            self.announce(channel, conn.client_info(channel), crate::broker::PresenceEvent::Join);
+            let info = conn.client_info(channel);
+            crate::map::presence::joined(&self.app, channel, &info).await;
+            self.announce(channel, info, crate::broker::PresenceEvent::Join);
         }
         Ok(())
     }
@@ -297,6 +299,7 @@ impl Session {
         conn.channels.remove(channel);
         self.app.hub.unsubscribe(channel, conn.handle.key);
         self.activations.retain(|(c, _)| c != channel);
+        crate::map::presence::left(&self.app, channel, &info);
         self.announce(channel, info, crate::broker::PresenceEvent::Leave);
         true
     }

@@ -1,5 +1,8 @@
 //! Map channel state on NATS: one JetStream key-value bucket per map
-//! namespace (`<history stream name>_map`, `max_age` = `map.key_ttl`), one
+//! namespace (`<history stream name>_map`, `max_age` = twice `map.key_ttl`:
+//! reads leave keys out once their TTL passed, and the second TTL lets the
+//! expiry sweep of `crate::map::presence` see them to publish their
+//! removal), one
 //! key per channel key (`<channel token>.<key token>`, both encoded as
 //! subject tokens), so every gateway reads the same state and none keeps it.
 
@@ -21,7 +24,11 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 impl NatsBroker {
     /// The namespace's state bucket, made on first use.
     async fn map_store(&self, channel: &str, key_ttl: Option<Duration>) -> Result<kv::Store, BrokerError> {
-        let namespace = crate::channels::namespace_of(channel);
+        self.namespace_map_store(crate::channels::namespace_of(channel), key_ttl).await
+    }
+
+    /// [`Self::map_store`] by namespace name.
+    async fn namespace_map_store(&self, namespace: &str, key_ttl: Option<Duration>) -> Result<kv::Store, BrokerError> {
         if let Some(store) = self.map_stores.lock().get(namespace) {
             return Ok(store.clone());
         }
@@ -33,7 +40,7 @@ impl NatsBroker {
                 // `create_key_value` first asks for the account info, whose
                 // reply it cannot parse from nats-server 2.9. Same settings
                 // as a KV bucket (one value per key, rollups, direct gets).
-                let max_age = key_ttl.unwrap_or_default();
+                let max_age = key_ttl.map(|t| t * 2).unwrap_or_default();
                 let config = jetstream::stream::Config {
                     name: format!("KV_{bucket}"),
                     subjects: vec![format!("$KV.{bucket}.>")],
@@ -96,6 +103,29 @@ impl NatsBroker {
         Err(BrokerError::Unavailable(format!("map key kept changing while writing it ({CAS_ATTEMPTS} attempts)")))
     }
 
+    /// Replaces a key's entry only if it still is `expected` (compare-and-set
+    /// on the bucket revision).
+    pub(super) async fn replace_map_entry(
+        &self,
+        channel: &str,
+        key: &str,
+        expected: &MapEntry,
+        entry: MapEntry,
+        key_ttl: Option<Duration>,
+    ) -> Result<bool, BrokerError> {
+        let store = self.map_store(channel, key_ttl).await?;
+        let name = format!("{}.{}", encode_token(channel), encode_token(key));
+        let Some(held) = store.entry(name.clone()).await.map_err(unavailable)? else { return Ok(false) };
+        if held.operation != kv::Operation::Put || MapEntry::decode(held.value).as_ref() != Some(expected) {
+            return Ok(false);
+        }
+        match store.update(&name, entry.encode(), held.revision).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     pub(super) async fn read_map_state(
         &self,
         channel: &str,
@@ -108,6 +138,38 @@ impl NatsBroker {
             Some(key) => format!("{prefix}{}", encode_token(key)),
             None => format!("{prefix}>"),
         };
+        let now = crate::broker::now_ms();
+        let entries = self.read_bucket(&store, filter).await?;
+        let mut out: Vec<(String, MapEntry)> = entries
+            .into_iter()
+            .filter(|(_, e)| !e.expired(key_ttl, now))
+            .filter_map(|(name, e)| {
+                Some((name.strip_prefix(&prefix).and_then(crate::broker::subject::decode_token)?, e))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Every entry of a namespace's bucket, expired ones too.
+    pub(super) async fn scan_map_state(
+        &self,
+        namespace: &str,
+        key_ttl: Option<Duration>,
+    ) -> Result<Vec<(String, String, MapEntry)>, BrokerError> {
+        let store = self.namespace_map_store(namespace, key_ttl).await?;
+        let entries = self.read_bucket(&store, format!("{}>", store.prefix)).await?;
+        let decode = |name: &str| {
+            let (channel, key) = name.strip_prefix(store.prefix.as_str())?.split_once('.')?;
+            let decode = crate::broker::subject::decode_token;
+            Some((decode(channel)?, decode(key)?))
+        };
+        Ok(entries.into_iter().filter_map(|(name, e)| decode(&name).map(|(c, k)| (c, k, e))).collect())
+    }
+
+    /// The latest entry of every bucket key matching `filter`, as `(subject,
+    /// entry)`, removals and undecodable values left out.
+    async fn read_bucket(&self, store: &kv::Store, filter: String) -> Result<Vec<(String, MapEntry)>, BrokerError> {
         let read = async {
             // The last message of each key: an ordered consumer told how
             // many there are when it was made, read until none is pending.
@@ -127,22 +189,19 @@ impl NatsBroker {
                 return Ok(out);
             }
             let mut messages = consumer.messages().await.map_err(unavailable)?;
-            let now = crate::broker::now_ms();
             while let Some(message) = messages.next().await {
                 let message = message.map_err(unavailable)?;
                 let pending = message.info().map_err(unavailable)?.pending;
                 let is_put = message.headers.as_ref().and_then(|h| h.get("KV-Operation")).is_none();
-                let name = message.subject.strip_prefix(&prefix).and_then(crate::broker::subject::decode_token);
-                if let (true, Some(name), Some(entry)) = (is_put, name, MapEntry::decode(message.payload.clone())) {
-                    if !entry.removed && !entry.expired(key_ttl, now) {
-                        out.push((name, entry));
+                if let (true, Some(entry)) = (is_put, MapEntry::decode(message.payload.clone())) {
+                    if !entry.removed {
+                        out.push((message.subject.to_string(), entry));
                     }
                 }
                 if pending == 0 {
                     break;
                 }
             }
-            out.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(out)
         };
         tokio::time::timeout(READ_TIMEOUT, read).await.map_err(|_| unavailable("map state read timed out"))?

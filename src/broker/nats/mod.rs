@@ -325,6 +325,25 @@ impl Broker for NatsBroker {
     ) -> Result<Vec<(String, crate::broker::MapEntry)>, BrokerError> {
         self.read_map_state(channel, key, key_ttl).await
     }
+
+    async fn map_replace(
+        &self,
+        channel: &str,
+        key: &str,
+        expected: &crate::broker::MapEntry,
+        entry: crate::broker::MapEntry,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<bool, BrokerError> {
+        self.replace_map_entry(channel, key, expected, entry, key_ttl).await
+    }
+
+    async fn map_scan(
+        &self,
+        namespace: &str,
+        key_ttl: Option<std::time::Duration>,
+    ) -> Result<Vec<(String, String, crate::broker::MapEntry)>, BrokerError> {
+        self.scan_map_state(namespace, key_ttl).await
+    }
 }
 
 static CONNECTED_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -30,6 +30,8 @@ pub(crate) struct AppContext {
     pub(crate) emulation: crate::transport::emulation::Sessions,
     /// Proxies to the application backend (none unless configured).
     pub(crate) proxies: crate::proxy::Proxies,
+    /// Shared poll subscriptions: tracked keys and their pollers (issue #20).
+    pub(crate) shared_poll: Arc<crate::shared_poll::SharedPoll>,
 }
 
 impl AppContext {
@@ -45,7 +47,9 @@ impl AppContext {
             tracing::error!("proxy configuration: {e}");
             crate::proxy::Proxies::default()
         });
+        let shared_poll = crate::shared_poll::SharedPoll::new(broker.clone(), config.shared_poll_concurrency_limit);
         Arc::new(AppContext {
+            shared_poll,
             proxies,
             config,
             hub: crate::hub::Hub::new(broker.clone()),

@@ -56,6 +56,7 @@ pub mod origin;
 pub mod outbox;
 pub mod protocol;
 pub mod proxy;
+pub mod shared_poll;
 pub(crate) mod server;
 pub(crate) mod session;
 pub(crate) mod shutdown;

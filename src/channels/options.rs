@@ -110,6 +110,11 @@ pub struct ChannelOptions {
     pub delta_publish: bool,
     /// Clients may give a tags filter (`tf`) when subscribing.
     pub allow_tags_filter: bool,
+    // Shared poll subscriptions (issue #20, Centrifugo v6.9; see `crate::shared_poll`).
+    /// With `subscription_type: shared_poll`: the namespace's `shared_poll`
+    /// object (a JSON object; as a variable, its JSON text).
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub shared_poll: crate::shared_poll::options::SharedPollOptions,
 }
 
 /// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
@@ -127,8 +132,8 @@ pub enum RecoveryMode {
 }
 
 /// What subscribing to a namespace's channels means (Centrifugo's
-/// `subscription_type`; `map_clients`, `map_users` and `shared_poll` are
-/// not implemented and refused).
+/// `subscription_type`; `map_clients` and `map_users` are not implemented
+/// and refused).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionType {
@@ -138,6 +143,10 @@ pub enum SubscriptionType {
     Stream,
     /// Key-value state with a change stream (map subscriptions).
     Map,
+    /// Keys whose state the gateway polls from the backend for the clients
+    /// tracking them (shared poll subscriptions, `crate::shared_poll`).
+    #[serde(rename = "shared_poll")]
+    SharedPoll,
 }
 
 /// `channel_regex`, compiled once; empty text means no rule.
@@ -263,6 +272,11 @@ impl ChannelOptions {
             self.map.validate()?;
         } else if self.map != crate::map::options::MapOptions::default() {
             return Err("map options need subscription_type map".into());
+        }
+        if self.subscription_type == SubscriptionType::SharedPoll {
+            self.shared_poll.validate()?;
+        } else if self.shared_poll != crate::shared_poll::options::SharedPollOptions::default() {
+            return Err("shared_poll options need subscription_type shared_poll".into());
         }
         // Centrifugo's config validation: the only delta type is fossil.
         if let Some(unknown) = self.allowed_delta_types.iter().find(|t| *t != "fossil") {

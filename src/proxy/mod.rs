@@ -516,7 +516,10 @@ fn shared_poll_proxies(config: &Config) -> Result<HashMap<String, Arc<Proxy>>, S
             concurrency: config.proxy_max_concurrency,
             http_tls: &config.proxy_http_tls,
             grpc_tls: grpc_tls(&config.proxy_grpc_tls, &config.proxy_grpc_cert_file),
-            grpc_credentials: grpc_credentials(&config.proxy_grpc_credentials_key, &config.proxy_grpc_credentials_value),
+            grpc_credentials: grpc_credentials(
+                &config.proxy_grpc_credentials_key,
+                &config.proxy_grpc_credentials_value,
+            ),
         };
         let proxy = Proxy::open(settings).map_err(|e| format!("proxy_shared_poll_refresh_endpoint: {e}"))?;
         out.insert(String::new(), proxy);

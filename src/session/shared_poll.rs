@@ -116,10 +116,7 @@ impl Session {
         let options = &app.rules.resolve(channel)?.options.shared_poll;
         let tracked = &app.shared_poll;
         let key = conn.handle.key;
-        let new = items
-            .iter()
-            .filter(|(k, _)| !req.untrack.contains(k) && !tracked.tracks(channel, key, k))
-            .count();
+        let new = items.iter().filter(|(k, _)| !req.untrack.contains(k) && !tracked.tracks(channel, key, k)).count();
         let dropped = req.untrack.iter().filter(|k| tracked.tracks(channel, key, k)).count();
         if (tracked.tracked_by(channel, key) + new).saturating_sub(dropped) > options.max_keys() {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
@@ -162,11 +159,7 @@ impl Session {
             result.expires = true;
             result.ttl = (at - now).clamp(0, u32::MAX as i64) as u32;
         }
-        self.shared_poll_pending.push(PendingTrack {
-            channel: channel.clone(),
-            items,
-            untrack: req.untrack.clone(),
-        });
+        self.shared_poll_pending.push(PendingTrack { channel: channel.clone(), items, untrack: req.untrack.clone() });
         Ok(Reply { sub_refresh: Some(result), ..Default::default() })
     }
 

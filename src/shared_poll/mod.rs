@@ -370,8 +370,7 @@ impl SharedPoll {
                 entry.version
             };
             entry.needs_broadcast = false;
-            let publication =
-                Publication { key: item.key.clone(), data: item.data, version, ..Default::default() };
+            let publication = Publication { key: item.key.clone(), data: item.data, version, ..Default::default() };
             deliver(channel, entry, &publication);
         }
         for key in removed {

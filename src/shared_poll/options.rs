@@ -59,8 +59,9 @@ impl SharedPollOptions {
     /// Checks the options as Centrifugo's `validateChannelOptions` does.
     pub fn validate(&self) -> Result<(), String> {
         if self.publish_enabled && self.mode == SharedPollMode::Versionless {
-            return Err("shared_poll publish_enabled is incompatible with versionless mode (requires explicit versions)"
-                .into());
+            return Err(
+                "shared_poll publish_enabled is incompatible with versionless mode (requires explicit versions)".into(),
+            );
         }
         Ok(())
     }

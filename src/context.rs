@@ -33,6 +33,8 @@ pub(crate) struct AppContext {
     /// Keys this gateway's connections hold in presence maps (see
     /// [`crate::map::presence`]).
     pub(crate) map_presence: crate::map::presence::Registry,
+    /// Shared poll subscriptions: tracked keys and their pollers (issue #20).
+    pub(crate) shared_poll: Arc<crate::shared_poll::SharedPoll>,
 }
 
 impl AppContext {
@@ -48,7 +50,9 @@ impl AppContext {
             tracing::error!("proxy configuration: {e}");
             crate::proxy::Proxies::default()
         });
+        let shared_poll = crate::shared_poll::SharedPoll::new(broker.clone(), config.shared_poll_concurrency_limit);
         Arc::new(AppContext {
+            shared_poll,
             proxies,
             config,
             hub: crate::hub::Hub::new(broker.clone()),

@@ -58,6 +58,7 @@ pub mod protocol;
 pub mod proxy;
 pub(crate) mod server;
 pub(crate) mod session;
+pub mod shared_poll;
 pub(crate) mod shutdown;
 pub(crate) mod startup;
 pub(crate) mod survey;

@@ -239,6 +239,12 @@ async fn publish(
     idempotency_key: Option<String>,
 ) -> Result<Option<Position>, ApiError> {
     check_channel(app, channel)?;
+    // Centrifugo: shared poll channels take shared_poll_publish only.
+    if app.rules.resolve(channel).map_err(ApiError)?.options.subscription_type
+        == crate::channels::SubscriptionType::SharedPoll
+    {
+        return Err(bad_request());
+    }
     let delta = flags.delta || app.rules.resolve(channel).map_err(ApiError)?.options.delta_publish;
     let skip_history = flags.skip_history;
     let message =

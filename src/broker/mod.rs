@@ -66,6 +66,7 @@ impl From<Message> for crate::protocol::Publication {
             key: m.key.unwrap_or_default(),
             removed: m.removed,
             delta: false,
+            ..Default::default()
         }
     }
 }

@@ -117,6 +117,11 @@ pub struct ChannelOptions {
     /// A subscriber of a channel `c` here is kept, keyed by its user id, in
     /// the `map_users` channel `<prefix>c` (anonymous clients are not).
     pub map_users_presence_channel_prefix: String,
+    // Shared poll subscriptions (issue #20, Centrifugo v6.9; see `crate::shared_poll`).
+    /// With `subscription_type: shared_poll`: the namespace's `shared_poll`
+    /// object (a JSON object; as a variable, its JSON text).
+    #[serde_as(as = "PickFirst<(Same, JsonString)>")]
+    pub shared_poll: crate::shared_poll::options::SharedPollOptions,
 }
 
 /// `force_recovery_mode`: what a recovering subscription gets (centrifuge's
@@ -134,7 +139,7 @@ pub enum RecoveryMode {
 }
 
 /// What subscribing to a namespace's channels means (Centrifugo's
-/// `subscription_type`; `shared_poll` is not implemented and refused).
+/// `subscription_type`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionType {
@@ -152,6 +157,10 @@ pub enum SubscriptionType {
     /// (`map_users_presence_channel_prefix`).
     #[serde(rename = "map_users")]
     MapUsers,
+    /// Keys whose state the gateway polls from the backend for the clients
+    /// tracking them (shared poll subscriptions, `crate::shared_poll`).
+    #[serde(rename = "shared_poll")]
+    SharedPoll,
 }
 
 impl SubscriptionType {
@@ -167,6 +176,7 @@ impl SubscriptionType {
             SubscriptionType::Map => 1,
             SubscriptionType::MapClients => 2,
             SubscriptionType::MapUsers => 3,
+            SubscriptionType::SharedPoll => 4,
         }
     }
 }
@@ -296,6 +306,11 @@ impl ChannelOptions {
             crate::map::presence::validate(self)?;
         } else if self.map != crate::map::options::MapOptions::default() {
             return Err("map options need subscription_type map".into());
+        }
+        if self.subscription_type == SubscriptionType::SharedPoll {
+            self.shared_poll.validate()?;
+        } else if self.shared_poll != crate::shared_poll::options::SharedPollOptions::default() {
+            return Err("shared_poll options need subscription_type shared_poll".into());
         }
         // Centrifugo's config validation: the only delta type is fossil.
         if let Some(unknown) = self.allowed_delta_types.iter().find(|t| *t != "fossil") {

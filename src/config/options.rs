@@ -428,6 +428,27 @@ pub struct Config {
     pub proxy_grpc_credentials_key: String,
     /// Value of `proxy_grpc_credentials_key`. Secret: never logged.
     pub proxy_grpc_credentials_value: String,
+    // Shared poll subscriptions (issue #20, Centrifugo v6.9's `shared_poll`
+    // object and `channel.proxy.shared_poll_refresh`, as flat names; see
+    // `crate::shared_poll`).
+    /// HMAC-SHA256 secret that signs the key batches clients track in
+    /// `shared_poll` namespaces (required by them). Secret: never logged.
+    pub shared_poll_hmac_secret_key: String,
+    /// The previous secret, still accepted during a key rotation. Secret: never logged.
+    pub shared_poll_hmac_previous_secret_key: String,
+    /// Unix seconds: batches signed (`iat`) after this are not accepted with
+    /// the previous secret; 0: no limit.
+    pub shared_poll_hmac_previous_secret_key_valid_until: u64,
+    /// Backend refresh calls this gateway runs at once, over all channels (default 64).
+    #[default(64)]
+    pub shared_poll_concurrency_limit: usize,
+    /// Backend endpoint answering `shared_poll_refresh` for `shared_poll`
+    /// namespaces whose `shared_poll.proxy_name` is empty or `default`.
+    pub proxy_shared_poll_refresh_endpoint: String,
+    /// How long the shared_poll_refresh proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_shared_poll_refresh_timeout: Duration,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

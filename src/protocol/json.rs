@@ -106,6 +106,14 @@ fn write_publication_push(channel: &str, publication: &Publication, out: &mut By
     if publication.removed {
         fields.key(out, b"\"removed\":true");
     }
+    if !publication.epoch.is_empty() {
+        fields.key(out, b"\"epoch\":");
+        write_str(out, &publication.epoch)?;
+    }
+    if publication.version != 0 {
+        fields.key(out, b"\"version\":");
+        serde_json::to_writer(out.writer(), &publication.version)?;
+    }
     out.put_slice(b"}}}");
     Ok(())
 }

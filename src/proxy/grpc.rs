@@ -87,5 +87,6 @@ fn method_path(event: Event) -> &'static str {
         Event::Publish => "/centrifugal.centrifugo.proxy.CentrifugoProxy/Publish",
         Event::SubRefresh => "/centrifugal.centrifugo.proxy.CentrifugoProxy/SubRefresh",
         Event::Rpc => "/centrifugal.centrifugo.proxy.CentrifugoProxy/RPC",
+        Event::SharedPollRefresh => "/centrifugal.centrifugo.proxy.CentrifugoProxy/SharedPollRefresh",
     }
 }

@@ -92,6 +92,8 @@ pub(crate) enum Event {
     Publish,
     SubRefresh,
     Rpc,
+    /// Shared poll subscriptions' backend poll (issue #20).
+    SharedPollRefresh,
 }
 
 impl Event {
@@ -103,6 +105,7 @@ impl Event {
             Event::Publish => "publish",
             Event::SubRefresh => "sub_refresh",
             Event::Rpc => "rpc",
+            Event::SharedPollRefresh => "shared_poll_refresh",
         }
     }
 }
@@ -117,6 +120,9 @@ pub(crate) struct Proxies {
     subscribe: HashMap<String, Arc<Proxy>>,
     publish: HashMap<String, Arc<Proxy>>,
     sub_refresh: HashMap<String, Arc<Proxy>>,
+    /// shared_poll_refresh proxies by `shared_poll.proxy_name` ("" for
+    /// `proxy_shared_poll_refresh_endpoint`).
+    shared_poll_refresh: HashMap<String, Arc<Proxy>>,
     /// Union of the header names any proxy forwards: what a connection keeps.
     forwarded: Vec<String>,
     /// Granular mode: RPC namespaces by name, each with its proxy (None:
@@ -375,6 +381,7 @@ impl Proxies {
             }
             proxies.forwarded = config.proxy_http_headers.iter().chain(&config.proxy_grpc_metadata).cloned().collect();
         }
+        proxies.shared_poll_refresh = shared_poll_proxies(config)?;
         proxies.forwarded.sort();
         proxies.forwarded.dedup();
         Ok(proxies)
@@ -411,6 +418,12 @@ impl Proxies {
     /// The sub_refresh proxy of a channel whose options enable one.
     pub(crate) fn sub_refresh_for(&self, o: &crate::channels::ChannelOptions, granular: bool) -> Option<Arc<Proxy>> {
         Self::channel_proxy(&self.sub_refresh, o.proxy_sub_refresh, &o.sub_refresh_proxy_name, granular)
+    }
+
+    /// The shared_poll_refresh proxy a `shared_poll.proxy_name` names.
+    pub(crate) fn shared_poll_refresh_for(&self, name: &str) -> Option<Arc<Proxy>> {
+        let name = if name == "default" { "" } else { name };
+        self.shared_poll_refresh.get(name).cloned()
     }
 
     fn channel_proxy(
@@ -482,4 +495,61 @@ mod tests {
         assert_eq!(redact("http://u:secret@host:3000/connect"), "http://***@host:3000/connect");
         assert_eq!(redact("grpc://127.0.0.1:1"), "grpc://127.0.0.1:1");
     }
+}
+
+/// The shared_poll_refresh proxies (issue #20): `proxy_shared_poll_refresh_endpoint`
+/// for namespaces whose `shared_poll.proxy_name` is empty or `default`
+/// (Centrifugo's `channel.proxy.shared_poll_refresh`), and each other name
+/// from `proxies`, in either proxy mode.
+fn shared_poll_proxies(config: &Config) -> Result<HashMap<String, Arc<Proxy>>, String> {
+    let mut out = HashMap::new();
+    let static_headers: Vec<(String, String)> = config.proxy_static_http_headers.clone().into_iter().collect();
+    if !config.proxy_shared_poll_refresh_endpoint.is_empty() {
+        let settings = Settings {
+            endpoint: &config.proxy_shared_poll_refresh_endpoint,
+            timeout: config.proxy_shared_poll_refresh_timeout,
+            http_headers: &config.proxy_http_headers,
+            grpc_metadata: &config.proxy_grpc_metadata,
+            static_headers,
+            include_meta: false,
+            binary: false,
+            concurrency: config.proxy_max_concurrency,
+            http_tls: &config.proxy_http_tls,
+            grpc_tls: grpc_tls(&config.proxy_grpc_tls, &config.proxy_grpc_cert_file),
+            grpc_credentials: grpc_credentials(
+                &config.proxy_grpc_credentials_key,
+                &config.proxy_grpc_credentials_value,
+            ),
+        };
+        let proxy = Proxy::open(settings).map_err(|e| format!("proxy_shared_poll_refresh_endpoint: {e}"))?;
+        out.insert(String::new(), proxy);
+    }
+    let channel_options = std::iter::once(&config.channel).chain(config.namespaces.iter().map(|n| &n.options));
+    for o in channel_options {
+        let name = o.shared_poll.proxy_name.as_str();
+        if name.is_empty() || name == "default" || out.contains_key(name) {
+            continue;
+        }
+        let p = config
+            .proxies
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| format!("shared_poll.proxy_name: no proxy named {name:?} in proxies"))?;
+        let settings = Settings {
+            endpoint: &p.endpoint,
+            timeout: p.timeout.unwrap_or(Duration::from_secs(1)),
+            http_headers: &p.http_headers,
+            grpc_metadata: &p.grpc_metadata,
+            static_headers: p.static_http_headers.clone().into_iter().collect(),
+            include_meta: false,
+            binary: false,
+            concurrency: config.proxy_max_concurrency,
+            http_tls: &p.http_tls,
+            grpc_tls: grpc_tls(&p.grpc_tls, &p.grpc_cert_file),
+            grpc_credentials: grpc_credentials(&p.grpc_credentials_key, &p.grpc_credentials_value),
+        };
+        let proxy = Proxy::open(settings).map_err(|e| format!("proxies: {name:?}: {e}"))?;
+        out.insert(name.to_string(), proxy);
+    }
+    Ok(out)
 }

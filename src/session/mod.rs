@@ -15,6 +15,7 @@ mod map;
 mod personal;
 mod proxy;
 mod publish;
+mod shared_poll;
 mod subscribe;
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,8 @@ pub(crate) struct Session {
     /// Who the client is to the backend proxy (forwarded headers,
     /// transport, protocol); set by the transport.
     origin: Arc<crate::proxy::ClientOrigin>,
+    /// Shared poll tracks whose replies are being queued (issue #20).
+    shared_poll_pending: Vec<shared_poll::PendingTrack>,
 }
 
 /// One subscription of the connection.
@@ -114,6 +117,7 @@ impl Session {
             activations: Vec::new(),
             transport: crate::transport::Kind::WebSocket,
             session_id: String::new(),
+            shared_poll_pending: Vec::new(),
             origin: Arc::new(crate::proxy::ClientOrigin {
                 protocol: match protocol {
                     Protocol::Json => "json",
@@ -312,6 +316,7 @@ impl Session {
     /// Lets pushes flow to the subscriptions whose announcing replies are
     /// now queued (see [`crate::hub`]: never a push before that reply).
     fn release_subscriptions(&mut self) {
+        self.release_tracks();
         let activations = std::mem::take(&mut self.activations);
         let Some(conn) = self.conn.as_ref() else { return };
         for (channel, sent) in activations {
@@ -453,6 +458,9 @@ impl Session {
     pub(crate) fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             for channel in conn.channels.keys() {
+                if self.is_shared_poll_channel(channel) {
+                    self.app.shared_poll.forget(channel, conn.handle.key);
+                }
                 let info = conn.client_info(channel);
                 crate::map::presence::left(&self.app, channel, &info);
                 self.announce(channel, info, crate::broker::PresenceEvent::Leave);

@@ -20,6 +20,9 @@ pub(super) const FLAG_REJECT_UNRECOVERED: i64 = 1 << 1;
 
 impl Session {
     pub(super) async fn subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
+        if req.r#type == crate::shared_poll::SUBSCRIPTION_TYPE || self.is_shared_poll_channel(&req.channel) {
+            return self.shared_poll_subscribe(req).await;
+        }
         if req.r#type != 0 || self.is_map_channel(&req.channel) {
             return self.map_subscribe(req).await;
         }
@@ -232,6 +235,9 @@ impl Session {
         if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
+        if let Some(outcome) = self.shared_poll_sub_refresh(&req) {
+            return outcome;
+        }
         let app = self.app.clone();
         let conn = self.conn.as_mut().ok_or(Disconnect::BAD_REQUEST)?;
         let client_id = conn.handle.client_id.clone();
@@ -256,7 +262,7 @@ impl Session {
         }
         state.expire_at = claims.expire_at;
         let (expires, ttl) = super::ttl_of(claims.expire_at);
-        Ok(Reply { sub_refresh: Some(SubRefreshResult { expires, ttl }), ..Default::default() })
+        Ok(Reply { sub_refresh: Some(SubRefreshResult { expires, ttl, ..Default::default() }), ..Default::default() })
     }
 
     /// Subscribes the connection through the hub and records it.
@@ -297,6 +303,7 @@ impl Session {
         // gets its own leave (Centrifugo removes the subscription first).
         let info = conn.client_info(channel);
         conn.channels.remove(channel);
+        self.app.shared_poll.forget(channel, conn.handle.key);
         self.app.hub.unsubscribe(channel, conn.handle.key);
         self.activations.retain(|(c, _)| c != channel);
         crate::map::presence::left(&self.app, channel, &info);

@@ -56,7 +56,7 @@ function countingWebSocket(counter) {
     constructor(...args) {
       super(...args);
       this.on('message', (data) => {
-        counter.bytes += data.length;
+        counter.bytes += data.byteLength;
       });
     }
   };

@@ -67,6 +67,11 @@ async fn deltas_rebuild_every_publication_live_and_after_recovery() {
     };
     let mut plain = client(pair.b()).await;
     plain.subscribe("dl:doc").await;
+    // Neither positioned nor recoverable: delta granted, every publication
+    // whole (as a JSON string), as from Centrifugo.
+    let mut unpositioned = client(pair.b()).await;
+    let reply = unpositioned.request(json!({"subscribe": {"channel": "dl:doc", "delta": "fossil"}})).await;
+    assert_eq!(reply["subscribe"]["delta"], json!(true), "{reply}");
     let mut c = client(pair.b()).await;
     let reply = c.request(json!({"subscribe": {"channel": "dl:doc", "delta": "fossil", "recoverable": true}})).await;
     assert_eq!(reply["subscribe"]["delta"], json!(true), "{reply}");
@@ -82,6 +87,9 @@ async fn deltas_rebuild_every_publication_live_and_after_recovery() {
         assert_eq!(q["data"], document(n), "plain subscribers get plain data");
         assert!(q.get("delta").is_none());
         full += serde_json::to_vec(&q["data"]).unwrap().len();
+        let u = unpositioned.recv_publication("dl:doc", TIMEOUT).await;
+        assert_eq!(u.get("delta"), None, "whole to a subscriber without position: {u}");
+        assert_eq!(rebuild(&u, &mut Vec::new()).0, document(n));
     }
     assert_eq!(deltas, 19, "all but the first publication are deltas");
     // Every item's price changes with n, so a delta is about a quarter of the data.

@@ -37,6 +37,8 @@ mod cases_chanfeat;
 mod cases_channels;
 #[path = "differential/cases_connect.rs"]
 mod cases_connect;
+#[path = "differential/cases_delta.rs"]
+mod cases_delta;
 #[path = "differential/cases_history.rs"]
 mod cases_history;
 #[path = "differential/cases_input.rs"]

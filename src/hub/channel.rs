@@ -281,7 +281,12 @@ impl Channel {
 }
 
 /// A delta subscriber's publication: live, only the form it gets is made;
-/// held, both (see [`Subscriber::pick`]).
+/// held, both (see [`Subscriber::pick`]). Only positioned (or recoverable)
+/// subscribers get deltas; the others get every publication whole, as from
+/// Centrifugo v6.9.1: its non-positioned subscribers get the delta against
+/// the hub's local previous publication, which only a channel medium keeps,
+/// and Centrifugo configures none (centrifuge hub.go `localPrevPub`, sent by
+/// client.go `writePublicationUpdatePosition` without positioning).
 fn deliver_delta(
     sub: &Subscriber,
     offset: u64,
@@ -290,7 +295,7 @@ fn deliver_delta(
     mut plain: impl FnMut() -> Option<Bytes>,
 ) {
     if sub.live.load(Ordering::Acquire) {
-        let bytes = match sub.delta_ready.swap(true, Ordering::Relaxed) {
+        let bytes = match sub.positioned && sub.delta_ready.swap(true, Ordering::Relaxed) {
             true => forms.delta(protocol, &mut plain),
             false => forms.whole(protocol, &mut plain),
         };
@@ -299,9 +304,9 @@ fn deliver_delta(
         }
         return;
     }
-    if let (Some(whole), Some(delta)) = (forms.whole(protocol, &mut plain), forms.delta(protocol, &mut plain)) {
-        sub.push_forms(offset, whole, Some(delta));
-    }
+    let Some(whole) = forms.whole(protocol, &mut plain) else { return };
+    let delta = if sub.positioned { forms.delta(protocol, &mut plain) } else { None };
+    sub.push_forms(offset, whole, delta);
 }
 
 /// The broker's handle on a channel.

@@ -17,8 +17,9 @@ use crate::tags_filter;
 #[derive(Clone, Debug, Default)]
 pub struct Delivery {
     /// The client asked for fossil deltas and the namespace allows them: its
-    /// publications go as deltas against its previous one, JSON data as a
-    /// JSON string (whole or delta).
+    /// publications go as deltas against its previous one when it is
+    /// positioned (or recoverable), else whole, as from Centrifugo; JSON data
+    /// as a JSON string (whole or delta).
     pub delta: bool,
     /// Only publications whose tags pass this (validated) filter reach it.
     /// Ignored with `delta`, as centrifuge ignores it for live publications

@@ -445,9 +445,11 @@ fn split_json(text: &str) -> Vec<Value> {
 }
 
 /// One Protobuf frame: uvarint-length-prefixed `Reply` messages, each with
-/// its JSON shape. A reply whose `bytes` fields are not JSON (binary
-/// payloads) reads as `{"id":N,"non_json_reply":"<Debug>"}`; use
-/// `recv_reply` for those.
+/// its JSON shape. Publication data that is not JSON (binary payloads,
+/// fossil deltas) reads as a JSON string of its bytes (lossy UTF-8), as a
+/// JSON delta subscriber gets it; any other reply whose `bytes` fields are
+/// not JSON reads as `{"id":N,"non_json_reply":"<Debug>"}`; use `recv_reply`
+/// for those.
 fn split_protobuf(mut bytes: &[u8]) -> Vec<(Value, Option<Reply>)> {
     let frame = bytes.to_vec();
     let mut out = Vec::new();
@@ -455,8 +457,30 @@ fn split_protobuf(mut bytes: &[u8]) -> Vec<(Value, Option<Reply>)> {
         let reply = Reply::decode_length_delimited(&mut bytes)
             .unwrap_or_else(|e| panic!("invalid Protobuf frame {frame:?}: {e}"));
         let value = serde_json::to_value(&reply)
+            .or_else(|_| serde_json::to_value(publication_data_as_strings(&reply)))
             .unwrap_or_else(|_| json!({"id": reply.id, "non_json_reply": format!("{reply:?}")}));
         out.push((value, Some(reply)));
     }
     out
+}
+
+/// `reply` with each publication's non-JSON data (pushes, subscribe and
+/// history results) replaced by a JSON string of it.
+fn publication_data_as_strings(reply: &Reply) -> Reply {
+    let mut reply = reply.clone();
+    let as_string = |p: &mut natsgate::protocol::Publication| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&p.data).is_err() {
+            p.data = serde_json::to_vec(&String::from_utf8_lossy(&p.data)).expect("a string").into();
+        }
+    };
+    if let Some(p) = reply.push.as_mut().and_then(|push| push.r#pub.as_mut()) {
+        as_string(p);
+    }
+    if let Some(s) = reply.subscribe.as_mut() {
+        s.publications.iter_mut().for_each(as_string);
+    }
+    if let Some(h) = reply.history.as_mut() {
+        h.publications.iter_mut().for_each(as_string);
+    }
+    reply
 }

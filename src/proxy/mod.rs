@@ -486,17 +486,6 @@ fn redact(endpoint: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn endpoints_lose_their_credentials_in_logs() {
-        assert_eq!(redact("http://u:secret@host:3000/connect"), "http://***@host:3000/connect");
-        assert_eq!(redact("grpc://127.0.0.1:1"), "grpc://127.0.0.1:1");
-    }
-}
-
 /// The shared_poll_refresh proxies (issue #20): `proxy_shared_poll_refresh_endpoint`
 /// for namespaces whose `shared_poll.proxy_name` is empty or `default`
 /// (Centrifugo's `channel.proxy.shared_poll_refresh`), and each other name
@@ -552,4 +541,15 @@ fn shared_poll_proxies(config: &Config) -> Result<HashMap<String, Arc<Proxy>>, S
         out.insert(name.to_string(), proxy);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn endpoints_lose_their_credentials_in_logs() {
+        assert_eq!(redact("http://u:secret@host:3000/connect"), "http://***@host:3000/connect");
+        assert_eq!(redact("grpc://127.0.0.1:1"), "grpc://127.0.0.1:1");
+    }
 }

@@ -103,7 +103,21 @@ pub struct MapCondition {
     /// the held entry's.
     pub version: u64,
     pub version_epoch: String,
+    /// Refuse ([`PENDING`]) while another change of the key is between its
+    /// state pre-write and its publication (a live entry at offset 0 younger
+    /// than [`PENDING_PATIENCE`]), so that changes of one key are published
+    /// in the order their conditions were judged (stream modes; ephemeral
+    /// entries stay at offset 0).
+    pub serialize: bool,
 }
+
+/// [`MapCondition::admit`]'s answer while another change of the key is
+/// being published: the caller waits and asks again.
+pub const PENDING: &str = "pending";
+
+/// How long a pending change may hold its key before others take over (a
+/// gateway that died between the pre-write and the publication).
+pub const PENDING_PATIENCE: Duration = Duration::from_secs(5);
 
 impl MapCondition {
     /// Checks `held` (the key's live entry, None when absent, removed or
@@ -111,6 +125,12 @@ impl MapCondition {
     /// `entry` gets the version it is to carry (an unversioned write keeps
     /// the held one; a removal keeps none).
     pub fn admit(&self, held: Option<&MapEntry>, entry: &mut MapEntry) -> Result<(), &'static str> {
+        if let Some(held) = held.filter(|_| self.serialize) {
+            let patience = PENDING_PATIENCE.as_millis() as u64;
+            if held.offset == 0 && super::now_ms() < held.time_ms.saturating_add(patience) {
+                return Err(PENDING);
+            }
+        }
         if let Some(held) = held {
             let same_epoch = self.version_epoch.is_empty() || self.version_epoch == held.version_epoch;
             if self.version > 0 && same_epoch && self.version <= held.version {
@@ -248,5 +268,29 @@ mod tests {
         assert_eq!(maps.read("c", None, None)[0].1.data, Bytes::from_static(b"five"));
         maps.write("c", "k", MapEntry { removed: true, ..at(6, b"") }, None);
         assert!(maps.read("c", Some("k"), None).is_empty(), "removed keys are not state");
+    }
+
+    #[test]
+    fn conditions_judge_versions_then_key_modes_and_wait_for_pending_changes() {
+        let held = MapEntry { offset: 3, version: 5, version_epoch: "e".into(), ..Default::default() };
+        let versioned =
+            |version, epoch: &str| MapCondition { version, version_epoch: epoch.into(), ..Default::default() };
+        let mut entry = MapEntry::default();
+        assert_eq!(versioned(5, "e").admit(Some(&held), &mut entry), Err("version"));
+        assert_eq!(versioned(5, "").admit(Some(&held), &mut entry), Err("version"));
+        assert_eq!(versioned(1, "other").admit(Some(&held), &mut entry), Ok(()));
+        assert_eq!((entry.version, entry.version_epoch.as_str()), (1, "other"));
+        let mut entry = MapEntry::default();
+        assert_eq!(MapCondition::default().admit(Some(&held), &mut entry), Ok(()));
+        assert_eq!(entry.version, 5, "an unversioned write keeps the key's version");
+        let if_new = MapCondition { key_mode: KeyMode::IfNew, ..Default::default() };
+        let if_exists = MapCondition { key_mode: KeyMode::IfExists, ..Default::default() };
+        assert_eq!(if_new.admit(Some(&held), &mut entry), Err("key_exists"));
+        assert_eq!(if_exists.admit(None, &mut entry), Err("key_not_found"));
+        let pending = MapEntry { offset: 0, time_ms: super::super::now_ms(), ..Default::default() };
+        let serialized = MapCondition { serialize: true, ..Default::default() };
+        assert_eq!(serialized.admit(Some(&pending), &mut entry), Err(PENDING));
+        let stale = MapEntry { time_ms: 1, ..pending };
+        assert_eq!(serialized.admit(Some(&stale), &mut entry), Ok(()));
     }
 }

@@ -337,7 +337,8 @@ async fn publish(app: &Arc<AppContext>, req: MapPublish) -> Result<MapResult, Ap
     if req.version > 0 && !options.mode.has_stream() {
         return Err(ApiError(ErrorCode::INTERNAL));
     }
-    let condition = MapCondition { key_mode, version: req.version, version_epoch: req.version_epoch };
+    let condition =
+        MapCondition { key_mode, version: req.version, version_epoch: req.version_epoch, ..Default::default() };
     let change = Change { key: req.key, data, tags: req.tags, info: None, removed: false };
     let applied = apply_with(app.broker.as_ref(), options, &req.channel, change, &condition, &req.idempotency_key);
     Ok(updated("map_publish", applied.await?))

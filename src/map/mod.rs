@@ -26,6 +26,7 @@ pub mod options;
 use bytes::Bytes;
 use std::collections::HashMap;
 
+use crate::broker::map_state::{PENDING, PENDING_PATIENCE};
 use crate::broker::{now_ms, Broker, BrokerError, KeyMode, MapCondition, MapEntry, Message, Position, Query};
 use crate::protocol::ClientInfo;
 use options::MapOptions;
@@ -84,20 +85,29 @@ pub(crate) async fn apply_with(
             return Ok(Applied::Suppressed("idempotency", position));
         }
     }
-    let removal = MapCondition { key_mode: KeyMode::IfExists, ..Default::default() };
-    let condition = if change.removed { &removal } else { condition };
-    let time_ms = now_ms();
-    let data = if change.removed { Bytes::new() } else { change.data };
-    let mut entry = MapEntry {
-        data: data.clone(),
-        tags: change.tags.clone(),
-        time_ms,
-        removed: change.removed,
-        ..Default::default()
+    let mut condition = match change.removed {
+        true => MapCondition { key_mode: KeyMode::IfExists, ..Default::default() },
+        false => condition.clone(),
     };
-    if let Err(reason) = broker.map_write_if(channel, &change.key, &mut entry, ttl, condition).await? {
-        return Ok(Applied::Suppressed(reason, position(broker, options, channel).await?));
-    }
+    // One change of a key at a time between pre-write and publication, so
+    // the stream has a key's changes in the order they were judged.
+    condition.serialize = options.mode.has_stream();
+    let data = if change.removed { Bytes::new() } else { change.data };
+    let started = tokio::time::Instant::now();
+    let (time_ms, entry) = loop {
+        let time_ms = now_ms();
+        let tags = change.tags.clone();
+        let mut entry = MapEntry { data: data.clone(), tags, time_ms, removed: change.removed, ..Default::default() };
+        match broker.map_write_if(channel, &change.key, &mut entry, ttl, &condition).await? {
+            Ok(()) => break (time_ms, entry),
+            Err(PENDING) if started.elapsed() < PENDING_PATIENCE => {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await
+            }
+            // The pending change's gateway is gone: judge against its entry.
+            Err(PENDING) => condition.serialize = false,
+            Err(reason) => return Ok(Applied::Suppressed(reason, position(broker, options, channel).await?)),
+        }
+    };
     let message = Message {
         data,
         info: change.info,

@@ -105,14 +105,14 @@ fn state_pages() -> Scenario {
 fn stream_reads() -> Scenario {
     let ch = "mp:stream";
     let s = Scenario::new("map stream reads")
-        .api("map_publish", json!({"channel": ch, "key": "a", "data": 1}))
+        .api_save("map_publish", json!({"channel": ch, "key": "a", "data": 1}), &[("/result/offset", "first")])
         .api("map_publish", json!({"channel": ch, "key": "b", "data": 2}))
         .api("map_remove", json!({"channel": ch, "key": "a"}))
         .api_save("map_read_stream", json!({"channel": ch, "limit": -1}), &[("/result/epoch", "epoch")])
         .api("map_read_stream", json!({"channel": ch, "limit": 2}))
         .api("map_read_stream", json!({"channel": ch, "limit": 0}))
         .api("map_read_stream", json!({"channel": ch, "limit": -1, "reverse": true}));
-    api_b(s, "map_read_stream", json!({"channel": ch, "limit": -1, "since_offset": 1, "since_epoch": "$epoch"}))
+    api_b(s, "map_read_stream", json!({"channel": ch, "limit": -1, "since_offset": "$first", "since_epoch": "$epoch"}))
         .api("map_stats", json!({"channel": ch}))
         .api("map_stats", json!({"channel": "mp:stream-none"}))
 }

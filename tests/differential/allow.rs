@@ -171,4 +171,25 @@ pub static ALLOWED: &[Allowed] = &[
         at: "4 recv a: *",
         targets: BOTH,
         reason: "a binary frame on a JSON connection: natsgate closes with 3501; Centrifugo decodes it as JSON. No SDK sends one",
-    },];
+    },    // The map server API (cases_map_api.rs).
+    Allowed {
+        scenario: "map *",
+        at: "*.epoch",
+        targets: BOTH,
+        reason: "an epoch belongs to a namespace in natsgate (one per channel in Centrifugo's memory engine), and \
+                 ephemeral maps, which keep no stream, answer no epoch",
+    },
+    Allowed {
+        scenario: "map *",
+        at: "*.offset",
+        targets: NATS,
+        reason: "offsets on NATS are JetStream sequences shared by a namespace (order is compared, values are not)",
+    },
+    Allowed {
+        scenario: "map clear",
+        at: "4 POST /api/map_read_state: *|5 POST /api/map_publish: *|6 POST /api/map_read_stream: *",
+        targets: BOTH,
+        reason: "map_clear keeps the channel's offset counter (its stream is removed as history_remove removes it); \
+                 Centrifugo's memory broker starts the channel again at offset 1 in a new epoch",
+    },
+];

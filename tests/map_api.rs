@@ -122,7 +122,7 @@ async fn http_batch_and_legacy(pair: &Pair) {
 /// key is written once whichever gateway sees it.
 async fn races(pair: &Pair) {
     let http = reqwest::Client::new();
-    let gw = |i: usize| if i % 2 == 0 { &pair.a } else { pair.b() };
+    let gw = |i: usize| if i.is_multiple_of(2) { &pair.a } else { pair.b() };
     let ch = "mp:race";
 
     let claims = (0..RACERS).map(|i| {

@@ -116,7 +116,8 @@ pub(crate) struct MapChannel {
 /// One map method call.
 #[derive(Debug)]
 pub(crate) enum MapRequest {
-    Publish(MapPublish),
+    /// Boxed: the largest request by far.
+    Publish(Box<MapPublish>),
     Remove(MapRemove),
     ReadState(MapReadState),
     ReadStream(MapReadStream),
@@ -129,7 +130,7 @@ impl MapRequest {
     /// `crate::api::request`): `Ok(None)` when `method` is no map method.
     pub(crate) fn decode(method: &str, body: &str) -> Result<Option<MapRequest>, Malformed> {
         Ok(Some(match method {
-            "map_publish" => MapRequest::Publish(object(body)?),
+            "map_publish" => MapRequest::Publish(Box::new(object(body)?)),
             "map_remove" => MapRequest::Remove(object(body)?),
             "map_read_state" => MapRequest::ReadState(object(body)?),
             "map_read_stream" => MapRequest::ReadStream(object(body)?),
@@ -194,7 +195,7 @@ impl MapResult {
     /// The method this answers (the key of a JSON batch reply).
     pub(crate) fn method(&self) -> &'static str {
         match self {
-            MapResult::Update { method, .. } => *method,
+            MapResult::Update { method, .. } => method,
             MapResult::State { .. } => "map_read_state",
             MapResult::Stream { .. } => "map_read_stream",
             MapResult::Stats { .. } => "map_stats",
@@ -277,7 +278,7 @@ fn entry_json(e: &MapEntryOut) -> Value {
 /// Runs one map method.
 pub(crate) async fn run(app: &Arc<AppContext>, request: MapRequest) -> Result<MapResult, ApiError> {
     match request {
-        MapRequest::Publish(req) => publish(app, req).await,
+        MapRequest::Publish(req) => publish(app, *req).await,
         MapRequest::Remove(req) => remove(app, req).await,
         MapRequest::ReadState(req) => read_state(app, req).await,
         MapRequest::ReadStream(req) => read_stream(app, req).await,

@@ -245,7 +245,7 @@ pub(super) fn reply(outcome: Result<Reply, ApiError>) -> proto::Reply {
 
 impl From<proto::MapPublishRequest> for Command {
     fn from(r: proto::MapPublishRequest) -> Command {
-        Command::Map(MapRequest::Publish(map_api::MapPublish {
+        Command::Map(MapRequest::Publish(Box::new(map_api::MapPublish {
             channel: r.channel,
             key: r.key,
             data: data(r.data),
@@ -259,7 +259,7 @@ impl From<proto::MapPublishRequest> for Command {
             version_epoch: r.version_epoch,
             score: r.score,
             key_mode: r.key_mode,
-        }))
+        })))
     }
 }
 

@@ -192,6 +192,12 @@ pub(crate) fn method_label(method: &str) -> &'static str {
         "info",
         "batch",
         "history_remove",
+        "map_publish",
+        "map_remove",
+        "map_read_state",
+        "map_read_stream",
+        "map_stats",
+        "map_clear",
     ];
     KNOWN.iter().find(|k| **k == method).copied().unwrap_or("unknown")
 }

@@ -43,6 +43,8 @@ mod cases_delta;
 mod cases_history;
 #[path = "differential/cases_input.rs"]
 mod cases_input;
+#[path = "differential/cases_map_api.rs"]
+mod cases_map_api;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

@@ -63,6 +63,7 @@ pub(crate) fn result(reply: Reply) -> Result<Value, ApiError> {
             json!({ "num_clients": num_clients, "num_users": num_users })
         }
         Reply::History(page) => history_json(page)?,
+        Reply::Map(result) => result.to_json(),
     })
 }
 

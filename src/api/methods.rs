@@ -55,6 +55,8 @@ pub(crate) enum Reply {
     },
     History(Page),
     HistoryRemove,
+    /// A map method's result (see `crate::map::api`).
+    Map(crate::map::api::MapResult),
 }
 
 impl Reply {
@@ -73,6 +75,7 @@ impl Reply {
             Reply::PresenceStats { .. } => "presence_stats",
             Reply::History(_) => "history",
             Reply::HistoryRemove => "history_remove",
+            Reply::Map(result) => result.method(),
         }
     }
 }
@@ -120,6 +123,7 @@ pub(crate) async fn batch(
 
 async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError> {
     match command {
+        Command::Map(request) => Ok(Reply::Map(crate::map::api::run(app, request).await?)),
         Command::Publish(p) => {
             let data = payload(p.data, &p.b64data)?;
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);

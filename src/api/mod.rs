@@ -152,13 +152,6 @@ pub(crate) async fn one_method(app: &Arc<AppContext>, method: &str, body: &[u8])
             },
         };
     }
-    // Map subscriptions' methods (see `crate::map::api`).
-    if let Some(outcome) = crate::map::api::call(app, method, body).await {
-        return match outcome {
-            Ok(outcome) => reply(app, outcome),
-            Err(crate::map::api::Malformed) => malformed(),
-        };
-    }
     // Shared poll subscriptions' method (see `crate::shared_poll::api`).
     if let Some(outcome) = crate::shared_poll::api::call(app, method, body).await {
         return match outcome {

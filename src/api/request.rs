@@ -45,10 +45,12 @@ pub(crate) enum Command {
     HistoryRemove(ChannelOnly),
     Channels(Channels),
     Info,
+    /// The map methods (see `crate::map::api`).
+    Map(crate::map::api::MapRequest),
 }
 
 /// The methods natsgate serves besides `batch`, by URL name.
-pub(crate) const METHODS: [&str; 12] = [
+pub(crate) const METHODS: [&str; 18] = [
     "publish",
     "broadcast",
     "subscribe",
@@ -61,6 +63,12 @@ pub(crate) const METHODS: [&str; 12] = [
     "history_remove",
     "channels",
     "info",
+    "map_publish",
+    "map_remove",
+    "map_read_state",
+    "map_read_stream",
+    "map_stats",
+    "map_clear",
 ];
 
 impl Command {
@@ -79,6 +87,7 @@ impl Command {
             Command::HistoryRemove(_) => "history_remove",
             Command::Channels(_) => "channels",
             Command::Info => "info",
+            Command::Map(request) => request.method(),
         }
     }
 
@@ -101,7 +110,7 @@ impl Command {
                 object::<Empty>(body)?;
                 Command::Info
             }
-            _ => return Ok(None),
+            _ => return Ok(crate::map::api::MapRequest::decode(method, body)?.map(Command::Map)),
         }))
     }
 }
@@ -109,7 +118,7 @@ impl Command {
 /// Decodes a JSON object (or `null`, all fields unset) into `T`. serde's
 /// derived structs would also take an array of field values, which Go's
 /// decoder refuses: so the first token decides.
-fn object<T: DeserializeOwned + Default>(text: &str) -> Result<T, Malformed> {
+pub(crate) fn object<T: DeserializeOwned + Default>(text: &str) -> Result<T, Malformed> {
     match text.trim_start().as_bytes().first() {
         Some(b'{') | Some(b'n') => {
             serde_json::from_str::<Option<T>>(text).map(Option::unwrap_or_default).map_err(|_| Malformed)
@@ -437,7 +446,7 @@ struct LegacyShape {
 
 /// Centrifugo's legacy method numbers (`Command.MethodType`) that natsgate
 /// serves; any other number is "not found" (104).
-const LEGACY_METHODS: [(i64, &str); 12] = [
+const LEGACY_METHODS: [(i64, &str); 18] = [
     (0, "publish"),
     (1, "broadcast"),
     (2, "unsubscribe"),
@@ -450,10 +459,16 @@ const LEGACY_METHODS: [(i64, &str); 12] = [
     (9, "info"),
     (11, "subscribe"),
     (12, "refresh"),
+    (33, "map_publish"),
+    (34, "map_remove"),
+    (35, "map_read_state"),
+    (36, "map_read_stream"),
+    (37, "map_stats"),
+    (38, "map_clear"),
 ];
 
 /// Method names Centrifugo's legacy API knows and natsgate does not serve.
-const LEGACY_OTHER_NAMES: [&str; 27] = [
+const LEGACY_OTHER_NAMES: [&str; 21] = [
     "rpc",
     "connections",
     "update_user_status",
@@ -474,12 +489,6 @@ const LEGACY_OTHER_NAMES: [&str; 27] = [
     "send_push_notification",
     "update_push_status",
     "cancel_push",
-    "map_publish",
-    "map_remove",
-    "map_read_state",
-    "map_read_stream",
-    "map_stats",
-    "map_clear",
     "shared_poll_publish",
 ];
 

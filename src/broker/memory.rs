@@ -207,4 +207,34 @@ impl Broker for MemoryBroker {
     ) -> Result<Vec<(String, String, super::MapEntry)>, BrokerError> {
         Ok(self.maps.lock().scan(namespace))
     }
+
+    async fn map_write_if(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: &mut super::MapEntry,
+        key_ttl: Option<std::time::Duration>,
+        condition: &super::MapCondition,
+    ) -> Result<Result<(), &'static str>, BrokerError> {
+        Ok(self.maps.lock().write_if(channel, key, entry, key_ttl, condition))
+    }
+
+    async fn map_clear(&self, channel: &str, _key_ttl: Option<std::time::Duration>) -> Result<(), BrokerError> {
+        self.maps.lock().clear(channel);
+        Ok(())
+    }
+
+    async fn map_result(&self, channel: &str, idempotency_key: &str) -> Result<Option<super::Position>, BrokerError> {
+        Ok(self.maps.lock().result(channel, idempotency_key).map(|(offset, epoch)| super::Position { offset, epoch }))
+    }
+
+    async fn map_remember(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        position: super::Position,
+    ) -> Result<(), BrokerError> {
+        self.maps.lock().remember(channel, idempotency_key, position.offset, position.epoch);
+        Ok(())
+    }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::protocol::ClientInfo;
 pub use history::{HistoryConfig, Page, Position, Query};
-pub use map_state::MapEntry;
+pub use map_state::{KeyMode, MapCondition, MapEntry};
 
 /// A publication as it travels through the broker. On NATS the body is
 /// `data` and the rest rides in headers, so direct NATS publishers and the
@@ -204,6 +204,44 @@ pub trait Broker: Send + Sync + 'static {
         _key: &str,
         _entry: MapEntry,
         _key_ttl: Option<std::time::Duration>,
+    ) -> Result<(), BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// [`map_write`](Self::map_write) if the key's live entry meets
+    /// `condition` ([`MapCondition::admit`], which also sets `entry`'s
+    /// version), checked and written atomically (a compare-and-set on NATS):
+    /// `Ok(Err(reason))` when it does not, nothing written.
+    async fn map_write_if(
+        &self,
+        _channel: &str,
+        _key: &str,
+        _entry: &mut MapEntry,
+        _key_ttl: Option<std::time::Duration>,
+        _condition: &MapCondition,
+    ) -> Result<Result<(), &'static str>, BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// `map_clear`: every key of a map channel's state and its idempotent
+    /// results go (the caller removes the stream).
+    async fn map_clear(&self, _channel: &str, _key_ttl: Option<std::time::Duration>) -> Result<(), BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// The position an idempotent map write (`idempotency_key`) got, if one
+    /// was made in the last [`map_state::IDEMPOTENT_RESULT_TTL`].
+    async fn map_result(&self, _channel: &str, _idempotency_key: &str) -> Result<Option<Position>, BrokerError> {
+        Err(BrokerError::Unavailable("this broker keeps no map state".into()))
+    }
+
+    /// Remembers an idempotent map write's position (see
+    /// [`map_result`](Self::map_result)).
+    async fn map_remember(
+        &self,
+        _channel: &str,
+        _idempotency_key: &str,
+        _position: Position,
     ) -> Result<(), BrokerError> {
         Err(BrokerError::Unavailable("this broker keeps no map state".into()))
     }

@@ -27,7 +27,8 @@ pub(crate) mod presence;
 use bytes::Bytes;
 use std::collections::HashMap;
 
-use crate::broker::{now_ms, Broker, BrokerError, MapEntry, Message, Position, Query};
+use crate::broker::map_state::{PENDING, PENDING_PATIENCE};
+use crate::broker::{now_ms, Broker, BrokerError, KeyMode, MapCondition, MapEntry, Message, Position, Query};
 use crate::protocol::ClientInfo;
 use options::MapOptions;
 
@@ -62,21 +63,52 @@ pub(crate) async fn apply(
     channel: &str,
     change: Change,
 ) -> Result<Applied, BrokerError> {
+    apply_with(broker, options, channel, change, &MapCondition::default(), "").await
+}
+
+/// [`apply`] with the API's options: the state pre-write is conditional
+/// (`condition`: key mode and version, a compare-and-set, so two gateways
+/// never both pass; a removal needs the key present), and a non-empty
+/// `idempotency_key` already used on the channel in the last 300 s answers
+/// that write's position, suppressed (`idempotency`), as centrifuge does.
+pub(crate) async fn apply_with(
+    broker: &dyn Broker,
+    options: &MapOptions,
+    channel: &str,
+    change: Change,
+    condition: &MapCondition,
+    idempotency_key: &str,
+) -> Result<Applied, BrokerError> {
     let ttl = options.key_ttl.filter(|t| !t.is_zero());
-    if change.removed && broker.map_read(channel, Some(&change.key), ttl).await?.is_empty() {
-        return Ok(Applied::Suppressed("key_not_found", position(broker, options, channel).await?));
+    if !idempotency_key.is_empty() {
+        if let Some(position) = broker.map_result(channel, idempotency_key).await? {
+            let position = options.mode.has_stream().then_some(position);
+            return Ok(Applied::Suppressed("idempotency", position));
+        }
     }
-    let time_ms = now_ms();
-    let data = if change.removed { Bytes::new() } else { change.data };
-    let entry = MapEntry {
-        data: data.clone(),
-        tags: change.tags.clone(),
-        offset: 0,
-        time_ms,
-        removed: change.removed,
-        info: change.info.clone().filter(|_| !change.removed),
+    let mut condition = match change.removed {
+        true => MapCondition { key_mode: KeyMode::IfExists, ..Default::default() },
+        false => condition.clone(),
     };
-    broker.map_write(channel, &change.key, entry.clone(), ttl).await?;
+    // One change of a key at a time between pre-write and publication, so
+    // the stream has a key's changes in the order they were judged.
+    condition.serialize = options.mode.has_stream();
+    let data = if change.removed { Bytes::new() } else { change.data };
+    let started = tokio::time::Instant::now();
+    let (time_ms, entry) = loop {
+        let time_ms = now_ms();
+        let tags = change.tags.clone();
+        let mut entry = MapEntry { data: data.clone(), tags, time_ms, removed: change.removed, info: change.info.clone().filter(|_| !change.removed), ..Default::default() };
+        match broker.map_write_if(channel, &change.key, &mut entry, ttl, &condition).await? {
+            Ok(()) => break (time_ms, entry),
+            Err(PENDING) if started.elapsed() < PENDING_PATIENCE => {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await
+            }
+            // The pending change's gateway is gone: judge against its entry.
+            Err(PENDING) => condition.serialize = false,
+            Err(reason) => return Ok(Applied::Suppressed(reason, position(broker, options, channel).await?)),
+        }
+    };
     let message = Message {
         data,
         info: change.info,
@@ -89,6 +121,9 @@ pub(crate) async fn apply(
     let position = broker.publish(channel, message).await?;
     if let Some(position) = &position {
         broker.map_write(channel, &change.key, MapEntry { offset: position.offset, ..entry }, ttl).await?;
+    }
+    if !idempotency_key.is_empty() {
+        broker.map_remember(channel, idempotency_key, position.clone().unwrap_or_default()).await?;
     }
     Ok(Applied::Published(position))
 }

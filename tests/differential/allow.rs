@@ -179,4 +179,26 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "a subscriber with both delta and a tags filter (the SDKs refuse the pair): natsgate recovers every \
                  missed publication, as its live ones are not filtered either; Centrifugo filters the recovered ones, \
                  after which its next live delta is made against a publication the client may not have",
-    },];
+    },
+    // The map server API (cases_map_api.rs).
+    Allowed {
+        scenario: "map *",
+        at: "*.epoch",
+        targets: BOTH,
+        reason: "an epoch belongs to a namespace in natsgate (one per channel in Centrifugo's memory engine), and \
+                 ephemeral maps, which keep no stream, answer no epoch",
+    },
+    Allowed {
+        scenario: "map *",
+        at: "*.offset",
+        targets: NATS,
+        reason: "offsets on NATS are JetStream sequences shared by a namespace (order is compared, values are not)",
+    },
+    Allowed {
+        scenario: "map clear",
+        at: "4 POST /api/map_read_state: *|5 POST /api/map_publish: *|6 POST /api/map_read_stream: *",
+        targets: BOTH,
+        reason: "map_clear keeps the channel's offset counter (its stream is removed as history_remove removes it); \
+                 Centrifugo's memory broker starts the channel again at offset 1 in a new epoch",
+    },
+];

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 /// Every group. When all of them have run in one test process, an
 /// allow-list entry that covered no difference is stale and fails the
 /// last group: a fixed difference must leave the list (and the README).
-const GROUPS: [&str; 12] = [
+const GROUPS: [&str; 13] = [
     "api",
     "channels",
     "connect",
@@ -35,6 +35,8 @@ const GROUPS: [&str; 12] = [
     // Delta compression and tags filter (cases_delta.rs).
     "delta",
     "tags_filter",
+    // The map server API (cases_map_api.rs).
+    "map_api",
 ];
 
 /// The groups that passed so far and the allow-list entries (indexes into

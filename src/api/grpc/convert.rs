@@ -10,6 +10,7 @@ use crate::api::error::ApiError;
 use crate::api::methods::Reply;
 use crate::api::request::{self, Command};
 use crate::broker::{Message, Position};
+use crate::map::api::{self as map_api, MapRequest, MapResult};
 use crate::protocol::codes::ErrorCode;
 
 /// An [`ApiError`] as the `Error` message.
@@ -32,7 +33,13 @@ pub(super) fn command(c: proto::Command) -> Result<Command, ApiError> {
         .or(c.presence_stats.map(Into::into))
         .or(c.info.map(Into::into))
         .or(c.refresh.map(Into::into))
-        .or(c.channels.map(Into::into));
+        .or(c.channels.map(Into::into))
+        .or(c.map_publish.map(Into::into))
+        .or(c.map_remove.map(Into::into))
+        .or(c.map_read_state.map(Into::into))
+        .or(c.map_read_stream.map(Into::into))
+        .or(c.map_stats.map(Into::into))
+        .or(c.map_clear.map(Into::into));
     command.ok_or(ApiError(ErrorCode::METHOD_NOT_FOUND))
 }
 
@@ -224,6 +231,7 @@ pub(super) fn reply(outcome: Result<Reply, ApiError>) -> proto::Reply {
         Ok(Reply::PresenceStats { num_clients, num_users }) => {
             out.presence_stats = Some(proto::PresenceStatsResult { num_clients, num_users });
         }
+        Ok(Reply::Map(result)) => map_reply(&mut out, result),
         Ok(Reply::History(page)) => {
             out.history = Some(proto::HistoryResult {
                 publications: page.publications.into_iter().map(publication).collect(),
@@ -233,4 +241,125 @@ pub(super) fn reply(outcome: Result<Reply, ApiError>) -> proto::Reply {
         }
     }
     out
+}
+
+impl From<proto::MapPublishRequest> for Command {
+    fn from(r: proto::MapPublishRequest) -> Command {
+        Command::Map(MapRequest::Publish(Box::new(map_api::MapPublish {
+            channel: r.channel,
+            key: r.key,
+            data: data(r.data),
+            b64data: r.b64data,
+            stream_data: data(r.stream_data),
+            b64stream_data: r.b64stream_data,
+            tags: r.tags,
+            idempotency_key: r.idempotency_key,
+            delta: r.delta,
+            version: r.version,
+            version_epoch: r.version_epoch,
+            score: r.score,
+            key_mode: r.key_mode,
+        })))
+    }
+}
+
+impl From<proto::MapRemoveRequest> for Command {
+    fn from(r: proto::MapRemoveRequest) -> Command {
+        Command::Map(MapRequest::Remove(map_api::MapRemove {
+            channel: r.channel,
+            key: r.key,
+            idempotency_key: r.idempotency_key,
+        }))
+    }
+}
+
+impl From<proto::MapReadStateRequest> for Command {
+    fn from(r: proto::MapReadStateRequest) -> Command {
+        Command::Map(MapRequest::ReadState(map_api::MapReadState {
+            channel: r.channel,
+            cursor: r.cursor,
+            limit: r.limit,
+            key: r.key,
+            asc: r.asc,
+            revision_offset: r.revision_offset,
+            revision_epoch: r.revision_epoch,
+        }))
+    }
+}
+
+impl From<proto::MapReadStreamRequest> for Command {
+    fn from(r: proto::MapReadStreamRequest) -> Command {
+        Command::Map(MapRequest::ReadStream(map_api::MapReadStream {
+            channel: r.channel,
+            since_offset: r.since_offset,
+            since_epoch: r.since_epoch,
+            limit: r.limit,
+            reverse: r.reverse,
+        }))
+    }
+}
+
+impl From<proto::MapStatsRequest> for Command {
+    fn from(r: proto::MapStatsRequest) -> Command {
+        Command::Map(MapRequest::Stats(map_api::MapChannel { channel: r.channel }))
+    }
+}
+
+impl From<proto::MapClearRequest> for Command {
+    fn from(r: proto::MapClearRequest) -> Command {
+        Command::Map(MapRequest::Clear(map_api::MapChannel { channel: r.channel }))
+    }
+}
+
+fn map_entry(e: map_api::MapEntryOut) -> proto::MapEntry {
+    proto::MapEntry {
+        key: e.key,
+        data: e.data,
+        tags: e.tags,
+        offset: e.offset,
+        score: 0,
+        removed: e.removed,
+        time: e.time,
+    }
+}
+
+/// A map method's result in its field of the batch reply.
+fn map_reply(out: &mut proto::Reply, result: MapResult) {
+    match result {
+        MapResult::Update { method, position, suppress_reason } => {
+            let (suppressed, suppress_reason) = (suppress_reason.is_some(), suppress_reason.unwrap_or("").to_string());
+            if method == "map_remove" {
+                out.map_remove = Some(proto::MapRemoveResult {
+                    offset: position.offset,
+                    epoch: position.epoch,
+                    suppressed,
+                    suppress_reason,
+                });
+            } else {
+                out.map_publish = Some(proto::MapPublishResult {
+                    offset: position.offset,
+                    epoch: position.epoch,
+                    suppressed,
+                    suppress_reason,
+                });
+            }
+        }
+        MapResult::State { entries, position, cursor } => {
+            out.map_read_state = Some(proto::MapReadStateResult {
+                entries: entries.into_iter().map(map_entry).collect(),
+                offset: position.offset,
+                epoch: position.epoch,
+                cursor,
+            });
+        }
+        MapResult::Stream { entries, position } => {
+            out.map_read_stream = Some(proto::MapReadStreamResult {
+                entries: entries.into_iter().map(map_entry).collect(),
+                offset: position.offset,
+                epoch: position.epoch,
+            });
+        }
+        MapResult::Stats { num_keys } => out.map_stats = Some(proto::MapStatsResult { num_keys }),
+        MapResult::Clear => out.map_clear = Some(proto::MapClearResult {}),
+    }
 }

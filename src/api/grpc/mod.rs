@@ -277,6 +277,12 @@ service! {
         info(InfoRequest) -> InfoResponse { info },
         refresh(RefreshRequest) -> RefreshResponse { refresh },
         channels(ChannelsRequest) -> ChannelsResponse { channels },
+        map_publish(MapPublishRequest) -> MapPublishResponse { map_publish },
+        map_remove(MapRemoveRequest) -> MapRemoveResponse { map_remove },
+        map_read_state(MapReadStateRequest) -> MapReadStateResponse { map_read_state },
+        map_read_stream(MapReadStreamRequest) -> MapReadStreamResponse { map_read_stream },
+        map_stats(MapStatsRequest) -> MapStatsResponse { map_stats },
+        map_clear(MapClearRequest) -> MapClearResponse { map_clear },
     }
     unsupported {
         rpc(RpcRequest) -> RpcResponse,
@@ -299,12 +305,6 @@ service! {
         send_push_notification(SendPushNotificationRequest) -> SendPushNotificationResponse,
         update_push_status(UpdatePushStatusRequest) -> UpdatePushStatusResponse,
         cancel_push(CancelPushRequest) -> CancelPushResponse,
-        map_publish(MapPublishRequest) -> MapPublishResponse,
-        map_remove(MapRemoveRequest) -> MapRemoveResponse,
-        map_read_state(MapReadStateRequest) -> MapReadStateResponse,
-        map_read_stream(MapReadStreamRequest) -> MapReadStreamResponse,
-        map_stats(MapStatsRequest) -> MapStatsResponse,
-        map_clear(MapClearRequest) -> MapClearResponse,
         shared_poll_publish(SharedPollPublishRequest) -> SharedPollPublishResponse,
     }
 }

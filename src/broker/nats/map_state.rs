@@ -5,6 +5,9 @@
 //! removal), one
 //! key per channel key (`<channel token>.<key token>`, both encoded as
 //! subject tokens), so every gateway reads the same state and none keeps it.
+//! Conditional writes (`key_mode`, `version`) are compare-and-sets on the
+//! key's revision. Idempotent writes' results live in a second bucket
+//! (`<history stream name>_mapres`, `max_age` 300 s, same key scheme).
 
 use async_nats::jetstream;
 use async_nats::jetstream::kv;
@@ -12,8 +15,9 @@ use futures_util::StreamExt;
 use std::time::Duration;
 
 use super::{unavailable, NatsBroker};
+use crate::broker::map_state::IDEMPOTENT_RESULT_TTL;
 use crate::broker::subject::encode_token;
-use crate::broker::{BrokerError, MapEntry};
+use crate::broker::{BrokerError, MapCondition, MapEntry, Position};
 
 /// Compare-and-set attempts before a write gives up (each lost race means
 /// another gateway wrote the key in between; a few suffice).
@@ -29,10 +33,27 @@ impl NatsBroker {
 
     /// [`Self::map_store`] by namespace name.
     async fn namespace_map_store(&self, namespace: &str, key_ttl: Option<Duration>) -> Result<kv::Store, BrokerError> {
-        if let Some(store) = self.map_stores.lock().get(namespace) {
+        self.map_bucket(namespace, "map", key_ttl).await
+    }
+
+    /// The namespace's bucket of idempotent results, made on first use.
+    async fn result_store(&self, channel: &str) -> Result<kv::Store, BrokerError> {
+        self.map_bucket(crate::channels::namespace_of(channel), "mapres", Some(IDEMPOTENT_RESULT_TTL)).await
+    }
+
+    /// A bucket `<history stream name>_<suffix>` of a namespace; the state
+    /// bucket keeps entries twice `key_ttl` (see the module doc), the
+    /// results bucket `key_ttl`.
+    async fn map_bucket(
+        &self,
+        namespace: &str,
+        suffix: &str,
+        key_ttl: Option<Duration>,
+    ) -> Result<kv::Store, BrokerError> {
+        let bucket = format!("{}_{suffix}", self.subjects.stream_name(namespace));
+        if let Some(store) = self.map_stores.lock().get(&bucket) {
             return Ok(store.clone());
         }
-        let bucket = format!("{}_map", self.subjects.stream_name(namespace));
         let store = match self.jetstream.get_key_value(bucket.clone()).await {
             Ok(store) => store,
             Err(_) => {
@@ -40,7 +61,7 @@ impl NatsBroker {
                 // `create_key_value` first asks for the account info, whose
                 // reply it cannot parse from nats-server 2.9. Same settings
                 // as a KV bucket (one value per key, rollups, direct gets).
-                let max_age = key_ttl.map(|t| t * 2).unwrap_or_default();
+                let max_age = key_ttl.map(|t| if suffix == "map" { t * 2 } else { t }).unwrap_or_default();
                 let config = jetstream::stream::Config {
                     name: format!("KV_{bucket}"),
                     subjects: vec![format!("$KV.{bucket}.>")],
@@ -60,10 +81,10 @@ impl NatsBroker {
                     ..Default::default()
                 };
                 self.jetstream.get_or_create_stream(config).await.map_err(unavailable)?;
-                self.jetstream.get_key_value(bucket).await.map_err(unavailable)?
+                self.jetstream.get_key_value(bucket.clone()).await.map_err(unavailable)?
             }
         };
-        self.map_stores.lock().insert(namespace.to_string(), store.clone());
+        self.map_stores.lock().insert(bucket, store.clone());
         Ok(store)
     }
 
@@ -74,27 +95,67 @@ impl NatsBroker {
         entry: MapEntry,
         key_ttl: Option<Duration>,
     ) -> Result<(), BrokerError> {
+        let written = self.compare_and_set(channel, key, key_ttl, |held| {
+            held.is_none_or(|h| entry.supersedes(&h)).then(|| entry.clone()).ok_or("superseded")
+        });
+        written.await.map(|_| ())
+    }
+
+    pub(super) async fn write_map_entry_if(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: &mut MapEntry,
+        key_ttl: Option<Duration>,
+        condition: &MapCondition,
+    ) -> Result<Result<(), &'static str>, BrokerError> {
+        let now = crate::broker::now_ms();
+        let proposed = entry.clone();
+        let written = self
+            .compare_and_set(channel, key, key_ttl, |held| {
+                let live = held.filter(|h| !h.removed && !h.expired(key_ttl, now));
+                let mut next = proposed.clone();
+                condition.admit(live.as_ref(), &mut next).map(|()| next)
+            })
+            .await?;
+        Ok(written.map(|next| *entry = next))
+    }
+
+    /// Reads the key, asks `decide` (given the held entry, None when there
+    /// is none or it is not an entry) for the entry to write or a reason not
+    /// to, and writes it against the read revision; a lost race reads again.
+    async fn compare_and_set(
+        &self,
+        channel: &str,
+        key: &str,
+        key_ttl: Option<Duration>,
+        mut decide: impl FnMut(Option<MapEntry>) -> Result<MapEntry, &'static str>,
+    ) -> Result<Result<MapEntry, &'static str>, BrokerError> {
         let store = self.map_store(channel, key_ttl).await?;
         let name = format!("{}.{}", encode_token(channel), encode_token(key));
-        let value = entry.encode();
         for _ in 0..CAS_ATTEMPTS {
             let held = store.entry(name.clone()).await.map_err(unavailable)?;
-            let written = match held {
+            let (held_entry, revision) = match held {
                 Some(held) if held.operation == kv::Operation::Put => {
-                    let superseded = MapEntry::decode(held.value).is_none_or(|h| entry.supersedes(&h));
-                    if !superseded {
-                        return Ok(());
-                    }
-                    store.update(&name, value.clone(), held.revision).await.map(|_| ()).map_err(|e| {
-                        (e.kind() == kv::UpdateErrorKind::WrongLastRevision).then_some(()).ok_or_else(|| unavailable(e))
-                    })
+                    (MapEntry::decode(held.value), Some(held.revision))
                 }
-                _ => store.create(&name, value.clone()).await.map(|_| ()).map_err(|e| {
+                _ => (None, None),
+            };
+            let next = match decide(held_entry) {
+                Ok(next) => next,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            let value = next.encode();
+            let written = match revision {
+                Some(revision) => store.update(&name, value, revision).await.map(|_| ()).map_err(|e| {
+                    (e.kind() == kv::UpdateErrorKind::WrongLastRevision).then_some(()).ok_or_else(|| unavailable(e))
+                }),
+                None => store.create(&name, value).await.map(|_| ()).map_err(|e| {
                     (e.kind() == kv::CreateErrorKind::AlreadyExists).then_some(()).ok_or_else(|| unavailable(e))
                 }),
             };
             match written {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Ok(next)),
                 // Lost a race: read the key again.
                 Err(Ok(())) => continue,
                 Err(Err(e)) => return Err(e),
@@ -124,6 +185,41 @@ impl NatsBroker {
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// `map_clear`: purges the channel's keys from the state bucket and its
+    /// results from the results bucket.
+    pub(super) async fn clear_map_state(&self, channel: &str, key_ttl: Option<Duration>) -> Result<(), BrokerError> {
+        for store in [self.map_store(channel, key_ttl).await?, self.result_store(channel).await?] {
+            let filter = format!("{}{}.>", store.prefix, encode_token(channel));
+            store.stream.purge().filter(filter).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn read_map_result(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<Position>, BrokerError> {
+        let store = self.result_store(channel).await?;
+        let name = format!("{}.{}", encode_token(channel), encode_token(idempotency_key));
+        let Some(value) = store.get(name).await.map_err(unavailable)? else { return Ok(None) };
+        let text = String::from_utf8_lossy(&value);
+        let (offset, epoch) = text.split_once(':').unwrap_or(("0", ""));
+        Ok(Some(Position { offset: offset.parse().unwrap_or(0), epoch: epoch.to_string() }))
+    }
+
+    pub(super) async fn write_map_result(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        position: Position,
+    ) -> Result<(), BrokerError> {
+        let store = self.result_store(channel).await?;
+        let name = format!("{}.{}", encode_token(channel), encode_token(idempotency_key));
+        let value = format!("{}:{}", position.offset, position.epoch);
+        store.put(name, value.into()).await.map(|_| ()).map_err(unavailable)
     }
 
     pub(super) async fn read_map_state(

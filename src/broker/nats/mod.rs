@@ -63,7 +63,7 @@ pub(crate) struct NatsBroker {
     /// Namespace -> the history epoch its meta stream was last found (or
     /// made) to belong to, so most reads skip that check.
     meta_checked: parking_lot::Mutex<HashMap<String, String>>,
-    /// Map namespaces' state buckets, once found or made (see `map_state.rs`).
+    /// Map namespaces' buckets by name, once found or made (see `map_state.rs`).
     map_stores: parking_lot::Mutex<HashMap<String, jetstream::kv::Store>>,
 }
 
@@ -343,6 +343,29 @@ impl Broker for NatsBroker {
         key_ttl: Option<std::time::Duration>,
     ) -> Result<Vec<(String, String, crate::broker::MapEntry)>, BrokerError> {
         self.scan_map_state(namespace, key_ttl).await
+    }
+
+    async fn map_write_if(
+        &self,
+        channel: &str,
+        key: &str,
+        entry: &mut crate::broker::MapEntry,
+        key_ttl: Option<std::time::Duration>,
+        condition: &crate::broker::MapCondition,
+    ) -> Result<Result<(), &'static str>, BrokerError> {
+        self.write_map_entry_if(channel, key, entry, key_ttl, condition).await
+    }
+
+    async fn map_clear(&self, channel: &str, key_ttl: Option<std::time::Duration>) -> Result<(), BrokerError> {
+        self.clear_map_state(channel, key_ttl).await
+    }
+
+    async fn map_result(&self, channel: &str, idempotency_key: &str) -> Result<Option<Position>, BrokerError> {
+        self.read_map_result(channel, idempotency_key).await
+    }
+
+    async fn map_remember(&self, channel: &str, idempotency_key: &str, position: Position) -> Result<(), BrokerError> {
+        self.write_map_result(channel, idempotency_key, position).await
     }
 }
 

@@ -16,7 +16,6 @@ use super::{apply_with, options::MapOptions, Applied, Change};
 use crate::api::error::ApiError;
 use crate::api::request::{object, or_zero, raw_bytes, string_map, Malformed};
 use crate::broker::{KeyMode, MapCondition, MapEntry, Message, Position, Query};
-use crate::channels::SubscriptionType;
 use crate::context::AppContext;
 use crate::protocol::codes::ErrorCode;
 

@@ -335,7 +335,7 @@ async fn expire(app: &AppContext, channel: &str, key: &str, seen: MapEntry, ttl:
         offset: 0,
         time_ms: now_ms(),
         removed: true,
-        info: None,
+        ..Default::default()
     };
     if !broker.map_replace(channel, key, &seen, pending.clone(), Some(ttl)).await? {
         return Ok(());

@@ -41,6 +41,8 @@ mod cases_connect;
 mod cases_history;
 #[path = "differential/cases_input.rs"]
 mod cases_input;
+#[path = "differential/cases_map_client.rs"]
+mod cases_map_client;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

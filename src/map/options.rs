@@ -37,7 +37,7 @@ impl MapMode {
 }
 
 /// A namespace's `map` object. Names and meanings are Centrifugo's; options
-/// Centrifugo has that natsgate does not implement (proxies, `client_key`,
+/// Centrifugo has that natsgate does not implement (`client_key`,
 /// `meta_ttl`, `remove_client_on_unsubscribe`, the catch-up limits) are
 /// refused rather than silently ignored.
 // Every number and boolean reads as itself or as text.
@@ -79,6 +79,17 @@ pub struct MapOptions {
     pub min_page_size: u32,
     /// Largest page a client may ask for (default 1000).
     pub max_page_size: u32,
+    // Map proxies (Centrifugo's `map.publish_proxy_*`/`map.remove_proxy_*`;
+    // `crate::proxy::map_proxies`): the backend decides client key writes
+    // and removals instead of the `allow_*` options above.
+    /// Client key writes go to the map publish proxy.
+    pub publish_proxy_enabled: bool,
+    /// Granular proxy mode: the `proxies` entry used for key writes.
+    pub publish_proxy_name: String,
+    /// Client key removals go to the map remove proxy.
+    pub remove_proxy_enabled: bool,
+    /// Granular proxy mode: the `proxies` entry used for key removals.
+    pub remove_proxy_name: String,
 }
 
 /// centrifuge's `defaultMapStreamSize`/`defaultMapStreamTTL` (map_broker.go,

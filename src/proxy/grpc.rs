@@ -87,5 +87,7 @@ fn method_path(event: Event) -> &'static str {
         Event::Publish => "/centrifugal.centrifugo.proxy.CentrifugoProxy/Publish",
         Event::SubRefresh => "/centrifugal.centrifugo.proxy.CentrifugoProxy/SubRefresh",
         Event::Rpc => "/centrifugal.centrifugo.proxy.CentrifugoProxy/RPC",
+        Event::MapPublish => "/centrifugal.centrifugo.proxy.CentrifugoProxy/MapPublish",
+        Event::MapRemove => "/centrifugal.centrifugo.proxy.CentrifugoProxy/MapRemove",
     }
 }

@@ -11,6 +11,7 @@ use crate::channels::{allowed, Actor, SubscriptionType};
 use crate::map::{self, Change};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{PublishRequest, PublishResult, Reply, SubscribeRequest, SubscribeResult};
+use crate::proxy::map_proxies::MapEvent;
 
 /// `SubscribeRequest.type` and `SubscribeResult.type` of map subscriptions.
 pub(super) const TYPE_MAP: i32 = 1;
@@ -49,9 +50,9 @@ impl Session {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
         let (expire_at, info, data) = if req.token.is_empty() {
-            let actor = Actor { user: &conn.handle.user, subscribed: false };
-            resolved.can_subscribe(actor, false)?;
-            (None, bytes::Bytes::new(), bytes::Bytes::new())
+            // The subscribe proxy or the namespace's permissions (map_proxy.rs).
+            let grant = self.map_subscribe_grant(&resolved, &req).await?;
+            (grant.expire_at, grant.info, grant.data)
         } else {
             let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
                 TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
@@ -114,6 +115,7 @@ impl Session {
             _ => return Err(ErrorCode::BAD_REQUEST.into()),
         };
         let state = SubState { expire_at, server_side: false, info, join_leave: false, positioned: stream };
+        self.map_grant_done(&channel);
         self.join_channel(&channel, state).await?;
         if let Some((position, recovering)) = since {
             let catch_up = SubscribeRequest {
@@ -154,19 +156,35 @@ impl Session {
         if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        if !map::valid_key(&req.key) {
+        let o = &resolved.options.map;
+        // A namespace with a map proxy lets the backend decide instead of
+        // the `allow_*` options, and may change key, data and tags.
+        let event = if req.removed { MapEvent::Remove } else { MapEvent::Publish };
+        let (key, data, tags) = match app.proxies.map_proxy_for(resolved.options, event, app.config.granular_proxy_mode)
+        {
+            Some(None) => return Err(ErrorCode::NOT_AVAILABLE.into()),
+            Some(Some(proxy)) => {
+                let d = self.map_change_proxy(&proxy, event, &req.channel, &req.key, &req.data).await?;
+                (d.key, d.data, d.tags)
+            }
+            None => {
+                let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+                let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
+                let (c, s, a) = if req.removed {
+                    (o.allow_remove_for_client, o.allow_remove_for_subscriber, o.allow_remove_for_anonymous)
+                } else {
+                    (o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous)
+                };
+                allowed(c, s, a, actor)?;
+                (req.key, req.data, Default::default())
+            }
+        };
+        if !map::valid_key(&key) {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
-        let o = &resolved.options.map;
-        if req.removed {
-            allowed(o.allow_remove_for_client, o.allow_remove_for_subscriber, o.allow_remove_for_anonymous, actor)?;
-        } else {
-            allowed(o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous, actor)?;
-        }
         let info = Some(conn.client_info(&req.channel));
-        let change = Change { key: req.key, data: req.data, tags: Default::default(), info, removed: req.removed };
+        let change = Change { key, data, tags, info, removed: req.removed };
         map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

@@ -12,6 +12,7 @@ mod connect;
 pub(crate) mod driver;
 pub(crate) mod error;
 mod map;
+mod map_proxy;
 mod personal;
 mod proxy;
 mod publish;
@@ -69,6 +70,9 @@ pub(crate) struct Session {
     /// Who the client is to the backend proxy (forwarded headers,
     /// transport, protocol); set by the transport.
     origin: Arc<crate::proxy::ClientOrigin>,
+    /// Map subscriptions the subscribe proxy granted whose state pages are
+    /// still being read (`map_proxy.rs`): later pages use the grant.
+    map_grants: HashMap<String, proxy::SubscribeGrant>,
 }
 
 /// One subscription of the connection.
@@ -122,6 +126,7 @@ impl Session {
                 transport: "websocket",
                 headers: Vec::new(),
             }),
+            map_grants: HashMap::new(),
         }
     }
 

@@ -133,6 +133,11 @@ impl Session {
                     return Err(e);
                 }
             };
+            // Too far behind: the SDK loads the state again.
+            if recovered.publications.len() > options.live_transition_limit() {
+                self.leave_channel(&channel);
+                return Err(ErrorCode::UNRECOVERABLE_POSITION.into());
+            }
             let last = recovered.publications.last().map_or(0, |p| p.offset);
             result.epoch = recovered.epoch;
             result.offset = last.max(position.offset);

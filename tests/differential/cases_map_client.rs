@@ -113,9 +113,12 @@ fn wrong_types(p: Protocol) -> Scenario {
 }
 
 /// A reconnecting subscriber: recovery with its position (live phase and
-/// stream phase), and with a wrong epoch (112).
+/// stream phase), with a wrong epoch (112), and with more changes missed
+/// than `live_transition_max_publication_limit` (112).
 fn recovery(case: &str, p: Protocol) -> Scenario {
-    let ch = format!("mc:recovery-{}-{p:?}", case.replace(' ', "-"));
+    // `ml` lets a subscriber catch up on one change only.
+    let ns = if case == "too far behind" { "ml" } else { "mc" };
+    let ch = format!("{ns}:recovery-{}-{p:?}", case.replace(' ', "-"));
     let s = Scenario::new(format!("map recovery {case} {p:?}")).open("a", p);
     let s = connect(keys(s, &ch, 2), "a", "tom")
         .send("a", map_sub(2, &ch, json!({})))
@@ -158,6 +161,7 @@ async fn map_client_protocol() {
                              "allow_remove_for_subscriber": true,
                              "default_page_size": 2, "min_page_size": 2, "max_page_size": 3})),
             map("ro", json!({"mode": "persistent"})),
+            map("ml", json!({"mode": "persistent", "live_transition_max_publication_limit": 1})),
             map("me", json!({"mode": "ephemeral", "key_ttl": "60s", "allow_publish_for_client": true})),
             {"name": "st", "allow_subscribe_for_client": true, "allow_publish_for_client": true},
         ]
@@ -170,7 +174,7 @@ async fn map_client_protocol() {
         scenarios.push(client_changes(p));
         scenarios.push(refused_changes(p));
         scenarios.push(wrong_types(p));
-        for case in ["live phase", "stream phase", "wrong epoch"] {
+        for case in ["live phase", "stream phase", "wrong epoch", "too far behind"] {
             scenarios.push(recovery(case, p));
         }
         scenarios.push(ephemeral(p));

@@ -135,7 +135,9 @@ async fn flows(url: &str) -> Vec<(String, Value)> {
     seen.push(("map subscribe refused by proxy".into(), r));
     let r = writer.request(json!({"subscribe": {"channel": "ms:board", "type": 1, "phase": 2}})).await;
     seen.push(("map subscribe granted by proxy".into(), r));
-    writer.send_json(&map_publish("gone", json!({})).to_string()).await;
+    let mut gone = map_publish("gone", json!({}));
+    gone["id"] = json!(99);
+    writer.send_json(&gone.to_string()).await;
     let closed = writer.expect_close(WAIT).await;
     seen.push(("publish disconnect".into(), json!(closed)));
     seen
@@ -260,6 +262,6 @@ async fn binary_map_publish_matches_centrifugo() {
     let diffs = differences(&http_received(&ours), &http_received(&theirs), &[]);
     assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
     assert_eq!(ours.bodies("/map_publish")[0]["b64data"], "eyJ4IjoxfQ==");
-    // The backend's answer is not JSON, so JSON clients see it as Centrifugo shows it.
+    assert_eq!(seen[0]["data"], json!({"b": 1}), "the backend's b64data is what subscribers get");
     assert_eq!(normalise(seen[0].clone()), normalise(seen[1].clone()));
 }

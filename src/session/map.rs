@@ -44,10 +44,11 @@ impl Session {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
         }
         let resolved = app.rules.resolve(&channel)?;
-        // A map request for another kind of channel, or the reverse: 107,
-        // as centrifuge answers a type that differs from the channel's.
+        // A map request for another kind of channel, or the reverse: 103,
+        // as Centrifugo's OnSubscribe answers a type the namespace does not
+        // allow (isSubscriptionTypeAllowed).
         if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
-            return Err(ErrorCode::BAD_REQUEST.into());
+            return Err(ErrorCode::PERMISSION_DENIED.into());
         }
         let (expire_at, info, data) = if req.token.is_empty() {
             // The subscribe proxy or the namespace's permissions (map_proxy.rs).
@@ -97,6 +98,8 @@ impl Session {
                     let last = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
                     let position = position.unwrap_or_default();
                     result.phase = PHASE_STATE;
+                    // Recoverable is announced by the page that goes live.
+                    result.recoverable = false;
                     result.cursor = map::encode_cursor(&position, &last);
                     (result.epoch, result.offset) = (position.epoch, position.offset);
                     result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
@@ -158,8 +161,9 @@ impl Session {
         }
         let app = self.app.clone();
         let resolved = app.rules.resolve(&req.channel)?;
+        // The wrong kind of write for the channel: 103, as Centrifugo answers.
         if resolved.options.subscription_type != SubscriptionType::Map || req.r#type != TYPE_MAP {
-            return Err(ErrorCode::BAD_REQUEST.into());
+            return Err(ErrorCode::PERMISSION_DENIED.into());
         }
         let o = &resolved.options.map;
         // A namespace with a map proxy lets the backend decide instead of
@@ -187,9 +191,8 @@ impl Session {
         if !map::valid_key(&key) {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        let info = Some(conn.client_info(&req.channel));
-        let change = Change { key, data, tags, info, removed: req.removed };
+        // Centrifugo's map changes from clients carry no client info.
+        let change = Change { key, data, tags, info: None, removed: req.removed };
         map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

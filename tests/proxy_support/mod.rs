@@ -106,7 +106,7 @@ fn answer(path: &str, body: &Value) -> Value {
             "rekey" => json!({"result": {"key": "renamed", "tags": {"by": "backend"}}}),
             "denied" => json!({"error": {"code": 4002, "message": "read only"}}),
             "gone" => json!({"disconnect": {"code": 4503, "reason": "map bye"}}),
-            _ if binary => json!({"result": {"b64data": b64(b"\x00map")}}),
+            _ if binary => json!({"result": {"b64data": b64(br#"{"b":1}"#)}}),
             _ => json!({"result": {"data": {"rewritten": body["data"].clone()}}}),
         },
         "/map_remove" => match body["key"].as_str().unwrap_or("") {

@@ -191,8 +191,11 @@ impl Session {
         if !map::valid_key(&key) {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        // Centrifugo's map changes from clients carry no client info.
-        let change = Change { key, data, tags, info: None, removed: req.removed };
+        // Centrifugo's key writes from clients carry the writer's client
+        // info; its removals carry none.
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        let info = (!req.removed).then(|| conn.client_info(&req.channel));
+        let change = Change { key, data, tags, info, removed: req.removed };
         map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

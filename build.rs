@@ -78,6 +78,8 @@ const PROXY_ALWAYS_PRESENT: &[&str] = &[
     "PublishRequest.user",
     "RPCRequest.user",
     "SubRefreshRequest.user",
+    "MapPublishRequest.user",
+    "MapRemoveRequest.user",
 ];
 
 /// The application-backend proxy (`proto/proxy.proto`): types that are both

@@ -45,6 +45,8 @@ mod cases_history;
 mod cases_input;
 #[path = "differential/cases_map_api.rs"]
 mod cases_map_api;
+#[path = "differential/cases_map_client.rs"]
+mod cases_map_client;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

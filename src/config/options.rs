@@ -449,6 +449,21 @@ pub struct Config {
     #[default(Duration::from_secs(1))]
     #[serde(with = "humantime_serde")]
     pub proxy_shared_poll_refresh_timeout: Duration,
+    // Map proxies (issue #20, Centrifugo v6's `channel.proxy.map_publish` and
+    // `map_remove`): used by map namespaces with `map.publish_proxy_enabled`
+    // / `map.remove_proxy_enabled` (`crate::proxy::map_proxies`).
+    /// Backend endpoint deciding client key writes in map namespaces with `map.publish_proxy_enabled`.
+    pub proxy_map_publish_endpoint: String,
+    /// How long the map publish proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_map_publish_timeout: Duration,
+    /// Backend endpoint deciding client key removals in map namespaces with `map.remove_proxy_enabled`.
+    pub proxy_map_remove_endpoint: String,
+    /// How long the map remove proxy may take.
+    #[default(Duration::from_secs(1))]
+    #[serde(with = "humantime_serde")]
+    pub proxy_map_remove_timeout: Duration,
 
     /// The channel rules (top level and namespaces), built once by
     /// validation from `channel`, `namespaces` and `channel_max_length`.

@@ -37,8 +37,8 @@ impl MapMode {
 }
 
 /// A namespace's `map` object. Names and meanings are Centrifugo's; options
-/// Centrifugo has that natsgate does not implement (proxies, `client_key`,
-/// `meta_ttl`, `remove_client_on_unsubscribe`, the catch-up limits) are
+/// Centrifugo has that natsgate does not implement (`client_key`,
+/// `meta_ttl`, `remove_client_on_unsubscribe`, `subscribe_catch_up_timeout`) are
 /// refused rather than silently ignored.
 // Every number and boolean reads as itself or as text.
 #[serde_with::apply(
@@ -92,6 +92,22 @@ pub struct MapOptions {
     /// on NATS the position lives as long as the JetStream stream.
     #[serde(with = "humantime_serde")]
     pub meta_ttl: Option<Duration>,
+    // Map proxies (Centrifugo's `map.publish_proxy_*`/`map.remove_proxy_*`;
+    // `crate::proxy::map_proxies`): the backend decides client key writes
+    // and removals instead of the `allow_*` options above.
+    /// Client key writes go to the map publish proxy.
+    pub publish_proxy_enabled: bool,
+    /// Granular proxy mode: the `proxies` entry used for key writes.
+    pub publish_proxy_name: String,
+    /// Client key removals go to the map remove proxy.
+    pub remove_proxy_enabled: bool,
+    /// Granular proxy mode: the `proxies` entry used for key removals.
+    pub remove_proxy_name: String,
+    /// Most changes a subscriber going live may catch up on from the
+    /// stream; beyond it the subscribe is refused with 112 and the SDK
+    /// loads the state again (0: `max_page_size`; centrifuge's
+    /// `LiveTransitionMaxPublicationLimit`).
+    pub live_transition_max_publication_limit: u32,
 }
 
 /// centrifuge's `defaultMapStreamSize`/`defaultMapStreamTTL` (map_broker.go,
@@ -134,6 +150,17 @@ impl MapOptions {
             let size = if self.stream_size == 0 { DEFAULT_STREAM_SIZE } else { self.stream_size };
             (size, self.stream_ttl.filter(|t| !t.is_zero()).unwrap_or(DEFAULT_STREAM_TTL))
         })
+    }
+
+    /// The most changes a subscriber may catch up on when it goes live
+    /// (`live_transition_max_publication_limit`, else `max_page_size`,
+    /// else 1000; centrifuge `handleMapTransitionToLive`).
+    pub fn live_transition_limit(&self) -> usize {
+        match (self.live_transition_max_publication_limit, self.max_page_size) {
+            (0, 0) => 1000,
+            (0, max) => max as usize,
+            (limit, _) => limit as usize,
+        }
     }
 
     /// The page size for a client's `limit` (centrifuge `getMapPageSize`).

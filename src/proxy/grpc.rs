@@ -88,5 +88,7 @@ fn method_path(event: Event) -> &'static str {
         Event::SubRefresh => "/centrifugal.centrifugo.proxy.CentrifugoProxy/SubRefresh",
         Event::Rpc => "/centrifugal.centrifugo.proxy.CentrifugoProxy/RPC",
         Event::SharedPollRefresh => "/centrifugal.centrifugo.proxy.CentrifugoProxy/SharedPollRefresh",
+        Event::MapPublish => "/centrifugal.centrifugo.proxy.CentrifugoProxy/MapPublish",
+        Event::MapRemove => "/centrifugal.centrifugo.proxy.CentrifugoProxy/MapRemove",
     }
 }

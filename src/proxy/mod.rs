@@ -13,6 +13,7 @@
 
 mod grpc;
 mod http;
+pub(crate) mod map_proxies;
 pub mod options;
 pub mod tls;
 
@@ -94,6 +95,8 @@ pub(crate) enum Event {
     Rpc,
     /// Shared poll subscriptions' backend poll (issue #20).
     SharedPollRefresh,
+    MapPublish,
+    MapRemove,
 }
 
 impl Event {
@@ -106,6 +109,8 @@ impl Event {
             Event::SubRefresh => "sub_refresh",
             Event::Rpc => "rpc",
             Event::SharedPollRefresh => "shared_poll_refresh",
+            Event::MapPublish => "map_publish",
+            Event::MapRemove => "map_remove",
         }
     }
 }
@@ -123,6 +128,10 @@ pub(crate) struct Proxies {
     /// shared_poll_refresh proxies by `shared_poll.proxy_name` ("" for
     /// `proxy_shared_poll_refresh_endpoint`).
     shared_poll_refresh: HashMap<String, Arc<Proxy>>,
+    /// Map channel proxies (see `map_proxies.rs`) by name ("" in the
+    /// non-granular mode).
+    map_publish: HashMap<String, Arc<Proxy>>,
+    map_remove: HashMap<String, Arc<Proxy>>,
     /// Union of the header names any proxy forwards: what a connection keeps.
     forwarded: Vec<String>,
     /// Granular mode: RPC namespaces by name, each with its proxy (None:
@@ -325,6 +334,7 @@ impl Proxies {
                     }
                 }
             }
+            proxies.pick_map_proxies(config, pick)?;
         } else {
             let static_headers: Vec<(String, String)> = config.proxy_static_http_headers.clone().into_iter().collect();
             let open = |option: &str, endpoint: &str, timeout: Duration| -> Result<Option<Arc<Proxy>>, String> {
@@ -379,6 +389,7 @@ impl Proxies {
                     map.insert(String::new(), proxy);
                 }
             }
+            proxies.open_map_proxies(config, open)?;
             proxies.forwarded = config.proxy_http_headers.iter().chain(&config.proxy_grpc_metadata).cloned().collect();
         }
         proxies.shared_poll_refresh = shared_poll_proxies(config)?;
@@ -461,9 +472,13 @@ impl Proxies {
                 lines.push(format!("{event} -> {} (timeout {})", p.url, humantime::format_duration(p.timeout)));
             }
         }
-        for (event, map) in
-            [("subscribe", &self.subscribe), ("publish", &self.publish), ("sub_refresh", &self.sub_refresh)]
-        {
+        for (event, map) in [
+            ("subscribe", &self.subscribe),
+            ("publish", &self.publish),
+            ("sub_refresh", &self.sub_refresh),
+            ("map_publish", &self.map_publish),
+            ("map_remove", &self.map_remove),
+        ] {
             let mut names: Vec<_> = map.iter().collect();
             names.sort_by(|a, b| a.0.cmp(b.0));
             for (name, p) in names {

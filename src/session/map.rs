@@ -11,6 +11,7 @@ use crate::channels::{allowed, Actor};
 use crate::map::{self, Change};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{PublishRequest, PublishResult, Reply, SubscribeRequest, SubscribeResult};
+use crate::proxy::map_proxies::MapEvent;
 
 /// `SubscribeRequest.type` and `SubscribeResult.type` of map subscriptions.
 pub(super) const TYPE_MAP: i32 = 1;
@@ -43,17 +44,18 @@ impl Session {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
         }
         let resolved = app.rules.resolve(&channel)?;
-        // A map request for another kind of channel, or the reverse: 107,
-        // as centrifuge answers a type that differs from the channel's
-        // (`map_clients` channels take type 2, `map_users` 3).
+        // A map request for another kind of channel, or the reverse: 103,
+        // as Centrifugo's OnSubscribe answers a type the namespace does not
+        // allow (isSubscriptionTypeAllowed; `map_clients` channels take
+        // type 2, `map_users` 3).
         let kind = resolved.options.subscription_type;
         if !kind.is_map() || req.r#type != kind.request_type() {
-            return Err(ErrorCode::BAD_REQUEST.into());
+            return Err(ErrorCode::PERMISSION_DENIED.into());
         }
         let (expire_at, info, data) = if req.token.is_empty() {
-            let actor = Actor { user: &conn.handle.user, subscribed: false };
-            resolved.can_subscribe(actor, false)?;
-            (None, bytes::Bytes::new(), bytes::Bytes::new())
+            // The subscribe proxy or the namespace's permissions (map_proxy.rs).
+            let grant = self.map_subscribe_grant(&resolved, &req).await?;
+            (grant.expire_at, grant.info, grant.data)
         } else {
             let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
                 TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
@@ -98,6 +100,8 @@ impl Session {
                     let last = entries.last().map(|(k, _)| k.clone()).unwrap_or_default();
                     let position = position.unwrap_or_default();
                     result.phase = PHASE_STATE;
+                    // Recoverable is announced by the page that goes live.
+                    result.recoverable = false;
                     result.cursor = map::encode_cursor(&position, &last);
                     (result.epoch, result.offset) = (position.epoch, position.offset);
                     result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
@@ -116,6 +120,7 @@ impl Session {
             _ => return Err(ErrorCode::BAD_REQUEST.into()),
         };
         let state = SubState { expire_at, server_side: false, info, join_leave: false, positioned: stream };
+        self.map_grant_done(&channel);
         self.join_channel(&channel, state).await?;
         if let Some((position, recovering)) = since {
             let catch_up = SubscribeRequest {
@@ -133,6 +138,11 @@ impl Session {
                     return Err(e);
                 }
             };
+            // Too far behind: the SDK loads the state again.
+            if recovered.publications.len() > options.live_transition_limit() {
+                self.leave_channel(&channel);
+                return Err(ErrorCode::UNRECOVERABLE_POSITION.into());
+            }
             let last = recovered.publications.last().map_or(0, |p| p.offset);
             result.epoch = recovered.epoch;
             result.offset = last.max(position.offset);
@@ -154,8 +164,9 @@ impl Session {
         let app = self.app.clone();
         let channel = req.channel.clone();
         let resolved = app.rules.resolve(&channel)?;
+        // The wrong kind of write for the channel: 103, as Centrifugo answers.
         if !resolved.options.subscription_type.is_map() || req.r#type != TYPE_MAP {
-            return Err(ErrorCode::BAD_REQUEST.into());
+            return Err(ErrorCode::PERMISSION_DENIED.into());
         }
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
         // `map.client_key`: the server decides the key (Centrifugo's OnMapPublish).
@@ -165,18 +176,37 @@ impl Session {
             "user_id" => req.key = conn.handle.user.clone(),
             _ => {}
         }
-        if !map::valid_key(&req.key) {
+        let o = &resolved.options.map;
+        // A namespace with a map proxy lets the backend decide instead of
+        // the `allow_*` options, and may change key, data and tags.
+        let event = if req.removed { MapEvent::Remove } else { MapEvent::Publish };
+        let (key, data, tags) = match app.proxies.map_proxy_for(resolved.options, event, app.config.granular_proxy_mode)
+        {
+            Some(None) => return Err(ErrorCode::NOT_AVAILABLE.into()),
+            Some(Some(proxy)) => {
+                let d = self.map_change_proxy(&proxy, event, &req.channel, &req.key, &req.data).await?;
+                (d.key, d.data, d.tags)
+            }
+            None => {
+                let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+                let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
+                let (c, s, a) = if req.removed {
+                    (o.allow_remove_for_client, o.allow_remove_for_subscriber, o.allow_remove_for_anonymous)
+                } else {
+                    (o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous)
+                };
+                allowed(c, s, a, actor)?;
+                (req.key, req.data, Default::default())
+            }
+        };
+        if !map::valid_key(&key) {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let actor = Actor { user: &conn.handle.user, subscribed: conn.channels.contains_key(&req.channel) };
-        let o = &resolved.options.map;
-        if req.removed {
-            allowed(o.allow_remove_for_client, o.allow_remove_for_subscriber, o.allow_remove_for_anonymous, actor)?;
-        } else {
-            allowed(o.allow_publish_for_client, o.allow_publish_for_subscriber, o.allow_publish_for_anonymous, actor)?;
-        }
-        let info = Some(conn.client_info(&req.channel));
-        let change = Change { key: req.key, data: req.data, tags: Default::default(), info, removed: req.removed };
+        // Centrifugo's key writes from clients carry the writer's client
+        // info; its removals carry none.
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        let info = (!req.removed).then(|| conn.client_info(&req.channel));
+        let change = Change { key, data, tags, info, removed: req.removed };
         map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

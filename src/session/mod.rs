@@ -12,6 +12,7 @@ mod connect;
 pub(crate) mod driver;
 pub(crate) mod error;
 mod map;
+mod map_proxy;
 mod personal;
 mod proxy;
 mod publish;
@@ -72,6 +73,9 @@ pub(crate) struct Session {
     origin: Arc<crate::proxy::ClientOrigin>,
     /// Shared poll tracks whose replies are being queued (issue #20).
     shared_poll_pending: Vec<shared_poll::PendingTrack>,
+    /// Map subscriptions the subscribe proxy granted whose state pages are
+    /// still being read (`map_proxy.rs`): later pages use the grant.
+    map_grants: HashMap<String, proxy::SubscribeGrant>,
 }
 
 /// One subscription of the connection.
@@ -126,6 +130,7 @@ impl Session {
                 transport: "websocket",
                 headers: Vec::new(),
             }),
+            map_grants: HashMap::new(),
         }
     }
 

@@ -26,7 +26,7 @@ pub(super) struct ConnectAnswer {
 }
 
 /// What the subscribe proxy granted.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(super) struct SubscribeGrant {
     pub(super) expire_at: Option<i64>,
     pub(super) info: Bytes,
@@ -35,7 +35,7 @@ pub(super) struct SubscribeGrant {
 }
 
 /// `data` as the proxy sends it: raw JSON, or base64 in `b64data`.
-fn payload(proxy: &Proxy, data: &Bytes) -> (Bytes, String) {
+pub(super) fn payload(proxy: &Proxy, data: &Bytes) -> (Bytes, String) {
     if proxy.binary {
         (Bytes::new(), base64::engine::general_purpose::STANDARD.encode(data))
     } else {
@@ -44,7 +44,7 @@ fn payload(proxy: &Proxy, data: &Bytes) -> (Bytes, String) {
 }
 
 /// A payload from the backend: `b64*` wins when set, as in Centrifugo.
-fn decoded(b64: &str, raw: Bytes) -> Result<Bytes, CommandError> {
+pub(super) fn decoded(b64: &str, raw: Bytes) -> Result<Bytes, CommandError> {
     if b64.is_empty() {
         return Ok(raw);
     }
@@ -61,22 +61,22 @@ fn expiry(at: i64) -> Option<i64> {
 
 impl Session {
     /// The `meta` to send along, if the proxy wants it.
-    fn meta_for(&self, proxy: &Proxy) -> Bytes {
+    pub(super) fn meta_for(&self, proxy: &Proxy) -> Bytes {
         match self.conn.as_ref().and_then(|c| c.meta.clone()) {
             Some(meta) if proxy.include_meta => meta,
             _ => Bytes::new(),
         }
     }
 
-    fn user(&self) -> String {
+    pub(super) fn user(&self) -> String {
         self.conn.as_ref().map(|c| c.handle.user.clone()).unwrap_or_default()
     }
 
-    fn client_id(&self) -> String {
+    pub(super) fn client_id(&self) -> String {
         self.conn.as_ref().map(|c| c.handle.client_id.clone()).unwrap_or_default()
     }
 
-    fn protocol_name(&self) -> &'static str {
+    pub(super) fn protocol_name(&self) -> &'static str {
         match self.protocol {
             crate::protocol::Protocol::Json => "json",
             crate::protocol::Protocol::Protobuf => "protobuf",

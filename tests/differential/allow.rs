@@ -201,4 +201,27 @@ pub static ALLOWED: &[Allowed] = &[
         reason: "map_clear keeps the channel's offset counter (its stream is removed as history_remove removes it); \
                  Centrifugo's memory broker starts the channel again at offset 1 in a new epoch",
     },
+    // Map client protocol (cases_map_client.rs), README Deviations "Map subscriptions".
+    Allowed {
+        scenario: "map state pages *|map page limits *|map stream catch-up *",
+        at: "* recv *: .msg.subscribe.cursor",
+        targets: BOTH,
+        reason: "the state cursor is `offset:epoch:key` (the frozen position rides in it, so pages need no \
+                 server-side memory and any gateway serves the next page); Centrifugo's is the key. SDKs send it \
+                 back unread",
+    },
+    Allowed {
+        scenario: "map *",
+        at: "* recv *: .msg.subscribe.state[0].epoch",
+        targets: BOTH,
+        reason: "Centrifugo v6.9 puts the stream epoch in the first state entry; natsgate gives it in the \
+                 subscribe reply's `epoch`, where centrifuge-js 5.8 reads it",
+    },
+    Allowed {
+        scenario: "map ephemeral *",
+        at: "* POST /api/map_publish: .body.result.epoch|* recv a: .msg.subscribe.epoch",
+        targets: BOTH,
+        reason: "an ephemeral map has no stream: natsgate gives no epoch in its API replies and subscribe \
+                 replies; Centrifugo gives one though nothing can be recovered",
+    },
 ];

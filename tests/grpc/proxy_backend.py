@@ -54,8 +54,10 @@ class Backend(pb_grpc.CentrifugoProxyServicer):
 
     def Subscribe(self, request, context):
         record("/subscribe", request, context)
-        if request.channel == "px:refused":
+        if request.channel in ("px:refused", "ms:refused"):
             return pb.SubscribeResponse(error=pb.Error(code=4001, message="not for you"))
+        if request.channel == "ms:board":
+            return pb.SubscribeResponse(result=pb.SubscribeResult(data=js({"map": True}), info=js({"seat": 2})))
         if request.channel == "px:gone":
             return pb.SubscribeResponse(disconnect=pb.Disconnect(code=4501, reason="go away"))
         return pb.SubscribeResponse(result=pb.SubscribeResult(data=js({"granted": True})))
@@ -75,6 +77,27 @@ class Backend(pb_grpc.CentrifugoProxyServicer):
     def Refresh(self, request, context):
         record("/refresh", request, context)
         return pb.RefreshResponse(result=pb.RefreshResult(expire_at=int(time.time()) + 3600))
+
+    def MapPublish(self, request, context):
+        record("/map_publish", request, context)
+        if request.key == "keep":
+            return pb.MapPublishResponse(result=pb.MapPublishResult())
+        if request.key == "rekey":
+            return pb.MapPublishResponse(result=pb.MapPublishResult(key="renamed", tags={"by": "backend"}))
+        if request.key == "denied":
+            return pb.MapPublishResponse(error=pb.Error(code=4002, message="read only"))
+        if request.key == "gone":
+            return pb.MapPublishResponse(disconnect=pb.Disconnect(code=4503, reason="map bye"))
+        data = json.loads(request.data.decode())
+        return pb.MapPublishResponse(result=pb.MapPublishResult(data=js({"rewritten": data})))
+
+    def MapRemove(self, request, context):
+        record("/map_remove", request, context)
+        if request.key == "locked":
+            return pb.MapRemoveResponse(error=pb.Error(code=4004, message="locked"))
+        if request.key == "alias":
+            return pb.MapRemoveResponse(result=pb.MapRemoveResult(key="renamed"))
+        return pb.MapRemoveResponse(result=pb.MapRemoveResult())
 
     def SubRefresh(self, request, context):
         record("/sub_refresh", request, context)

@@ -74,6 +74,8 @@ fn answer(path: &str, body: &Value) -> Value {
             "px:gone" => json!({"disconnect": {"code": 4501, "reason": "go away"}}),
             "px:short" | "sr:short" => json!({"result": {"expire_at": now() + 1}}),
             "px:expiring" => json!({"result": {"expire_at": now() + 3600}}),
+            "ms:refused" => json!({"error": {"code": 4001, "message": "not for you"}}),
+            "ms:board" => json!({"result": {"data": {"map": true}, "info": {"seat": 2}}}),
             "px:opts" => json!({"result": {
                 "info": {"role": "member"},
                 "data": {"granted": "opts"},
@@ -98,6 +100,20 @@ fn answer(path: &str, body: &Value) -> Value {
             _ => json!({"result": {"data": {"rewritten": body["data"].clone()}}}),
         },
         "/sub_refresh" => json!({"result": {"expire_at": now() + 3600, "info": {"role": "refreshed"}}}),
+        // Map proxies (tests/map_proxy.rs): keys tell the backend's decision.
+        "/map_publish" => match body["key"].as_str().unwrap_or("") {
+            "keep" => json!({"result": {}}),
+            "rekey" => json!({"result": {"key": "renamed", "tags": {"by": "backend"}}}),
+            "denied" => json!({"error": {"code": 4002, "message": "read only"}}),
+            "gone" => json!({"disconnect": {"code": 4503, "reason": "map bye"}}),
+            _ if binary => json!({"result": {"b64data": b64(br#"{"b":1}"#)}}),
+            _ => json!({"result": {"data": {"rewritten": body["data"].clone()}}}),
+        },
+        "/map_remove" => match body["key"].as_str().unwrap_or("") {
+            "locked" => json!({"error": {"code": 4004, "message": "locked"}}),
+            "alias" => json!({"result": {"key": "renamed"}}),
+            _ => json!({"result": {}}),
+        },
         "/rpc" | "/rpc_calc" if binary => {
             let mut data = unb64(body["b64data"].as_str().unwrap_or(""));
             data.reverse();

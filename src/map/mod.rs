@@ -98,7 +98,14 @@ pub(crate) async fn apply_with(
     let (time_ms, entry) = loop {
         let time_ms = now_ms();
         let tags = change.tags.clone();
-        let mut entry = MapEntry { data: data.clone(), tags, time_ms, removed: change.removed, info: change.info.clone().filter(|_| !change.removed), ..Default::default() };
+        let mut entry = MapEntry {
+            data: data.clone(),
+            tags,
+            time_ms,
+            removed: change.removed,
+            info: change.info.clone().filter(|_| !change.removed),
+            ..Default::default()
+        };
         match broker.map_write_if(channel, &change.key, &mut entry, ttl, &condition).await? {
             Ok(()) => break (time_ms, entry),
             Err(PENDING) if started.elapsed() < PENDING_PATIENCE => {

@@ -242,6 +242,13 @@ impl Channel {
             return deliver_presence_event(channel, &members, event, message.info.unwrap_or_default());
         }
         let mut base = None;
+        // The same stored publication twice (two NATS subscriptions of the
+        // channel overlapping while one replaces the other): subscribers
+        // get it once. Stored offsets are unique per channel.
+        if message.offset > 0 && self.last_offset.load(Ordering::Relaxed) == message.offset {
+            tracing::debug!(channel, offset = message.offset, "repeated publication dropped");
+            return;
+        }
         if message.offset > 0 {
             // Markers too: the publication after one names it as previous.
             let prev = message.prev_offset.unwrap_or(message.offset - 1);

@@ -88,6 +88,20 @@ async fn pushes_wait_for_activation_in_order() {
     assert_eq!(received(&c).await.len(), 1);
 }
 
+/// A stored publication delivered twice (overlapping NATS subscriptions)
+/// reaches a subscriber once.
+#[tokio::test]
+async fn a_repeated_publication_is_pushed_once() {
+    let hub = hub();
+    let c = client(&hub, "ann");
+    hub.subscribe("ch", &c.handle, Bytes::new(), false, true).await.unwrap();
+    hub.activate("ch", c.handle.key, 0);
+    publish(&hub, "ch", 5, 4).await;
+    publish(&hub, "ch", 5, 4).await;
+    publish(&hub, "ch", 6, 5).await;
+    assert_eq!(offsets(&received(&c).await), [5, 6]);
+}
+
 /// Recovery: held publications the reply carried (offset <= sent) are not
 /// sent again; the later ones follow, each once.
 #[tokio::test]

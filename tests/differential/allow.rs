@@ -210,18 +210,4 @@ pub static ALLOWED: &[Allowed] = &[
                  server-side memory and any gateway serves the next page); Centrifugo's is the key. SDKs send it \
                  back unread",
     },
-    Allowed {
-        scenario: "map *",
-        at: "* recv *: .msg.subscribe.state[0].epoch",
-        targets: BOTH,
-        reason: "Centrifugo v6.9 puts the stream epoch in the first state entry; natsgate gives it in the \
-                 subscribe reply's `epoch`, where centrifuge-js 5.8 reads it",
-    },
-    Allowed {
-        scenario: "map ephemeral *",
-        at: "* POST /api/map_publish: .body.result.epoch|* recv a: .msg.subscribe.epoch",
-        targets: BOTH,
-        reason: "an ephemeral map has no stream: natsgate gives no epoch in its API replies and subscribe \
-                 replies; Centrifugo gives one though nothing can be recovered",
-    },
 ];

@@ -5,7 +5,6 @@
 use super::error::CommandError;
 use super::subscribe::FLAG_REJECT_UNRECOVERED;
 use super::{Session, SubState};
-use crate::auth::TokenError;
 use crate::broker::Position;
 use crate::channels::{allowed, Actor};
 use crate::map::{self, Change};
@@ -57,14 +56,7 @@ impl Session {
             let grant = self.map_subscribe_grant(&resolved, &req).await?;
             (grant.expire_at, grant.info, grant.data)
         } else {
-            let claims = app.verifier.verify_subscription(&req.token).map_err(|e| match e {
-                TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
-                TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
-            })?;
-            let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
-            if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
+            let claims = self.subscription_claims(&req.token, &channel).await?;
             (claims.expire_at, claims.info, claims.data)
         };
         let options = &resolved.options.map;

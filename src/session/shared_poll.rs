@@ -5,7 +5,6 @@
 
 use super::error::CommandError;
 use super::{Session, SubState};
-use crate::auth::TokenError;
 use crate::channels::{Actor, SubscriptionType};
 use crate::protocol::codes::{Disconnect, ErrorCode};
 use crate::protocol::{Reply, SubRefreshRequest, SubRefreshResult, SubscribeRequest, SubscribeResult};
@@ -59,14 +58,7 @@ impl Session {
             resolved.can_subscribe(actor, false)?;
             (None, bytes::Bytes::new(), bytes::Bytes::new())
         } else {
-            let claims = app.verifier.verify_subscription_fetching(&req.token).await.map_err(|e| match e {
-                TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
-                TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
-            })?;
-            let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
-            if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
+            let claims = self.subscription_claims(&req.token, &channel).await?;
             (claims.expire_at, claims.info, claims.data)
         };
         let mut result = SubscribeResult { r#type: SUBSCRIPTION_TYPE, data, ..Default::default() };

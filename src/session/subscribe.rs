@@ -54,14 +54,7 @@ impl Session {
         let mut info = bytes::Bytes::new();
         let mut data = bytes::Bytes::new();
         if !req.token.is_empty() {
-            let claims = app.verifier.verify_subscription_fetching(&req.token).await.map_err(|e| match e {
-                TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
-                TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
-            })?;
-            let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
-            if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
+            let claims = self.subscription_claims(&req.token, &channel).await?;
             if claims.expire_at.is_some_and(|at| at <= now_unix()) {
                 return Err(ErrorCode::EXPIRED.into());
             }
@@ -216,6 +209,28 @@ impl Session {
         result.publications = publications;
         self.set_activation(channel, sent.max(req.offset));
         Ok(result)
+    }
+
+    /// A subscription token's claims for `channel`, as every kind of
+    /// subscribe checks them (fetching the JWKS for an unknown `kid`): an
+    /// expired token is 109, an invalid one 103, and a token for another
+    /// channel, user or client disconnects with 3500 (centrifuge's
+    /// handleSubscribe).
+    pub(super) async fn subscription_claims(
+        &self,
+        token: &str,
+        channel: &str,
+    ) -> Result<crate::auth::SubscriptionClaims, CommandError> {
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        let claims = self.app.verifier.verify_subscription_fetching(token).await.map_err(|e| match e {
+            TokenError::Expired => CommandError::from(ErrorCode::TOKEN_EXPIRED),
+            TokenError::Invalid(_) => CommandError::from(ErrorCode::PERMISSION_DENIED),
+        })?;
+        let wrong_client = claims.client.as_ref().is_some_and(|c| *c != conn.handle.client_id);
+        if claims.channel != channel || claims.user != conn.handle.user || wrong_client {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        Ok(claims)
     }
 
     /// Records the last history offset a pending subscribe reply carries or

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::OnceCell;
 
 use super::delivery::{self, Base, Delivery, DeltaForms, Filters, SharedFilter, Verdicts};
@@ -77,9 +77,9 @@ pub(super) struct Subscriber {
     filter: Option<Arc<SharedFilter>>,
     /// Map delta subscribers: keys whose next publication must go whole,
     /// the client holding a value its delta base may not be (see
-    /// [`Channel::whole_keys`]); `has_whole_keys` spares the lock.
-    whole_keys: Mutex<HashSet<String>>,
-    has_whole_keys: AtomicBool,
+    /// [`Channel::whole_keys`]). Set at most once, and rarely: boxed, so
+    /// the subscriber stays small, and unset it costs one atomic load.
+    whole_keys: OnceLock<Box<Mutex<HashSet<String>>>>,
 }
 
 /// A push held while the subscribe is answered: offset 0 for those outside
@@ -107,8 +107,7 @@ impl Subscriber {
             delta: false,
             delta_ready: AtomicBool::new(false),
             filter: None,
-            whole_keys: Mutex::new(HashSet::new()),
-            has_whole_keys: AtomicBool::new(false),
+            whole_keys: OnceLock::new(),
         }
     }
 
@@ -116,7 +115,7 @@ impl Subscriber {
     /// true once per key named by [`Channel::whole_keys`].
     fn takes_whole(&self, key: Option<&str>) -> bool {
         match key {
-            Some(key) if self.has_whole_keys.load(Ordering::Acquire) => self.whole_keys.lock().remove(key),
+            Some(key) => self.whole_keys.get().is_some_and(|keys| keys.lock().remove(key)),
             _ => false,
         }
     }
@@ -217,8 +216,7 @@ impl Channel {
     /// (offset 0), whose value may come live with a base it never had.
     pub(super) fn whole_keys(&self, key: u64, keys: HashSet<String>) {
         if let Some(sub) = self.members.read().subscribers.get(&key) {
-            *sub.whole_keys.lock() = keys;
-            sub.has_whole_keys.store(true, Ordering::Release);
+            let _ = sub.whole_keys.set(Box::new(Mutex::new(keys)));
         }
     }
 

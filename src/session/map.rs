@@ -67,7 +67,7 @@ impl Session {
         // Delta negotiation (centrifuge client_map.go): granted when the
         // namespace's `allowed_delta_types` has the type asked for; any
         // other type is simply not granted (no disconnect, unlike streams).
-        let delta = !req.delta.is_empty() && resolved.options.allowed_delta_types.iter().any(|t| *t == req.delta);
+        let delta = !req.delta.is_empty() && resolved.options.allowed_delta_types.contains(&req.delta);
         let protocol = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?.handle.protocol;
         // Stream modes with delta: the state's values this gateway read (its
         // delta bases), and the keys whose change was pending when read.

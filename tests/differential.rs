@@ -47,6 +47,8 @@ mod cases_input;
 mod cases_map_api;
 #[path = "differential/cases_map_client.rs"]
 mod cases_map_client;
+#[path = "differential/cases_map_delta.rs"]
+mod cases_map_delta;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

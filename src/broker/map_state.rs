@@ -221,7 +221,8 @@ impl MemoryMaps {
         out
     }
 
-    /// [`MapCondition::admit`] and the write, under the caller's lock.
+    /// [`MapCondition::admit`] and the write, under the caller's lock: the
+    /// offset of the live entry replaced (0: none, or pending).
     pub(crate) fn write_if(
         &mut self,
         channel: &str,
@@ -229,11 +230,11 @@ impl MemoryMaps {
         entry: &mut MapEntry,
         key_ttl: Option<Duration>,
         condition: &MapCondition,
-    ) -> Result<(), &'static str> {
+    ) -> Result<u64, &'static str> {
         let held = self.read(channel, Some(key), key_ttl).pop().map(|(_, e)| e);
         condition.admit(held.as_ref(), entry)?;
         self.write(channel, key, entry.clone(), key_ttl);
-        Ok(())
+        Ok(held.map_or(0, |h| h.offset))
     }
 
     /// `map_clear`: the channel's keys and remembered results go.

@@ -215,7 +215,7 @@ impl Broker for MemoryBroker {
         entry: &mut super::MapEntry,
         key_ttl: Option<std::time::Duration>,
         condition: &super::MapCondition,
-    ) -> Result<Result<(), &'static str>, BrokerError> {
+    ) -> Result<Result<u64, &'static str>, BrokerError> {
         Ok(self.maps.lock().write_if(channel, key, entry, key_ttl, condition))
     }
 

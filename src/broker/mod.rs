@@ -53,6 +53,12 @@ pub struct Message {
     /// Published with the delta flag (issue #20): subscribers that asked for
     /// fossil deltas get a delta against the channel's previous publication.
     pub delta: bool,
+    /// Map channels, with `delta`: the offset of the publication that set
+    /// the key's previous value, the base of this one's delta (0: none; the
+    /// key was new, or its previous change was never published). Gateways
+    /// make the delta only when they hold that very value (see
+    /// `crate::hub`'s key bases).
+    pub key_base: u64,
 }
 
 impl From<Message> for crate::protocol::Publication {
@@ -211,7 +217,9 @@ pub trait Broker: Send + Sync + 'static {
     /// [`map_write`](Self::map_write) if the key's live entry meets
     /// `condition` ([`MapCondition::admit`], which also sets `entry`'s
     /// version), checked and written atomically (a compare-and-set on NATS):
-    /// `Ok(Err(reason))` when it does not, nothing written.
+    /// `Ok(Err(reason))` when it does not, nothing written; `Ok(Ok(offset))`
+    /// with the offset of the live entry it replaced (0: none, a pending
+    /// one, or an ephemeral map's), the base of a delta (issue #20).
     async fn map_write_if(
         &self,
         _channel: &str,
@@ -219,7 +227,7 @@ pub trait Broker: Send + Sync + 'static {
         _entry: &mut MapEntry,
         _key_ttl: Option<std::time::Duration>,
         _condition: &MapCondition,
-    ) -> Result<Result<(), &'static str>, BrokerError> {
+    ) -> Result<Result<u64, &'static str>, BrokerError> {
         Err(BrokerError::Unavailable("this broker keeps no map state".into()))
     }
 

@@ -10,12 +10,13 @@
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::OnceCell;
 
 use super::delivery::{self, Base, Delivery, DeltaForms, Filters, SharedFilter, Verdicts};
+use super::key_bases::KeyBases;
 use super::ClientHandle;
 use crate::broker::{now_ms, Deliver, Message, PresenceEvent, SubscriptionGuard};
 use crate::metrics::metrics;
@@ -36,6 +37,8 @@ pub(super) struct Channel {
     base: Base,
     /// The subscribers' tags filters, one per distinct filter.
     filters: Filters,
+    /// Map channels: each key's last value, base of its next delta.
+    pub(super) keys: KeyBases,
     /// Filled once the broker subscription is active; shared by concurrent
     /// first subscribers so the broker is asked once. Dropped with the
     /// channel, which unsubscribes the broker.
@@ -72,6 +75,11 @@ pub(super) struct Subscriber {
     delta_ready: AtomicBool,
     /// Gets only publications passing this filter (not with `delta`).
     filter: Option<Arc<SharedFilter>>,
+    /// Map delta subscribers: keys whose next publication must go whole,
+    /// the client holding a value its delta base may not be (see
+    /// [`Channel::whole_keys`]). Set at most once, and rarely: boxed, so
+    /// the subscriber stays small, and unset it costs one atomic load.
+    whole_keys: OnceLock<Box<Mutex<HashSet<String>>>>,
 }
 
 /// A push held while the subscribe is answered: offset 0 for those outside
@@ -82,6 +90,8 @@ struct Held {
     offset: u64,
     bytes: Bytes,
     delta: Option<Bytes>,
+    /// A map publication's key, with `delta`.
+    key: Option<String>,
 }
 
 impl Subscriber {
@@ -97,38 +107,50 @@ impl Subscriber {
             delta: false,
             delta_ready: AtomicBool::new(false),
             filter: None,
+            whole_keys: OnceLock::new(),
+        }
+    }
+
+    /// Whether a map publication of `key` must reach this subscriber whole;
+    /// true once per key named by [`Channel::whole_keys`].
+    fn takes_whole(&self, key: Option<&str>) -> bool {
+        match key {
+            Some(key) => self.whole_keys.get().is_some_and(|keys| keys.lock().remove(key)),
+            _ => false,
         }
     }
 
     fn push(&self, offset: u64, bytes: Bytes) {
-        self.push_forms(offset, bytes, None);
+        self.push_forms(offset, bytes, None, None);
     }
 
     /// Pushes a publication, or its delta form once the subscriber has had
-    /// one (`delta`: for delta subscribers).
-    fn push_forms(&self, offset: u64, bytes: Bytes, delta: Option<Bytes>) {
+    /// one (`delta`: for delta subscribers; `key`: a map publication's).
+    fn push_forms(&self, offset: u64, bytes: Bytes, delta: Option<Bytes>, key: Option<&str>) {
         if self.live.load(Ordering::Acquire) {
-            self.client.outbox.push(self.pick(bytes, delta));
+            self.client.outbox.push(self.pick(bytes, delta, key));
             return;
         }
         // Rare: only while the subscribe is answered. The lock orders this
         // push against `activate`, which empties the list and turns live.
         let mut held = self.held.lock();
         match held.as_mut() {
-            Some(list) if list.len() < MAX_PENDING => list.push(Held { offset, bytes, delta }),
+            Some(list) if list.len() < MAX_PENDING => {
+                list.push(Held { offset, bytes, delta, key: key.map(str::to_string) })
+            }
             // Too much arrived meanwhile: the client must start over.
             Some(_) => self.client.outbox.close(Disconnect::INSUFFICIENT_STATE),
             None => {
-                self.client.outbox.push(self.pick(bytes, delta));
+                self.client.outbox.push(self.pick(bytes, delta, key));
             }
         }
     }
 
     /// The delta form if the subscriber has had a publication since
     /// subscribing, else the whole one (which it then has).
-    fn pick(&self, bytes: Bytes, delta: Option<Bytes>) -> Bytes {
+    fn pick(&self, bytes: Bytes, delta: Option<Bytes>, key: Option<&str>) -> Bytes {
         match delta {
-            Some(delta) if self.delta_ready.swap(true, Ordering::Relaxed) => delta,
+            Some(delta) if self.delta_ready.swap(true, Ordering::Relaxed) && !self.takes_whole(key) => delta,
             _ => bytes,
         }
     }
@@ -137,9 +159,9 @@ impl Subscriber {
     /// carried or stood for (history offset <= `sent`), and goes live.
     fn activate(&self, sent: u64) {
         let mut held = self.held.lock();
-        for Held { offset, bytes, delta } in held.take().unwrap_or_default() {
+        for Held { offset, bytes, delta, key } in held.take().unwrap_or_default() {
             if offset == 0 || offset > sent {
-                self.client.outbox.push(self.pick(bytes, delta));
+                self.client.outbox.push(self.pick(bytes, delta, key.as_deref()));
             }
         }
         self.live.store(true, Ordering::Release);
@@ -154,6 +176,7 @@ impl Channel {
             last_offset: AtomicU64::new(0),
             base: Base::default(),
             filters: Filters::default(),
+            keys: KeyBases::default(),
             broker_sub: OnceCell::new(),
         })
     }
@@ -169,6 +192,9 @@ impl Channel {
     /// Sets what a subscriber asked of its publications (issue #20).
     pub(super) fn with_delivery(&self, mut subscriber: Subscriber, delivery: Delivery) -> Subscriber {
         subscriber.delta = delivery.delta;
+        // A map subscriber holds the state: its first live publication may
+        // already be a delta (centrifuge sets flagDeltaAllowed at subscribe).
+        subscriber.delta_ready = AtomicBool::new(delivery.delta && delivery.keyed);
         subscriber.filter = delivery.filter.map(|node| self.filters.intern(node));
         subscriber
     }
@@ -182,6 +208,15 @@ impl Channel {
         }
         if let Some((offset, data)) = last {
             self.base.seed(offset, data);
+        }
+    }
+
+    /// A map delta subscriber's keys whose next publication must go whole:
+    /// those whose state entry it got while their change was still pending
+    /// (offset 0), whose value may come live with a base it never had.
+    pub(super) fn whole_keys(&self, key: u64, keys: HashSet<String>) {
+        if let Some(sub) = self.members.read().subscribers.get(&key) {
+            let _ = sub.whole_keys.set(Box::new(Mutex::new(keys)));
         }
     }
 
@@ -266,15 +301,29 @@ impl Channel {
         if message.marker.is_some() {
             return;
         }
+        // Map publications: a delta against the key's previous value, not
+        // the channel's previous publication (streamless ones get none, as
+        // from centrifuge, whose hub has no previous one for them).
+        if let Some(key) = message.key.as_deref() {
+            base = match message.offset {
+                0 => None,
+                offset => {
+                    let (base_offset, removed) = (message.key_base, message.removed);
+                    self.keys.advance(key, offset, base_offset, message.delta, removed, &message.data)
+                }
+            };
+        }
         let publication = Publication::from(message);
         let mut encoded = Encoded::default();
         let mut forms = DeltaForms::new(channel, &publication, base);
         let mut verdicts = Verdicts::default();
         let offset = publication.offset;
+        let key = (!publication.key.is_empty()).then_some(publication.key.as_str());
         for sub in members.subscribers.values().filter(|s| !s.stalled.load(Ordering::Relaxed)) {
             let protocol = sub.client.protocol;
             if sub.delta {
-                deliver_delta(sub, offset, protocol, &mut forms, || encoded.get(protocol, channel, &publication));
+                let plain = || encoded.get(protocol, channel, &publication);
+                deliver_delta(sub, offset, key, protocol, &mut forms, plain);
                 continue;
             }
             if sub.filter.as_ref().is_some_and(|f| !verdicts.passes(f, &publication)) {
@@ -297,12 +346,14 @@ impl Channel {
 fn deliver_delta(
     sub: &Subscriber,
     offset: u64,
+    key: Option<&str>,
     protocol: Protocol,
     forms: &mut DeltaForms<'_>,
     mut plain: impl FnMut() -> Option<Bytes>,
 ) {
     if sub.live.load(Ordering::Acquire) {
-        let bytes = match sub.positioned && sub.delta_ready.swap(true, Ordering::Relaxed) {
+        let ready = sub.positioned && sub.delta_ready.swap(true, Ordering::Relaxed);
+        let bytes = match ready && !sub.takes_whole(key) {
             true => forms.delta(protocol, &mut plain),
             false => forms.whole(protocol, &mut plain),
         };
@@ -313,7 +364,7 @@ fn deliver_delta(
     }
     let Some(whole) = forms.whole(protocol, &mut plain) else { return };
     let delta = if sub.positioned { forms.delta(protocol, &mut plain) } else { None };
-    sub.push_forms(offset, whole, delta);
+    sub.push_forms(offset, whole, delta, key);
 }
 
 /// The broker's handle on a channel.

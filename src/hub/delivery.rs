@@ -26,6 +26,9 @@ pub struct Delivery {
     /// of delta subscribers (a filtered-out publication would leave the
     /// client without the base of the next delta); the SDKs refuse both.
     pub filter: Option<FilterNode>,
+    /// A map subscription: with `delta`, its publications are deltas
+    /// against their key's previous value, the first live one included.
+    pub keyed: bool,
 }
 
 /// A filter shared by the subscribers of a channel that gave the same one
@@ -202,4 +205,52 @@ pub fn recovered_deltas(protocol: Protocol, publications: Vec<Publication>) -> V
         out.push(Publication { data, delta: is_delta, ..publication });
     }
     out
+}
+
+/// Stream publications a map delta subscriber catches up on, as centrifuge's
+/// `makeRecoveredMapPubsDeltaFossil` makes them: per key, the first one
+/// whole and each next one a fossil delta against that key's previous one
+/// when smaller; removals never deltas (they end the key's chain). Over JSON
+/// the data is a JSON string (a removal's only when it has data).
+pub fn recovered_map_deltas(protocol: Protocol, publications: Vec<Publication>) -> Vec<Publication> {
+    let json = protocol == Protocol::Json;
+    let mut previous: HashMap<String, Bytes> = HashMap::new();
+    let mut out = Vec::with_capacity(publications.len());
+    for publication in publications {
+        if publication.removed {
+            previous.remove(&publication.key);
+            let data = match json && !publication.data.is_empty() {
+                true => delta::json_string(&publication.data),
+                false => publication.data.clone(),
+            };
+            out.push(Publication { data, ..publication });
+            continue;
+        }
+        let base = previous.insert(publication.key.clone(), publication.data.clone());
+        let patch = base.as_ref().and_then(|base| match protocol {
+            Protocol::Json => delta::fossil_for_json(base, &publication.data),
+            Protocol::Protobuf => delta::fossil(base, &publication.data),
+        });
+        let (data, is_delta) = match patch {
+            Some(patch) => (patch, true),
+            None => (publication.data.clone(), false),
+        };
+        let data = if json { delta::json_string(&data) } else { data };
+        out.push(Publication { data, delta: is_delta, ..publication });
+    }
+    out
+}
+
+/// State entries for a JSON map subscriber that negotiates deltas: data as
+/// JSON strings (empty data left as is), so the SDK holds the exact bytes
+/// later deltas apply to (centrifuge's `escapeStateForDelta`).
+pub fn escaped_state(protocol: Protocol, delta: bool, state: Vec<Publication>) -> Vec<Publication> {
+    if !delta || protocol != Protocol::Json {
+        return state;
+    }
+    let escape = |p: Publication| match p.data.is_empty() {
+        true => p,
+        false => Publication { data: delta::json_string(&p.data), ..p },
+    };
+    state.into_iter().map(escape).collect()
 }

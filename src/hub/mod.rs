@@ -21,6 +21,7 @@
 mod channel;
 mod delivery;
 mod index;
+mod key_bases;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -37,7 +38,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{ClientInfo, Protocol};
 use crate::user_command::UserCommand;
 use channel::{Channel, Subscriber};
-pub use delivery::{recovered_deltas, Delivery};
+pub use delivery::{escaped_state, recovered_deltas, recovered_map_deltas, Delivery};
 use index::Index;
 use users::Users;
 
@@ -148,6 +149,23 @@ impl Hub {
     pub fn delta_recovered(&self, channel: &str, client_key: u64, last: Option<(u64, Bytes)>) {
         if let Some(entry) = self.channels.get(channel) {
             entry.delta_recovered(client_key, last);
+        }
+    }
+
+    /// Map channels: key values this gateway read (state entries, recovered
+    /// publications) as (key, offset, value), kept as delta bases while the
+    /// channel has local subscribers (offsets 0 are skipped).
+    pub fn map_seed<'a>(&self, channel: &str, values: impl IntoIterator<Item = (&'a str, u64, &'a Bytes)>) {
+        if let Some(entry) = self.channels.get(channel) {
+            entry.keys.seed(values);
+        }
+    }
+
+    /// A map delta subscriber's keys whose next publication it gets whole
+    /// (set before [`Hub::activate`]).
+    pub fn map_whole_keys(&self, channel: &str, client_key: u64, keys: std::collections::HashSet<String>) {
+        if let Some(entry) = self.channels.get(channel) {
+            entry.whole_keys(client_key, keys);
         }
     }
 

@@ -21,7 +21,7 @@ use crate::protocol::codes::ErrorCode;
 
 /// `map_publish`: Centrifugo's `MapPublishRequest`. `stream_data`,
 /// `b64stream_data` and `score` are read and not used, as Centrifugo v6.9.1's
-/// API does not use them either.
+/// API does not use them either; `delta` publishes with the delta flag.
 #[derive(Deserialize, Default, Debug)]
 #[serde(default)]
 pub(crate) struct MapPublish {
@@ -339,7 +339,9 @@ async fn publish(app: &Arc<AppContext>, req: MapPublish) -> Result<MapResult, Ap
     }
     let condition =
         MapCondition { key_mode, version: req.version, version_epoch: req.version_epoch, ..Default::default() };
-    let change = Change { key: req.key, data, tags: req.tags, info: None, removed: false };
+    // Centrifugo's api.go: `delta` or the namespace's `delta_publish`.
+    let delta = req.delta || app.rules.resolve(&req.channel)?.options.delta_publish;
+    let change = Change { key: req.key, data, tags: req.tags, info: None, removed: false, delta };
     let applied = apply_with(app.broker.as_ref(), options, &req.channel, change, &condition, &req.idempotency_key);
     Ok(updated("map_publish", applied.await?))
 }
@@ -352,7 +354,8 @@ async fn remove(app: &Arc<AppContext>, req: MapRemove) -> Result<MapResult, ApiE
     if !super::valid_key(&req.key) {
         return Err(bad_request());
     }
-    let change = Change { key: req.key, data: Bytes::new(), tags: HashMap::new(), info: None, removed: true };
+    let change =
+        Change { key: req.key, data: Bytes::new(), tags: HashMap::new(), info: None, removed: true, delta: false };
     let condition = MapCondition::default();
     let applied = apply_with(app.broker.as_ref(), options, &req.channel, change, &condition, &req.idempotency_key);
     Ok(updated("map_remove", applied.await?))

@@ -39,6 +39,10 @@ pub(crate) struct Change {
     pub(crate) tags: HashMap<String, String>,
     pub(crate) info: Option<ClientInfo>,
     pub(crate) removed: bool,
+    /// Published with the delta flag (the API's `delta`, or the namespace's
+    /// `delta_publish`): delta subscribers get it as a fossil delta against
+    /// the key's previous value (centrifuge's `MapPublishOptions.UseDelta`).
+    pub(crate) delta: bool,
 }
 
 /// What became of a change.
@@ -95,7 +99,7 @@ pub(crate) async fn apply_with(
     condition.serialize = options.mode.has_stream();
     let data = if change.removed { Bytes::new() } else { change.data };
     let started = tokio::time::Instant::now();
-    let (time_ms, entry) = loop {
+    let (time_ms, entry, replaced) = loop {
         let time_ms = now_ms();
         let tags = change.tags.clone();
         let mut entry = MapEntry {
@@ -107,7 +111,7 @@ pub(crate) async fn apply_with(
             ..Default::default()
         };
         match broker.map_write_if(channel, &change.key, &mut entry, ttl, &condition).await? {
-            Ok(()) => break (time_ms, entry),
+            Ok(replaced) => break (time_ms, entry, replaced),
             Err(PENDING) if started.elapsed() < PENDING_PATIENCE => {
                 tokio::time::sleep(std::time::Duration::from_millis(2)).await
             }
@@ -123,6 +127,11 @@ pub(crate) async fn apply_with(
         time_ms: Some(time_ms),
         key: Some(change.key.clone()),
         removed: change.removed,
+        // Removals are never deltas (centrifuge publishes them without);
+        // a replaced entry still pending (offset 0) was maybe never
+        // published, so no subscriber can be relied on to hold it.
+        delta: change.delta && !change.removed,
+        key_base: if change.delta && !change.removed { replaced } else { 0 },
         ..Default::default()
     };
     let position = broker.publish(channel, message).await?;

@@ -200,7 +200,8 @@ fn spawn_remove(app: &Arc<AppContext>, channel: String, key: String) {
         if !resolved.options.subscription_type.is_map() {
             return;
         }
-        let change = Change { key, data: Bytes::new(), tags: Default::default(), info: None, removed: true };
+        let change =
+            Change { key, data: Bytes::new(), tags: Default::default(), info: None, removed: true, delta: false };
         if let Err(e) = super::apply(app.broker.as_ref(), &resolved.options.map, &channel, change).await {
             tracing::debug!("cannot remove presence key from {channel}: {e}");
         }
@@ -229,8 +230,14 @@ async fn add(app: &AppContext, channel: &str, key: &str, info: Option<ClientInfo
                 }
             }
             None => {
-                let change =
-                    Change { key: key.to_string(), data: Bytes::new(), tags: Default::default(), info, removed: false };
+                let change = Change {
+                    key: key.to_string(),
+                    data: Bytes::new(),
+                    tags: Default::default(),
+                    info,
+                    removed: false,
+                    delta: false,
+                };
                 super::apply(broker, options, channel, change).await?;
                 return Ok(());
             }

@@ -2,6 +2,8 @@
 //! pages, then live with the changes since) and `publish` with `type: 1`
 //! (set or remove a key). See [`crate::map`] for the protocol.
 
+use std::collections::HashSet;
+
 use super::error::CommandError;
 use super::subscribe::FLAG_REJECT_UNRECOVERED;
 use super::{Session, SubState};
@@ -62,6 +64,14 @@ impl Session {
         let options = &resolved.options.map;
         let stream = options.mode.has_stream();
         let broker = app.broker.clone();
+        // Delta negotiation (centrifuge client_map.go): granted when the
+        // namespace's `allowed_delta_types` has the type asked for; any
+        // other type is simply not granted (no disconnect, unlike streams).
+        let delta = !req.delta.is_empty() && resolved.options.allowed_delta_types.contains(&req.delta);
+        let protocol = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?.handle.protocol;
+        // Stream modes with delta: the state's values this gateway read (its
+        // delta bases), and the keys whose change was pending when read.
+        let mut seeds = Vec::new();
         let mut result = SubscribeResult { r#type: TYPE_MAP, recoverable: stream, data, ..Default::default() };
         let (expires, ttl) = super::ttl_of(expire_at);
         (result.expires, result.ttl) = (expires, ttl);
@@ -77,9 +87,11 @@ impl Session {
                 };
                 let ttl = options.key_ttl.filter(|t| !t.is_zero());
                 let frozen = position.as_ref().map(|p| p.offset);
-                let mut entries: Vec<_> = broker
-                    .map_read(&channel, None, ttl)
-                    .await?
+                let all = broker.map_read(&channel, None, ttl).await?;
+                if delta && stream {
+                    seeds = all.iter().map(|(k, e)| (k.clone(), e.offset, e.data.clone())).collect();
+                }
+                let mut entries: Vec<_> = all
                     .into_iter()
                     .filter(|(k, e)| {
                         after.as_ref().is_none_or(|a| k > a)
@@ -96,10 +108,12 @@ impl Session {
                     result.recoverable = false;
                     result.cursor = map::encode_cursor(&position, &last);
                     (result.epoch, result.offset) = (position.epoch, position.offset);
-                    result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                    let state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                    result.state = crate::hub::escaped_state(protocol, delta, state);
                     return Ok(Reply { subscribe: Some(result), ..Default::default() });
                 }
-                result.state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                let state = entries.into_iter().map(|(k, e)| map::state_publication(k, e)).collect();
+                result.state = crate::hub::escaped_state(protocol, delta, state);
                 position.map(|p| (p, false))
             }
             PHASE_STREAM | PHASE_LIVE if stream => {
@@ -113,7 +127,11 @@ impl Session {
         };
         let state = SubState { expire_at, server_side: false, info, join_leave: false, positioned: stream };
         self.map_grant_done(&channel);
-        self.join_channel(&channel, state).await?;
+        let delivery = crate::hub::Delivery { delta, keyed: true, filter: None };
+        self.join_channel_with(&channel, state, delivery).await?;
+        result.delta = delta;
+        let client_key = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?.handle.key;
+        app.hub.map_seed(&channel, seeds.iter().map(|(k, offset, data)| (k.as_str(), *offset, data)));
         if let Some((position, recovering)) = since {
             let catch_up = SubscribeRequest {
                 channel: channel.clone(),
@@ -138,7 +156,25 @@ impl Session {
             let last = recovered.publications.last().map_or(0, |p| p.offset);
             result.epoch = recovered.epoch;
             result.offset = last.max(position.offset);
-            result.publications = recovered.publications;
+            let mut publications = recovered.publications;
+            if delta {
+                let values = publications.iter().filter(|p| !p.removed);
+                app.hub.map_seed(&channel, values.map(|p| (p.key.as_str(), p.offset, &p.data)));
+                // A state entry read while its change was pending holds a
+                // value whose publication, should it come live, names a base
+                // the client never had: that one goes whole (once it is in
+                // the catch-up, it comes whole there anyway).
+                let mut whole: HashSet<String> =
+                    seeds.iter().filter(|(_, offset, _)| *offset == 0).map(|(k, _, _)| k.clone()).collect();
+                for p in &publications {
+                    whole.remove(&p.key);
+                }
+                if !whole.is_empty() {
+                    app.hub.map_whole_keys(&channel, client_key, whole);
+                }
+                publications = crate::hub::recovered_map_deltas(protocol, publications);
+            }
+            result.publications = publications;
             if recovering {
                 (result.recovered, result.was_recovering) = (true, true);
             }
@@ -198,7 +234,9 @@ impl Session {
         // info; its removals carry none.
         let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
         let info = (!req.removed).then(|| conn.client_info(&req.channel));
-        let change = Change { key, data, tags, info, removed: req.removed };
+        // Centrifugo's OnMapPublish: `delta_publish` publishes with the delta flag.
+        let delta = resolved.options.delta_publish && !req.removed;
+        let change = Change { key, data, tags, info, removed: req.removed, delta };
         map::apply(app.broker.as_ref(), o, &req.channel, change).await?;
         Ok(Reply { publish: Some(PublishResult {}), ..Default::default() })
     }

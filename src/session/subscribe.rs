@@ -286,7 +286,7 @@ impl Session {
     }
 
     /// [`Session::join_channel`] with delta compression or a tags filter.
-    async fn join_channel_with(
+    pub(super) async fn join_channel_with(
         &mut self,
         channel: &str,
         state: SubState,
@@ -360,5 +360,5 @@ fn delivery_of(
     }
     let delta =
         req.delta == crate::delta::FOSSIL && options.allowed_delta_types.iter().any(|t| t == crate::delta::FOSSIL);
-    Ok(crate::hub::Delivery { delta, filter: req.tf.clone() })
+    Ok(crate::hub::Delivery { delta, filter: req.tf.clone(), keyed: false })
 }

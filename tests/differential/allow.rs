@@ -210,4 +210,11 @@ pub static ALLOWED: &[Allowed] = &[
                  server-side memory and any gateway serves the next page); Centrifugo's is the key. SDKs send it \
                  back unread",
     },
+    // Map delta compression (cases_map_delta.rs).
+    Allowed {
+        scenario: "map delta pages *|map delta catch-up *",
+        at: "* recv *: .msg.subscribe.cursor",
+        targets: BOTH,
+        reason: "the state cursor is `offset:epoch:key` (see the map client entry above)",
+    },
 ];

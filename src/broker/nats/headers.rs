@@ -27,6 +27,9 @@ pub(super) const HEADER_MAP_REMOVED: &str = "Natsgate-Map-Removed";
 /// `true` on a publication made with the delta flag (issue #20); a direct
 /// NATS publisher may set it too.
 pub(super) const HEADER_DELTA: &str = "Natsgate-Delta";
+/// A map publication's delta base: the offset of the publication that set
+/// the key's previous value (see [`Message::key_base`]).
+pub(super) const HEADER_MAP_BASE: &str = "Natsgate-Map-Base";
 
 /// Builds the NATS headers for a publication; None when there is no metadata.
 pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
@@ -57,6 +60,9 @@ pub(super) fn encode_headers(message: &Message) -> Option<HeaderMap> {
     if message.delta {
         headers.insert(HEADER_DELTA, "true");
     }
+    if message.key_base != 0 {
+        headers.insert(HEADER_MAP_BASE, message.key_base.to_string().as_str());
+    }
     (!headers.is_empty()).then_some(headers)
 }
 
@@ -86,6 +92,7 @@ pub(super) fn read_headers(out: &mut Message, headers: &HeaderMap, subject: &asy
     out.time_ms = headers.get(HEADER_TIME).and_then(|t| t.as_str().parse().ok());
     out.key = headers.get(HEADER_MAP_KEY).map(|k| k.as_str().to_string());
     out.removed = headers.get(HEADER_MAP_REMOVED).is_some_and(|v| v.as_str() == "1");
+    out.key_base = headers.get(HEADER_MAP_BASE).and_then(|v| v.as_str().parse().ok()).unwrap_or(0);
     if let Some(info) = headers.get(HEADER_INFO) {
         match serde_json::from_str::<ClientInfo>(info.as_str()) {
             Ok(info) => out.info = Some(info),

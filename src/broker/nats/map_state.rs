@@ -108,17 +108,24 @@ impl NatsBroker {
         entry: &mut MapEntry,
         key_ttl: Option<Duration>,
         condition: &MapCondition,
-    ) -> Result<Result<(), &'static str>, BrokerError> {
+    ) -> Result<Result<u64, &'static str>, BrokerError> {
         let now = crate::broker::now_ms();
         let proposed = entry.clone();
+        // The offset of the live entry the last attempt judged against: the
+        // one the successful compare-and-set replaced.
+        let mut replaced = 0;
         let written = self
             .compare_and_set(channel, key, key_ttl, |held| {
                 let live = held.filter(|h| !h.removed && !h.expired(key_ttl, now));
+                replaced = live.as_ref().map_or(0, |h| h.offset);
                 let mut next = proposed.clone();
                 condition.admit(live.as_ref(), &mut next).map(|()| next)
             })
             .await?;
-        Ok(written.map(|next| *entry = next))
+        Ok(written.map(|next| {
+            *entry = next;
+            replaced
+        }))
     }
 
     /// Reads the key, asks `decide` (given the held entry, None when there

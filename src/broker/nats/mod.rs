@@ -352,7 +352,7 @@ impl Broker for NatsBroker {
         entry: &mut crate::broker::MapEntry,
         key_ttl: Option<std::time::Duration>,
         condition: &crate::broker::MapCondition,
-    ) -> Result<Result<(), &'static str>, BrokerError> {
+    ) -> Result<Result<u64, &'static str>, BrokerError> {
         self.write_map_entry_if(channel, key, entry, key_ttl, condition).await
     }
 

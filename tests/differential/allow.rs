@@ -210,4 +210,11 @@ pub static ALLOWED: &[Allowed] = &[
                  server-side memory and any gateway serves the next page); Centrifugo's is the key. SDKs send it \
                  back unread",
     },
+    // Map catch-up timeout (cases_map_catch_up.rs).
+    Allowed {
+        scenario: "map catch-up *",
+        at: "* recv *: .msg.subscribe.cursor",
+        targets: BOTH,
+        reason: "the state cursor is `offset:epoch:key`; Centrifugo's is the key (as for the map state pages)",
+    },
 ];

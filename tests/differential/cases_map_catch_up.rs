@@ -3,7 +3,10 @@
 //! at its next page; a negative timeout never expires; and the bookkeeping
 //! of paged subscriptions (a cursor of none: 103, a second first page: 105,
 //! an expired paging dropped by the next map subscribe). A `quiet` step
-//! (300 ms) is the wait that outlasts the 100 ms timeout.
+//! (300 ms) is the wait that outlasts the 100 ms timeout. Not compared:
+//! unsubscribing while paging, which Centrifugo v6.9.1 holds for 5 s and
+//! answers by closing the connection (README Deviations); natsgate ends the
+//! paging at once (`tests/map_catch_up.rs`).
 
 use super::group::run_group;
 use super::runner::BOTH;
@@ -78,16 +81,6 @@ fn bookkeeping(p: Protocol) -> Scenario {
     s.call("a", next_page(6, &x, "x")).quiet("a")
 }
 
-/// Unsubscribing while paging, then the cursor of that paging.
-fn unsubscribe_while_paging(p: Protocol) -> Scenario {
-    let ch = format!("cn:unsub-{p:?}");
-    let s = connect(keys(Scenario::new(format!("map catch-up unsubscribe {p:?}")).open("a", p), &ch), "a");
-    page_saved(s, 2, &ch, "p")
-        .call("a", json!({"id": 3, "unsubscribe": {"channel": ch}}))
-        .call("a", next_page(4, &ch, "p"))
-        .quiet("a")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_catch_up() {
     let map = |name: &str, timeout: &str| {
@@ -105,7 +98,6 @@ async fn map_catch_up() {
         scenarios.push(too_slow(p));
         scenarios.push(no_timeout(p));
         scenarios.push(bookkeeping(p));
-        scenarios.push(unsubscribe_while_paging(p));
     }
     run_group("map_catch_up", config, scenarios).await;
 }

@@ -45,6 +45,8 @@ mod cases_history;
 mod cases_input;
 #[path = "differential/cases_map_api.rs"]
 mod cases_map_api;
+#[path = "differential/cases_map_catch_up.rs"]
+mod cases_map_catch_up;
 #[path = "differential/cases_map_client.rs"]
 mod cases_map_client;
 #[path = "differential/cases_map_delta.rs"]

@@ -21,6 +21,7 @@
 //! or error 112 when they are gone (the SDK then loads the state again).
 
 pub(crate) mod api;
+pub mod catch_up;
 pub mod options;
 pub(crate) mod presence;
 

@@ -37,9 +37,8 @@ impl MapMode {
 }
 
 /// A namespace's `map` object. Names and meanings are Centrifugo's; options
-/// Centrifugo has that natsgate does not implement (`client_key`,
-/// `meta_ttl`, `remove_client_on_unsubscribe`, `subscribe_catch_up_timeout`) are
-/// refused rather than silently ignored.
+/// Centrifugo has that natsgate does not implement are refused rather than
+/// silently ignored.
 // Every number and boolean reads as itself or as text.
 #[serde_with::apply(
     bool => #[serde_as(as = "Lenient")],
@@ -108,6 +107,11 @@ pub struct MapOptions {
     /// loads the state again (0: `max_page_size`; centrifuge's
     /// `LiveTransitionMaxPublicationLimit`).
     pub live_transition_max_publication_limit: u32,
+    // Catch-up timeout (`crate::map::catch_up`).
+    /// How long a subscriber may page through the state before it is live;
+    /// past it the next page request is answered with disconnect 3008
+    /// (`"10s"`, or integer nanoseconds; 0: 5 s; negative: no timeout).
+    pub subscribe_catch_up_timeout: super::catch_up::CatchUpTimeout,
 }
 
 /// centrifuge's `defaultMapStreamSize`/`defaultMapStreamTTL` (map_broker.go,

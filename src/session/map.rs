@@ -29,21 +29,26 @@ impl Session {
     }
 
     pub(super) async fn map_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
-        let channel = req.channel.clone();
-        let app = self.app.clone();
-        if channel.is_empty() {
+        if req.channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        if channel.len() > app.config.channel_max_length {
+        if req.channel.len() > self.app.config.channel_max_length {
             return Err(ErrorCode::BAD_REQUEST.into());
         }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        if conn.channels.contains_key(&channel) {
-            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-        }
-        if conn.channels.len() >= app.config.client_channel_limit {
-            return Err(ErrorCode::LIMIT_EXCEEDED.into());
-        }
+        // The catch-up timeout and the pages' bookkeeping (map_catch_up.rs).
+        let started = std::time::Instant::now();
+        let continuing = self.map_catch_up_enter(&req)?;
+        let channel = req.channel.clone();
+        let outcome = self.map_subscribe_phase(req, continuing).await;
+        self.map_catch_up_after(&channel, started, &outcome);
+        outcome
+    }
+
+    /// Serves a map subscribe request's phase; `continuing`: the client is
+    /// paging this subscription (its first page was served).
+    async fn map_subscribe_phase(&mut self, req: SubscribeRequest, continuing: bool) -> Result<Reply, CommandError> {
+        let channel = req.channel.clone();
+        let app = self.app.clone();
         let resolved = app.rules.resolve(&channel)?;
         // A map request for another kind of channel, or the reverse: 103,
         // as Centrifugo's OnSubscribe answers a type the namespace does not
@@ -117,7 +122,8 @@ impl Session {
                 position.map(|p| (p, false))
             }
             PHASE_STREAM | PHASE_LIVE if stream => {
-                if !req.recover && req.phase == PHASE_STREAM {
+                // Without a paged subscription, only a recovery may start here.
+                if !req.recover && req.phase == PHASE_STREAM && !continuing {
                     return Err(ErrorCode::PERMISSION_DENIED.into());
                 }
                 Some((Position { offset: req.offset, epoch: req.epoch.clone() }, req.recover))

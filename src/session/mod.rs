@@ -12,6 +12,7 @@ mod connect;
 pub(crate) mod driver;
 pub(crate) mod error;
 mod map;
+mod map_catch_up;
 mod map_proxy;
 mod personal;
 mod proxy;
@@ -76,6 +77,9 @@ pub(crate) struct Session {
     /// Map subscriptions the subscribe proxy granted whose state pages are
     /// still being read (`map_proxy.rs`): later pages use the grant.
     map_grants: HashMap<String, proxy::SubscribeGrant>,
+    /// Map subscriptions being paged and the deadline of each
+    /// (`map.subscribe_catch_up_timeout`; `None`: none), `map_catch_up.rs`.
+    map_catch_ups: HashMap<String, Option<std::time::Instant>>,
 }
 
 /// One subscription of the connection.
@@ -131,6 +135,7 @@ impl Session {
                 headers: Vec::new(),
             }),
             map_grants: HashMap::new(),
+            map_catch_ups: HashMap::new(),
         }
     }
 

@@ -44,7 +44,7 @@ impl Session {
         if conn.channels.contains_key(&channel) {
             return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
         }
-        if conn.channels.len() >= config.client_channel_limit {
+        if self.channels_in_use() >= config.client_channel_limit {
             return Err(ErrorCode::LIMIT_EXCEEDED.into());
         }
         let resolved = app.rules.resolve(&channel)?;
@@ -243,6 +243,7 @@ impl Session {
 
     pub(super) fn unsubscribe(&mut self, req: UnsubscribeRequest) -> Reply {
         self.leave_channel(&req.channel);
+        self.map_catch_up_done(&req.channel);
         Reply { unsubscribe: Some(UnsubscribeResult {}), ..Default::default() }
     }
 

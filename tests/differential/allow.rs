@@ -217,4 +217,11 @@ pub static ALLOWED: &[Allowed] = &[
         targets: BOTH,
         reason: "the state cursor is `offset:epoch:key` (see the map client entry above)",
     },
+    // Map catch-up timeout (cases_map_catch_up.rs).
+    Allowed {
+        scenario: "map catch-up *",
+        at: "* recv *: .msg.subscribe.cursor",
+        targets: BOTH,
+        reason: "the state cursor is `offset:epoch:key`; Centrifugo's is the key (as for the map state pages)",
+    },
 ];

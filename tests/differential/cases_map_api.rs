@@ -204,6 +204,20 @@ fn ephemeral() -> Scenario {
         .api("map_stats", json!({"channel": ch}))
 }
 
+/// `score` in `map_publish` (api.proto field 12): Centrifugo v6.9.1 reads
+/// it but passes it to no broker (centrifuge keeps `score` and `ordered`
+/// unexported), so the state is in key order with no scores, `asc` or not.
+fn score_ignored() -> Scenario {
+    let ch = "mp:scores";
+    let mut s = Scenario::new("map score ignored");
+    for (key, score) in [("k1", 10), ("k2", 30), ("k3", 20)] {
+        s = s.api("map_publish", json!({"channel": ch, "key": key, "data": {"s": score}, "score": score}));
+    }
+    s.api("map_read_state", json!({"channel": ch, "limit": -1}))
+        .api("map_read_state", json!({"channel": ch, "limit": -1, "asc": true}))
+        .api("map_read_state", json!({"channel": ch, "limit": 2, "asc": true}))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_api() {
     let config = json!({
@@ -225,6 +239,7 @@ async fn map_api() {
         refusals(),
         batch_and_legacy(),
         ephemeral(),
+        score_ignored(),
     ];
     run_group("map_api", config, scenarios).await;
 }

@@ -65,8 +65,10 @@ fn users(p: Protocol) -> Scenario {
         .call("m1", json!({"id": 3, "unsubscribe": {"channel": room}}))
         .drop_conn("m2")
         .quiet("obs")
-        .open("late", p);
-    connect(s, "late", "late").call("late", map_sub(2, &map, 3)).quiet("obs")
+        .open("anon", p);
+    let s =
+        s.call("anon", json!({"id": 1, "connect": {}})).call("anon", json!({"id": 2, "subscribe": {"channel": room}}));
+    connect(s.quiet("obs").open("late", p), "late", "late").call("late", map_sub(2, &map, 3)).quiet("obs")
 }
 
 /// Requests refused on presence maps: the wrong type (stream, map, the
@@ -136,8 +138,9 @@ async fn map_presence_protocol() {
     let config = json!({
         "token_hmac_secret_key": SECRET,
         "api_key": API_KEY,
+        "allow_anonymous_connect_without_token": true,
         "namespaces": [
-            {"name": "room", "allow_subscribe_for_client": true,
+            {"name": "room", "allow_subscribe_for_client": true, "allow_subscribe_for_anonymous": true,
              "map_clients_presence_channel_prefix": "pc:", "map_users_presence_channel_prefix": "pu:"},
             map("pc", "map_clients", json!({"mode": "ephemeral", "key_ttl": "60s"})),
             map("pu", "map_users", json!({"mode": "ephemeral", "key_ttl": "60s"})),

@@ -20,6 +20,10 @@ use serde_json::{json, Value};
 /// The secret track signatures are made with.
 const SP_SECRET: &str = "differential-shared-poll-secret";
 
+/// The previous secret (a rotation), accepted for signatures issued before
+/// the test started.
+const SP_PREVIOUS: &str = "differential-shared-poll-previous";
+
 /// The version the backend gives every key of a versioned channel.
 const BACKEND_VERSION: u64 = 3;
 
@@ -45,6 +49,18 @@ fn refresh(body: &Value) -> Value {
         } else {
             items.push(json!({"key": key, "data": {"key": key}}));
         }
+    }
+    // `spv:epoch-*` channels name an epoch: e2 once a key `epoch2*` is asked.
+    if channel.starts_with("spv:epoch-") {
+        let asked = |prefix: &str| {
+            body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|i| i["key"].as_str().is_some_and(|k| k.starts_with(prefix)))
+        };
+        let epoch = if asked("epoch2") { "e2" } else { "e1" };
+        return json!({"result": {"items": items, "epoch": epoch}});
     }
     json!({"result": {"items": items}})
 }
@@ -87,7 +103,12 @@ fn sp_sub(id: u32, ch: &str) -> Value {
 /// A track batch of `keys` (each at `version`) signed for `user` and `ch`
 /// with `secret`, expiring at `expiry` (0: never).
 fn batch(secret: &str, ch: &str, user: &str, keys: &[&str], version: u64, expiry: i64) -> Value {
-    let signature = sign(secret, ch, keys, user, now(), expiry);
+    batch_at(secret, ch, user, keys, version, now(), expiry)
+}
+
+/// `batch` issued at `iat`.
+fn batch_at(secret: &str, ch: &str, user: &str, keys: &[&str], version: u64, iat: i64, expiry: i64) -> Value {
+    let signature = sign(secret, ch, keys, user, iat, expiry);
     let items: Vec<Value> = keys.iter().map(|k| json!({"key": k, "version": version})).collect();
     json!({"signature": signature, "items": items})
 }
@@ -162,6 +183,11 @@ fn signatures(p: Protocol) -> Scenario {
         .call("a", track(7, &ch, vec![batch(SP_SECRET, &ch, "tom", &["missing-f"], 0, now() - 60)]))
         .call("a", track(8, &ch, vec![good.clone(), json!({"signature": "garbage", "items": [{"key": "missing-g"}]})]))
         .call("a", track(9, &ch, vec![batch(SP_SECRET, &ch, "tom", &["missing-h"], 0, now() + 600)]))
+        // Expired, but within the 5 s grace: accepted, a zero ttl.
+        .call("a", track(13, &ch, vec![batch(SP_SECRET, &ch, "tom", &["missing-i"], 0, now() - 1)]))
+        // The previous secret: before its valid_until, and after it.
+        .call("a", track(14, &ch, vec![batch_at(SP_PREVIOUS, &ch, "tom", &["missing-j"], 0, now() - 600, 0)]))
+        .call("a", track(15, &ch, vec![batch_at(SP_PREVIOUS, &ch, "tom", &["missing-k"], 0, now() + 600, 0)]))
         .call("a", json!({"id": 10, "sub_refresh": {"channel": ch, "type": 1, "track": [{"signature": "1:0:00"}]}}))
         .call("a", json!({"id": 11, "sub_refresh": {"channel": ch, "type": 1}}))
         .call("a", json!({"id": 12, "sub_refresh": {"channel": ch, "type": 2}}))
@@ -207,6 +233,13 @@ fn wrong_requests(p: Protocol) -> Scenario {
         .api("shared_poll_publish", json!({"channel": ch, "key": "x", "data": {"v": 1}, "version": 1}))
         .api("shared_poll_publish", json!({"channel": format!("spv:wrong-{p:?}"), "data": {"v": 1}, "version": 1}))
         .api("shared_poll_publish", json!({"channel": format!("spv:wrong-{p:?}"), "key": "x", "version": 1}))
+        .api("shared_poll_publish", json!({"channel": format!("spv:wrong-{p:?}"), "key": "x", "data": {}}))
+        .api("shared_poll_publish", json!({"key": "x", "data": {}, "version": 1}))
+        .api("shared_poll_publish", json!({"channel": st, "key": "x", "data": {}, "version": 1}))
+        .api(
+            "shared_poll_publish",
+            json!({"channel": format!("nope:wrong-{p:?}"), "key": "x", "data": {}, "version": 1}),
+        )
 }
 
 /// Unsubscribing stops the keys: a publish after it reaches nobody.
@@ -217,6 +250,18 @@ fn unsubscribe_stops(p: Protocol) -> Scenario {
         .call("a", track(3, &ch, vec![batch(SP_SECRET, &ch, "tom", &["k"], BACKEND_VERSION, 0)]))
         .call("a", json!({"id": 4, "unsubscribe": {"channel": ch}}))
         .api("shared_poll_publish", json!({"channel": ch, "key": "k", "data": {"late": true}, "version": 9}))
+        .quiet("a")
+}
+
+/// The backend's epoch of a versioned channel changes (e1, then e2).
+fn epoch_change(p: Protocol) -> Scenario {
+    let ch = format!("spv:epoch-{p:?}");
+    let s = connect(Scenario::new(format!("shared poll epoch change {p:?}")).open("a", p), "a", "tom");
+    s.call("a", sp_sub(2, &ch))
+        .send("a", track(3, &ch, vec![batch(SP_SECRET, &ch, "tom", &["x"], 0, 0)]))
+        .recv_n("a", 2)
+        .send("a", track(4, &ch, vec![batch(SP_SECRET, &ch, "tom", &["epoch2"], 0, 0)]))
+        .recv_n("a", 2)
         .quiet("a")
 }
 
@@ -231,6 +276,8 @@ async fn shared_poll_protocol() {
         "token_hmac_secret_key": SECRET,
         "api_key": API_KEY,
         "shared_poll_hmac_secret_key": SP_SECRET,
+        "shared_poll_hmac_previous_secret_key": SP_PREVIOUS,
+        "shared_poll_hmac_previous_secret_key_valid_until": now() + 300,
         "proxy_shared_poll_refresh_endpoint": format!("{url}/refresh"),
         "proxy_shared_poll_refresh_timeout": "1s",
         "namespaces": [
@@ -248,6 +295,7 @@ async fn shared_poll_protocol() {
         scenarios.push(key_limit(p));
         scenarios.push(wrong_requests(p));
         scenarios.push(unsubscribe_stops(p));
+        scenarios.push(epoch_change(p));
     }
     run_group("shared_poll", config, scenarios).await;
 }

@@ -8,6 +8,8 @@
 //! Needs the Centrifugo binary: `CENTRIFUGO_BIN`, or
 //! `$(go env GOPATH)/bin/centrifugo` (`bash .ci/run` installs it). Without
 //! it the tests fail when `CI=true` and are skipped (with a message) else.
+//! With `DIFF_DUMP` set, every group prints Centrifugo's normalised
+//! transcripts (`DUMP [scenario] step => entry`), to write new scenarios.
 
 use natsgate_test_support as common;
 
@@ -51,6 +53,10 @@ mod cases_map_catch_up;
 mod cases_map_client;
 #[path = "differential/cases_map_delta.rs"]
 mod cases_map_delta;
+#[path = "differential/cases_map_presence.rs"]
+mod cases_map_presence;
+#[path = "differential/cases_shared_poll.rs"]
+mod cases_shared_poll;
 
 use common::{hs256_token, SECRET};
 use serde_json::Value;

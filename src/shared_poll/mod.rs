@@ -40,8 +40,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::broker::{Broker, Deliver, Message, SubscriptionGuard};
 use crate::hub::ClientHandle;
+use crate::protocol::codes::Disconnect;
 use crate::protocol::{Protocol, Publication};
 use crate::proxy::{pb, Event, Proxy};
+use crate::user_command::UserCommand;
 use options::{SharedPollMode, SharedPollOptions};
 
 /// `SubscribeRequest.type` / `SubscribeResult.type` of shared poll subscriptions.
@@ -339,12 +341,8 @@ impl SharedPoll {
         let mut channels = self.channels.lock();
         let Some(chan) = channels.get_mut(channel).filter(|c| c.generation == generation) else { return };
         let versioned = chan.options.mode == SharedPollMode::Versioned;
-        if versioned && result.epoch != chan.epoch {
-            // A new publisher epoch: the versions before it mean nothing.
-            chan.epoch = result.epoch.clone();
-            for entry in chan.keys.values_mut() {
-                entry.version = 0;
-            }
+        if versioned {
+            flip_epoch(channel, chan, &result.epoch);
         }
         let mut removed = Vec::new();
         for item in result.items {
@@ -400,12 +398,7 @@ impl SharedPoll {
         if chan.options.mode != SharedPollMode::Versioned {
             return;
         }
-        if chan.epoch != epoch {
-            chan.epoch = epoch.clone();
-            for entry in chan.keys.values_mut() {
-                entry.version = 0;
-            }
-        }
+        flip_epoch(channel, chan, &epoch);
         let Some(entry) = chan.keys.get_mut(&key) else { return };
         if version <= entry.version {
             return;
@@ -440,6 +433,40 @@ impl Deliver for Publications {
             return;
         }
         poll.published(channel, key, version, epoch, message.data);
+    }
+}
+
+/// A versioned channel's publisher epoch changed (centrifuge's
+/// `flipEpochAndCollectClients`, checked before the keys of a backend
+/// answer or a `shared_poll_publish` are looked at): the versions before it
+/// mean nothing, so every tracker is unsubscribed with "insufficient state"
+/// (2500: the SDK subscribes and tracks again, learning the new epoch) and
+/// the channel's keys go with them, so nothing of the new epoch reaches a
+/// tracker before its unsubscribe.
+fn flip_epoch(channel: &str, chan: &mut Chan, epoch: &str) {
+    if chan.epoch == epoch {
+        return;
+    }
+    chan.epoch = epoch.to_string();
+    let mut trackers: HashMap<u64, Arc<ClientHandle>> = HashMap::new();
+    for entry in chan.keys.values() {
+        for (key, tracker) in &entry.subs {
+            trackers.entry(*key).or_insert_with(|| tracker.handle.clone());
+        }
+    }
+    if trackers.is_empty() {
+        return;
+    }
+    chan.keys.clear();
+    chan.clients.clear();
+    chan.idle_since.get_or_insert_with(Instant::now);
+    for handle in trackers.values() {
+        let command =
+            UserCommand::Unsubscribe { channel: channel.to_string(), client: String::new(), insufficient_state: true };
+        // A session that cannot take the command is closed: it resubscribes on reconnect.
+        if handle.commands.try_send(Box::new(command)).is_err() {
+            handle.outbox.close(Disconnect::INSUFFICIENT_STATE);
+        }
     }
 }
 

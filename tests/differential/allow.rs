@@ -224,4 +224,22 @@ pub static ALLOWED: &[Allowed] = &[
         targets: BOTH,
         reason: "the state cursor is `offset:epoch:key`; Centrifugo's is the key (as for the map state pages)",
     },
+    // Shared poll (cases_shared_poll.rs), README Deviations "Shared poll".
+    Allowed {
+        scenario: "shared poll versionless *",
+        at: "24 recv b: .msg.push.pub.version",
+        targets: NATS,
+        reason: "versionless versions are numbered per gateway (per node in Centrifugo): a tracker on another \
+                 gateway starts at that gateway's count",
+    },
+    // Presence maps (cases_map_presence.rs), README Deviations "Presence maps".
+    Allowed {
+        scenario: "map presence client key *",
+        at: "15 recv w: *",
+        targets: BOTH,
+        reason: "`map.remove_client_on_unsubscribe`: the unsubscribing client does not itself get its key's removal \
+                 (natsgate removes the key once the client left; Centrifugo pushes the removal to it just before \
+                 the unsubscribe reply). Other subscribers get it as in Centrifugo; SDKs drop pushes of a channel \
+                 they left",
+    },
 ];

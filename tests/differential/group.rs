@@ -20,7 +20,7 @@ use std::sync::Mutex;
 /// Every group. When all of them have run in one test process, an
 /// allow-list entry that covered no difference is stale and fails the
 /// last group: a fixed difference must leave the list (and the README).
-const GROUPS: [&str; 16] = [
+const GROUPS: [&str; 18] = [
     "api",
     "channels",
     "connect",
@@ -43,6 +43,10 @@ const GROUPS: [&str; 16] = [
     "map_delta",
     // The map catch-up timeout (cases_map_catch_up.rs).
     "map_catch_up",
+    // Shared poll subscriptions (cases_shared_poll.rs).
+    "shared_poll",
+    // Presence maps: map_clients, map_users (cases_map_presence.rs).
+    "map_presence",
 ];
 
 /// The groups that passed so far and the allow-list entries (indexes into
@@ -96,6 +100,11 @@ pub async fn run_group(group: &str, config: Value, scenarios: Vec<Scenario>) {
             order_own_publications(&scenario.steps, t);
         }
         let c = normalize(&c);
+        if std::env::var_os("DIFF_DUMP").is_some() {
+            for (i, step) in scenario.steps.iter().enumerate() {
+                println!("DUMP [{}] {} => {}", scenario.name, label(i, step), c[i]);
+            }
+        }
         for (kind, mut natsgate) in [(Kind::Embedded, normalize(&e)), (Kind::Nats, normalize(&n))] {
             align_offsets(kind, &c, &mut natsgate);
             let diffs = compare(scenario, kind, &c, &natsgate);

@@ -72,6 +72,13 @@ pub fn align_offsets(kind: Kind, centrifugo: &[Value], natsgate: &mut [Value]) {
 fn walk(value: &Value, key: Option<&str>, names: &mut Names) -> Value {
     match (key, value) {
         (Some(k), Value::String(s)) if IDENTITIES.contains(&k) && !s.is_empty() => names.name(k, s),
+        // A presence map's key (`map_clients`, `client_key: client_id`) is a
+        // client id seen before (in a connect reply): the same placeholder.
+        (Some("key"), Value::String(s)) if names.seen.contains_key(&("client".to_string(), s.clone())) => {
+            names.name("client", s)
+        }
+        // A publication's `version` (shared poll) is a number, compared as is.
+        (Some("version"), Value::Number(_)) => value.clone(),
         (Some(k), v) if OPAQUE.contains(&k) && !v.is_null() => json!(format!("<{k}>")),
         // Seconds until expiry: a second may tick between two servers.
         (Some("ttl"), Value::Number(n)) => json!(format!("<ttl ~{}>", (n.as_u64().unwrap_or(0) + 5) / 10 * 10)),

@@ -83,6 +83,12 @@ const PATHS: &[(&str, &[&str])] = &[
         &["client", "subscribe_to_user_personal_channel", "personal_channel_namespace"],
     ),
     ("user_personal_single_connection", &["client", "subscribe_to_user_personal_channel", "single_connection"]),
+    // Shared poll (issue #20): the track signature secret and the refresh proxy.
+    ("shared_poll_hmac_secret_key", &["shared_poll", "hmac_secret_key"]),
+    ("shared_poll_hmac_previous_secret_key", &["shared_poll", "hmac_previous_secret_key"]),
+    ("shared_poll_hmac_previous_secret_key_valid_until", &["shared_poll", "hmac_previous_secret_key_valid_until"]),
+    ("proxy_shared_poll_refresh_endpoint", &["channel", "proxy", "shared_poll_refresh", "endpoint"]),
+    ("proxy_shared_poll_refresh_timeout", &["channel", "proxy", "shared_poll_refresh", "timeout"]),
 ];
 
 /// One server configuration, written once with natsgate's flat option

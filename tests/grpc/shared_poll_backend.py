@@ -107,12 +107,18 @@ class Http(BaseHTTPRequestHandler):
         pass
 
 
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # The proxy gave up on a slow answer and closed the connection.
+        pass
+
+
 def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     pb_grpc.add_CentrifugoProxyServicer_to_server(Backend(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    http = ThreadingHTTPServer(("127.0.0.1", int(os.environ["HTTP_PORT"])), Http)
+    http = Server(("127.0.0.1", int(os.environ["HTTP_PORT"])), Http)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     print(f"PORT {port}", flush=True)
     # Runs until the test kills it (or its stdin closes).

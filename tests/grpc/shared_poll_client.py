@@ -37,10 +37,10 @@ def main():
     def publish(name, **fields):
         call(name, "SharedPollPublish", pb.SharedPollPublishRequest(**fields))
 
-    publish("publish g1", channel=ch, key="g1", data=b'{"via":"grpc"}', version=1, epoch="e1")
+    publish("publish g1", channel=ch, key="g1", data=b'{"via":"grpc"}', version=1)
     batch = pb.BatchRequest(commands=[
         pb.Command(shared_poll_publish=pb.SharedPollPublishRequest(
-            channel=ch, key="g2", b64data="eyJ2aWEiOiJncnBjIGJhdGNoIn0=", version=1, epoch="e1")),
+            channel=ch, key="g2", b64data="eyJ2aWEiOiJncnBjIGJhdGNoIn0=", version=1)),
         pb.Command(shared_poll_publish=pb.SharedPollPublishRequest(channel=ch, key="g2")),
     ])
     call("batch", "Batch", batch)

@@ -198,6 +198,7 @@ pub(crate) fn method_label(method: &str) -> &'static str {
         "map_read_stream",
         "map_stats",
         "map_clear",
+        "shared_poll_publish",
     ];
     KNOWN.iter().find(|k| **k == method).copied().unwrap_or("unknown")
 }

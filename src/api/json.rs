@@ -47,7 +47,12 @@ pub(crate) fn result(reply: Reply) -> Result<Value, ApiError> {
                 .collect();
             json!({ "responses": responses })
         }
-        Reply::Subscribe | Reply::Unsubscribe | Reply::Disconnect | Reply::Refresh | Reply::HistoryRemove => json!({}),
+        Reply::Subscribe
+        | Reply::Unsubscribe
+        | Reply::Disconnect
+        | Reply::Refresh
+        | Reply::HistoryRemove
+        | Reply::SharedPollPublish => json!({}),
         Reply::Channels(channels) => {
             let channels: serde_json::Map<String, Value> =
                 channels.into_iter().map(|(c, n)| (c, json!({ "num_clients": n }))).collect();

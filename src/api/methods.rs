@@ -57,6 +57,8 @@ pub(crate) enum Reply {
     HistoryRemove,
     /// A map method's result (see `crate::map::api`).
     Map(crate::map::api::MapResult),
+    /// `shared_poll_publish` done (an empty result).
+    SharedPollPublish,
 }
 
 impl Reply {
@@ -76,6 +78,7 @@ impl Reply {
             Reply::History(_) => "history",
             Reply::HistoryRemove => "history_remove",
             Reply::Map(result) => result.method(),
+            Reply::SharedPollPublish => "shared_poll_publish",
         }
     }
 }
@@ -124,6 +127,10 @@ pub(crate) async fn batch(
 async fn run(app: &Arc<AppContext>, command: Command) -> Result<Reply, ApiError> {
     match command {
         Command::Map(request) => Ok(Reply::Map(crate::map::api::run(app, request).await?)),
+        Command::SharedPollPublish(request) => {
+            crate::shared_poll::api::run(app, request).await?;
+            Ok(Reply::SharedPollPublish)
+        }
         Command::Publish(p) => {
             let data = payload(p.data, &p.b64data)?;
             let key = (!p.idempotency_key.is_empty()).then_some(p.idempotency_key);

@@ -152,13 +152,6 @@ pub(crate) async fn one_method(app: &Arc<AppContext>, method: &str, body: &[u8])
             },
         };
     }
-    // Shared poll subscriptions' method (see `crate::shared_poll::api`).
-    if let Some(outcome) = crate::shared_poll::api::call(app, method, body).await {
-        return match outcome {
-            Ok(outcome) => reply(app, outcome),
-            Err(crate::shared_poll::api::Malformed) => malformed(),
-        };
-    }
     match Command::decode(method, body) {
         Err(Malformed) => malformed(),
         Ok(None) => reply(app, Err(ApiError(ErrorCode::METHOD_NOT_FOUND))),

@@ -47,10 +47,12 @@ pub(crate) enum Command {
     Info,
     /// The map methods (see `crate::map::api`).
     Map(crate::map::api::MapRequest),
+    /// `shared_poll_publish` (see `crate::shared_poll::api`).
+    SharedPollPublish(crate::shared_poll::api::Publish),
 }
 
 /// The methods natsgate serves besides `batch`, by URL name.
-pub(crate) const METHODS: [&str; 18] = [
+pub(crate) const METHODS: [&str; 19] = [
     "publish",
     "broadcast",
     "subscribe",
@@ -69,6 +71,7 @@ pub(crate) const METHODS: [&str; 18] = [
     "map_read_stream",
     "map_stats",
     "map_clear",
+    "shared_poll_publish",
 ];
 
 impl Command {
@@ -88,6 +91,7 @@ impl Command {
             Command::Channels(_) => "channels",
             Command::Info => "info",
             Command::Map(request) => request.method(),
+            Command::SharedPollPublish(_) => "shared_poll_publish",
         }
     }
 
@@ -110,6 +114,7 @@ impl Command {
                 object::<Empty>(body)?;
                 Command::Info
             }
+            "shared_poll_publish" => Command::SharedPollPublish(object(body)?),
             _ => return Ok(crate::map::api::MapRequest::decode(method, body)?.map(Command::Map)),
         }))
     }
@@ -446,7 +451,7 @@ struct LegacyShape {
 
 /// Centrifugo's legacy method numbers (`Command.MethodType`) that natsgate
 /// serves; any other number is "not found" (104).
-const LEGACY_METHODS: [(i64, &str); 18] = [
+const LEGACY_METHODS: [(i64, &str); 19] = [
     (0, "publish"),
     (1, "broadcast"),
     (2, "unsubscribe"),
@@ -465,10 +470,11 @@ const LEGACY_METHODS: [(i64, &str); 18] = [
     (36, "map_read_stream"),
     (37, "map_stats"),
     (38, "map_clear"),
+    (39, "shared_poll_publish"),
 ];
 
 /// Method names Centrifugo's legacy API knows and natsgate does not serve.
-const LEGACY_OTHER_NAMES: [&str; 21] = [
+const LEGACY_OTHER_NAMES: [&str; 20] = [
     "rpc",
     "connections",
     "update_user_status",
@@ -489,7 +495,6 @@ const LEGACY_OTHER_NAMES: [&str; 21] = [
     "send_push_notification",
     "update_push_status",
     "cancel_push",
-    "shared_poll_publish",
 ];
 
 /// Decodes a legacy `/api` body: JSON values one after another (any white

@@ -1,10 +1,12 @@
-//! `shared_poll_publish` of the HTTP server API (Centrifugo v6.9 `api.proto`
+//! `shared_poll_publish` of the server API (Centrifugo v6.9 `api.proto`
 //! `SharedPollPublishRequest`: channel, key, data or b64data, version,
-//! epoch; an empty result). `POST /api/shared_poll_publish` only.
+//! epoch; an empty result). Served wherever Centrifugo v6.9.1 serves it:
+//! `POST /api/shared_poll_publish`, in `batch` (command field 42), in the
+//! legacy `/api` (method `shared_poll_publish` or number 39) and as the
+//! GRPC `SharedPollPublish` (see `crate::api::request::Command`).
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 use super::options::SharedPollMode;
@@ -15,43 +17,29 @@ use crate::channels::SubscriptionType;
 use crate::context::AppContext;
 use crate::protocol::codes::ErrorCode;
 
-/// The body did not decode into the request (HTTP 400).
-pub(crate) struct Malformed;
-
-#[derive(Deserialize, Default)]
+/// `shared_poll_publish`: Centrifugo's `SharedPollPublishRequest`.
+#[derive(Deserialize, Default, Debug)]
 #[serde(default)]
-struct Publish {
+pub(crate) struct Publish {
     #[serde(deserialize_with = "or_zero")]
-    channel: String,
+    pub(crate) channel: String,
     #[serde(deserialize_with = "or_zero")]
-    key: String,
+    pub(crate) key: String,
+    /// JSON's raw text, or GRPC's bytes when not empty.
     #[serde(deserialize_with = "raw_bytes")]
-    data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
     #[serde(deserialize_with = "or_zero")]
-    b64data: String,
+    pub(crate) b64data: String,
     #[serde(deserialize_with = "or_zero")]
-    version: u64,
+    pub(crate) version: u64,
     #[serde(deserialize_with = "or_zero")]
-    epoch: String,
-}
-
-/// Runs `shared_poll_publish`: None for any other method.
-pub(crate) async fn call(
-    app: &Arc<AppContext>,
-    method: &str,
-    body: &str,
-) -> Option<Result<Result<Value, ApiError>, Malformed>> {
-    if method != "shared_poll_publish" {
-        return None;
-    }
-    let Ok(req) = serde_json::from_str::<Publish>(body) else { return Some(Err(Malformed)) };
-    Some(Ok(publish(app, req).await))
+    pub(crate) epoch: String,
 }
 
 /// Centrifugo's `Executor.SharedPollPublish`: 107 without channel, key or
 /// version or for another kind of channel, 102 for an unknown namespace,
 /// 108 unless `publish_enabled`; then through the broker to every gateway.
-async fn publish(app: &Arc<AppContext>, req: Publish) -> Result<Value, ApiError> {
+pub(crate) async fn run(app: &Arc<AppContext>, req: Publish) -> Result<(), ApiError> {
     if req.channel.is_empty() || req.key.is_empty() || req.version == 0 {
         return Err(ApiError(ErrorCode::BAD_REQUEST));
     }
@@ -66,6 +54,7 @@ async fn publish(app: &Arc<AppContext>, req: Publish) -> Result<Value, ApiError>
     if !options.shared_poll.publish_enabled || options.shared_poll.mode != SharedPollMode::Versioned {
         return Err(ApiError(ErrorCode::NOT_AVAILABLE));
     }
+    // Centrifugo: b64data when not empty, else data (none publishes empty).
     let data = if req.b64data.is_empty() {
         req.data.unwrap_or_default()
     } else {
@@ -73,5 +62,5 @@ async fn publish(app: &Arc<AppContext>, req: Publish) -> Result<Value, ApiError>
     };
     let message = SharedPoll::publish_message(req.key, req.version, req.epoch, data);
     app.broker.publish(&req.channel, message).await?;
-    Ok(json!({}))
+    Ok(())
 }

@@ -39,7 +39,8 @@ pub(super) fn command(c: proto::Command) -> Result<Command, ApiError> {
         .or(c.map_read_state.map(Into::into))
         .or(c.map_read_stream.map(Into::into))
         .or(c.map_stats.map(Into::into))
-        .or(c.map_clear.map(Into::into));
+        .or(c.map_clear.map(Into::into))
+        .or(c.shared_poll_publish.map(Into::into));
     command.ok_or(ApiError(ErrorCode::METHOD_NOT_FOUND))
 }
 
@@ -232,6 +233,7 @@ pub(super) fn reply(outcome: Result<Reply, ApiError>) -> proto::Reply {
             out.presence_stats = Some(proto::PresenceStatsResult { num_clients, num_users });
         }
         Ok(Reply::Map(result)) => map_reply(&mut out, result),
+        Ok(Reply::SharedPollPublish) => out.shared_poll_publish = Some(proto::SharedPollPublishResult {}),
         Ok(Reply::History(page)) => {
             out.history = Some(proto::HistoryResult {
                 publications: page.publications.into_iter().map(publication).collect(),
@@ -361,5 +363,18 @@ fn map_reply(out: &mut proto::Reply, result: MapResult) {
         }
         MapResult::Stats { num_keys } => out.map_stats = Some(proto::MapStatsResult { num_keys }),
         MapResult::Clear => out.map_clear = Some(proto::MapClearResult {}),
+    }
+}
+
+impl From<proto::SharedPollPublishRequest> for Command {
+    fn from(r: proto::SharedPollPublishRequest) -> Command {
+        Command::SharedPollPublish(crate::shared_poll::api::Publish {
+            channel: r.channel,
+            key: r.key,
+            data: data(r.data),
+            b64data: r.b64data,
+            version: r.version,
+            epoch: r.epoch,
+        })
     }
 }

@@ -283,6 +283,7 @@ service! {
         map_read_stream(MapReadStreamRequest) -> MapReadStreamResponse { map_read_stream },
         map_stats(MapStatsRequest) -> MapStatsResponse { map_stats },
         map_clear(MapClearRequest) -> MapClearResponse { map_clear },
+        shared_poll_publish(SharedPollPublishRequest) -> SharedPollPublishResponse { shared_poll_publish },
     }
     unsupported {
         rpc(RpcRequest) -> RpcResponse,
@@ -305,7 +306,6 @@ service! {
         send_push_notification(SendPushNotificationRequest) -> SendPushNotificationResponse,
         update_push_status(UpdatePushStatusRequest) -> UpdatePushStatusResponse,
         cancel_push(CancelPushRequest) -> CancelPushResponse,
-        shared_poll_publish(SharedPollPublishRequest) -> SharedPollPublishResponse,
     }
 }
 

@@ -29,19 +29,7 @@ impl Session {
     pub(super) async fn map_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
         let channel = req.channel.clone();
         let app = self.app.clone();
-        if channel.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
-        if channel.len() > app.config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        if conn.channels.contains_key(&channel) {
-            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-        }
-        if conn.channels.len() >= app.config.client_channel_limit {
-            return Err(ErrorCode::LIMIT_EXCEEDED.into());
-        }
+        self.subscribe_preamble(&channel, None)?;
         let resolved = app.rules.resolve(&channel)?;
         // A map request for another kind of channel, or the reverse: 103,
         // as Centrifugo's OnSubscribe answers a type the namespace does not

@@ -27,26 +27,15 @@ impl Session {
             return self.map_subscribe(req).await;
         }
         let channel = req.channel.clone();
-        if channel.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
         // An unknown delta type closes the connection, before any other
-        // check (centrifuge: "unknown delta type in subscribe request").
+        // check (centrifuge: "unknown delta type in subscribe request"); an
+        // empty channel would close it the same way.
         if !req.delta.is_empty() && req.delta != crate::delta::FOSSIL {
             return Err(Disconnect::BAD_REQUEST.into());
         }
+        let conn = self.subscribe_preamble(&channel, None)?;
         let app = self.app.clone();
         let config = &app.config;
-        if channel.len() > config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        if conn.channels.contains_key(&channel) {
-            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-        }
-        if conn.channels.len() >= config.client_channel_limit {
-            return Err(ErrorCode::LIMIT_EXCEEDED.into());
-        }
         let resolved = app.rules.resolve(&channel)?;
         let actor = Actor { user: &conn.handle.user, subscribed: false };
 
@@ -209,6 +198,39 @@ impl Session {
         result.publications = publications;
         self.set_activation(channel, sent.max(req.offset));
         Ok(result)
+    }
+
+    /// The checks every kind of subscribe (stream, map, shared poll) makes
+    /// first, in centrifuge's order (`validateSubscribeRequest`): an empty
+    /// channel disconnects (3501), one longer than `channel_max_length` is
+    /// 107, then `refused` (the caller's verdict on the subscription type,
+    /// which centrifuge gives before it looks at the connection's channels),
+    /// a channel already subscribed is 105, and one channel more than
+    /// `client_channel_limit` is 106. Returns the connection (3501 before
+    /// connect).
+    pub(super) fn subscribe_preamble(
+        &self,
+        channel: &str,
+        refused: Option<ErrorCode>,
+    ) -> Result<&super::Connected, CommandError> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let config = &self.app.config;
+        if channel.len() > config.channel_max_length {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        if let Some(code) = refused {
+            return Err(code.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        if conn.channels.contains_key(channel) {
+            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
+        }
+        if conn.channels.len() >= config.client_channel_limit {
+            return Err(ErrorCode::LIMIT_EXCEEDED.into());
+        }
+        Ok(conn)
     }
 
     /// A subscription token's claims for `channel`, as every kind of

@@ -201,13 +201,14 @@ impl Session {
     }
 
     /// The checks every kind of subscribe (stream, map, shared poll) makes
-    /// first, in centrifuge's order (`validateSubscribeRequest`): an empty
-    /// channel disconnects (3501), one longer than `channel_max_length` is
-    /// 107, then `refused` (the caller's verdict on the subscription type,
-    /// which centrifuge gives before it looks at the connection's channels),
-    /// a channel already subscribed is 105, and one channel more than
-    /// `client_channel_limit` is 106. Returns the connection (3501 before
-    /// connect).
+    /// first, in the order of centrifuge's `validateSubscribeRequest`: an
+    /// empty channel disconnects (3501), one longer than `channel_max_length`
+    /// is 107, then `refused` (the caller's verdict on the subscription
+    /// type, which centrifuge gives before it looks at the connection's
+    /// channels), a channel already subscribed is 105, and a connection
+    /// that has `client_channel_limit` channels gets 106. Returns the
+    /// connection (3501 before connect). Centrifugo checks no length for
+    /// shared poll channels (README Deviations).
     pub(super) fn subscribe_preamble(
         &self,
         channel: &str,

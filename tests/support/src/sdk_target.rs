@@ -36,7 +36,7 @@ pub struct SdkTarget {
 
 /// What an [`SdkTarget`] keeps alive.
 enum Servers {
-    Natsgate(Pair),
+    Natsgate(Box<Pair>),
     Centrifugo(Centrifugo),
 }
 
@@ -51,7 +51,7 @@ impl SdkTarget {
             ApiOn::First => pair.a.http_url(),
             ApiOn::Second => pair.b().http_url(),
         };
-        SdkTarget { urls: [pair.a.ws_url(), pair.b().ws_url()], http, servers: Servers::Natsgate(pair) }
+        SdkTarget { urls: [pair.a.ws_url(), pair.b().ws_url()], http, servers: Servers::Natsgate(Box::new(pair)) }
     }
 
     /// The real Centrifugo with `config` (its nested v6 JSON, e.g.
@@ -69,7 +69,7 @@ impl SdkTarget {
     /// `None` for Centrifugo.
     pub fn pair(&self) -> Option<&Pair> {
         match &self.servers {
-            Servers::Natsgate(pair) => Some(pair),
+            Servers::Natsgate(pair) => Some(pair.as_ref()),
             Servers::Centrifugo(_) => None,
         }
     }

@@ -6,13 +6,13 @@
 
 use natsgate_test_support as common;
 
-use common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
+use common::centrifugo::ServerConfig;
 use common::node::run_node_tests;
-use common::pair::{Backend, Pair};
-use common::{hs256_token, repo_root, Gateway, SECRET};
+use common::pair::Backend;
+use common::sdk_target::{flows_python, run_python_flows, ApiOn, SdkTarget};
+use common::{hs256_token, SECRET};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const API_KEY: &str = "chanfeat-api-key";
 
@@ -33,32 +33,14 @@ fn config() -> ServerConfig {
     }))
 }
 
-/// The server's two client URLs (the same one twice for one server) and
-/// its HTTP base URL.
-struct Target {
-    urls: [String; 2],
-    http: String,
-}
-
-fn run_js(target: &Target, what: &str) {
-    let env = [
-        ("GATEWAY_URLS", target.urls.join(",")),
-        ("TOKEN_SECRET", SECRET.to_string()),
-        ("API_URL", target.http.clone()),
-        ("API_KEY", API_KEY.to_string()),
-    ];
-    run_node_tests(&["scenarios/chanfeat.mjs"], &env, what);
+fn run_js(target: &SdkTarget, what: &str) {
+    run_node_tests(&["scenarios/chanfeat.mjs"], &target.node_env(API_KEY), what);
 }
 
 /// Runs the centrifuge-python flows; skips (saying why) when the venv is
 /// missing outside CI.
-async fn run_python(target: &Target, what: &str) {
-    let python = repo_root().join("target/grpc-venv/bin/python");
-    if !python.is_file() {
-        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{what}: target/grpc-venv is missing");
-        println!("SKIPPED {what}: target/grpc-venv with centrifuge-python is missing (bash .ci/run makes it)");
-        return;
-    }
+async fn run_python(target: &SdkTarget, what: &str) {
+    let Some(python) = flows_python(what) else { return };
     let http = reqwest::Client::new();
     let suffix = format!("{}-{}", std::process::id(), what.len());
     let channel = format!("cache:py-{suffix}");
@@ -66,31 +48,17 @@ async fn run_python(target: &Target, what: &str) {
         publish(&http, &target.http, &channel, json!({"i": i})).await;
     }
     let user = format!("py-{suffix}");
-    let mut child = Command::new(&python)
-        .arg(repo_root().join("tests/chanfeat/flows.py"))
-        .env("URL_A", &target.urls[0])
-        .env("URL_B", &target.urls[1])
-        .env("USER_ID", &user)
-        .env("TOKEN", hs256_token(SECRET, &user, Some(3600), Value::Null))
-        .env("CACHE_TOKEN", hs256_token(SECRET, "py-cache", Some(3600), Value::Null))
-        .env("CACHE_CHANNEL", &channel)
-        .env("API_URL", &target.http)
-        .env("API_KEY", API_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().expect("wait python").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let output = child.wait_with_output().expect("python output");
-    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && out.contains("ok"), "{what}: centrifuge-python flows failed\n{out}\n{err}");
+    let env = [
+        ("URL_A", target.urls[0].clone()),
+        ("URL_B", target.urls[1].clone()),
+        ("USER_ID", user.clone()),
+        ("TOKEN", hs256_token(SECRET, &user, Some(3600), Value::Null)),
+        ("CACHE_TOKEN", hs256_token(SECRET, "py-cache", Some(3600), Value::Null)),
+        ("CACHE_CHANNEL", channel),
+        ("API_URL", target.http.clone()),
+        ("API_KEY", API_KEY.to_string()),
+    ];
+    run_python_flows(&python, "tests/chanfeat/flows.py", &env, Duration::from_secs(90), what).await;
 }
 
 async fn publish(http: &reqwest::Client, base: &str, channel: &str, data: Value) {
@@ -107,32 +75,23 @@ async fn publish(http: &reqwest::Client, base: &str, channel: &str, data: Value)
     assert!(reply.get("result").is_some(), "publish to {channel}: {reply}");
 }
 
-fn natsgate_target(backend: Backend) -> (Pair, Target) {
-    let config = config();
-    let pair = Pair::start(backend, |name| config.apply_to(Gateway::builder().env("NATSGATE_NAME", name)));
-    let target = Target { urls: [pair.a.ws_url(), pair.b().ws_url()], http: pair.b().http_url() };
-    (pair, target)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_flows_on_two_gateways_on_nats() {
-    let (_pair, target) = natsgate_target(Backend::Nats);
+    let target = SdkTarget::natsgate(Backend::Nats, &config(), ApiOn::Second);
     run_js(&target, "centrifuge-js channel features on NATS");
     run_python(&target, "centrifuge-python channel features on NATS").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_flows_on_the_embedded_broker() {
-    let (_pair, target) = natsgate_target(Backend::Embedded);
+    let target = SdkTarget::natsgate(Backend::Embedded, &config(), ApiOn::Second);
     run_js(&target, "centrifuge-js channel features, embedded broker");
     run_python(&target, "centrifuge-python channel features, embedded broker").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_flows_against_centrifugo() {
-    let Some(bin) = centrifugo_or_skip("chanfeat_sdk") else { return };
-    let centrifugo = Centrifugo::start(&bin, &config().centrifugo_json());
-    let target = Target { urls: [centrifugo.ws_url(), centrifugo.ws_url()], http: centrifugo.http_url() };
+    let Some(target) = SdkTarget::centrifugo_or_skip("chanfeat_sdk", &config().centrifugo_json()) else { return };
     run_js(&target, "centrifuge-js channel features against Centrifugo");
     run_python(&target, "centrifuge-python channel features against Centrifugo").await;
 }

@@ -12,13 +12,13 @@
 
 use natsgate_test_support as common;
 
-use common::centrifugo::{centrifugo_or_skip, Centrifugo, ServerConfig};
+use common::centrifugo::ServerConfig;
 use common::node::run_node_tests;
-use common::pair::{Backend, Pair};
-use common::{hs256_token, repo_root, Gateway, SECRET};
+use common::pair::Backend;
+use common::sdk_target::{flows_python, run_python_flows, ApiOn, SdkTarget};
+use common::{hs256_token, SECRET};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const API_KEY: &str = "delta-sdk-api-key";
 
@@ -43,83 +43,44 @@ fn config() -> ServerConfig {
     }))
 }
 
-/// The server's client URLs (publisher side, subscriber side; the same for
-/// one server) and the publisher side's HTTP base URL.
-struct Target {
-    urls: [String; 2],
-    http: String,
-}
-
-fn run_js(target: &Target, what: &str) {
-    let env = [
-        ("GATEWAY_URLS", target.urls.join(",")),
-        ("TOKEN_SECRET", SECRET.to_string()),
-        ("API_URL", target.http.clone()),
-        ("API_KEY", API_KEY.to_string()),
-    ];
-    run_node_tests(&["scenarios/delta.mjs"], &env, what);
+/// The publisher side is the first URL (and the HTTP API), the subscriber
+/// side the second.
+fn run_js(target: &SdkTarget, what: &str) {
+    run_node_tests(&["scenarios/delta.mjs"], &target.node_env(API_KEY), what);
 }
 
 /// Runs the centrifuge-python flows; skips (saying why) when the venv is
 /// missing outside CI.
-async fn run_python(target: &Target, what: &str) {
-    let python = repo_root().join("target/grpc-venv/bin/python");
-    if !python.is_file() {
-        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{what}: target/grpc-venv is missing");
-        println!("SKIPPED {what}: target/grpc-venv with centrifuge-python is missing (bash .ci/run makes it)");
-        return;
-    }
+async fn run_python(target: &SdkTarget, what: &str) {
+    let Some(python) = flows_python(what) else { return };
     let suffix = format!("{}-{}", std::process::id(), what.len());
-    let mut child = Command::new(&python)
-        .arg(repo_root().join("tests/chanfeat/delta_flows.py"))
-        .env("URL", &target.urls[1])
-        .env("TOKEN", hs256_token(SECRET, "py-delta", Some(3600), Value::Null))
-        .env("API_URL", &target.http)
-        .env("API_KEY", API_KEY)
-        .env("SUFFIX", suffix)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    let deadline = Instant::now() + Duration::from_secs(100);
-    while child.try_wait().expect("wait python").is_none() {
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let output = child.wait_with_output().expect("python output");
-    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && out.contains("ok"), "{what}: centrifuge-python flows failed\n{out}\n{err}");
-}
-
-fn natsgate_target(backend: Backend) -> (Pair, Target) {
-    let config = config();
-    let pair = Pair::start(backend, |name| config.apply_to(Gateway::builder().env("NATSGATE_NAME", name)));
-    let target = Target { urls: [pair.a.ws_url(), pair.b().ws_url()], http: pair.a.http_url() };
-    (pair, target)
+    let env = [
+        ("URL", target.urls[1].clone()),
+        ("TOKEN", hs256_token(SECRET, "py-delta", Some(3600), Value::Null)),
+        ("API_URL", target.http.clone()),
+        ("API_KEY", API_KEY.to_string()),
+        ("SUFFIX", suffix),
+    ];
+    run_python_flows(&python, "tests/chanfeat/delta_flows.py", &env, Duration::from_secs(100), what).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_delta_and_tags_on_two_gateways_on_nats() {
-    let (_pair, target) = natsgate_target(Backend::Nats);
+    let target = SdkTarget::natsgate(Backend::Nats, &config(), ApiOn::First);
     run_js(&target, "centrifuge-js delta and tags filter on NATS");
     run_python(&target, "centrifuge-python delta and tags filter on NATS").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_delta_and_tags_on_the_embedded_broker() {
-    let (_pair, target) = natsgate_target(Backend::Embedded);
+    let target = SdkTarget::natsgate(Backend::Embedded, &config(), ApiOn::First);
     run_js(&target, "centrifuge-js delta and tags filter, embedded broker");
     run_python(&target, "centrifuge-python delta and tags filter, embedded broker").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_delta_and_tags_against_centrifugo() {
-    let Some(bin) = centrifugo_or_skip("delta_sdk") else { return };
-    let centrifugo = Centrifugo::start(&bin, &config().centrifugo_json());
-    let target = Target { urls: [centrifugo.ws_url(), centrifugo.ws_url()], http: centrifugo.http_url() };
+    let Some(target) = SdkTarget::centrifugo_or_skip("delta_sdk", &config().centrifugo_json()) else { return };
     run_js(&target, "centrifuge-js delta and tags filter against Centrifugo");
     run_python(&target, "centrifuge-python delta and tags filter against Centrifugo").await;
 }

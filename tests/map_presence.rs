@@ -11,9 +11,9 @@
 
 use natsgate_test_support as common;
 
-use common::centrifugo::{centrifugo_or_skip, Centrifugo};
 use common::node::run_node_tests;
-use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
+use common::sdk_target::{scenario_centrifugo_config, scenario_env, scenario_gateway, SdkTarget};
+use common::{Gateway, GatewayBuilder, NatsServer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -37,25 +37,18 @@ fn namespaces() -> serde_json::Value {
 }
 
 fn gateway(name: &str) -> GatewayBuilder {
-    Gateway::builder().permissive().envs(&[
-        ("NATSGATE_NAME", name),
-        ("NATSGATE_API_KEY", API_KEY),
-        ("NATSGATE_NAMESPACES", &namespaces().to_string()),
-        ("NATSGATE_LOG_LEVEL", "natsgate=debug,info"),
-    ])
+    scenario_gateway(name, API_KEY, &namespaces())
 }
 
 fn env(ws_urls: &[String], api_url: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("GATEWAY_URLS", ws_urls.join(",")),
-        ("TOKEN_SECRET", SECRET.to_string()),
-        ("API_URL", format!("{api_url}/api")),
-        ("API_KEY", API_KEY.to_string()),
+    let mut env = scenario_env(ws_urls, format!("{api_url}/api"), API_KEY);
+    env.extend([
         ("ROOM_NS", "room".to_string()),
         ("CLIENTS_PREFIX", "pc:".to_string()),
         ("USERS_PREFIX", "pu:".to_string()),
         ("KEY_TTL_MS", (KEY_TTL_SECS * 1000).to_string()),
-    ]
+    ]);
+    env
 }
 
 #[test]
@@ -82,14 +75,11 @@ fn centrifuge_js_presence_maps_on_the_embedded_broker() {
 /// `client.presence_update_interval`, set below the TTL here.
 #[test]
 fn the_same_presence_map_flows_pass_against_centrifugo() {
-    let Some(bin) = centrifugo_or_skip("the_same_presence_map_flows_pass_against_centrifugo") else { return };
-    let config = json!({
-        "client": {"token": {"hmac_secret_key": SECRET}, "allowed_origins": ["*"], "presence_update_interval": "1s"},
-        "http_api": {"key": API_KEY},
-        "channel": {"namespaces": namespaces()},
-    });
-    let centrifugo = Centrifugo::start(&bin, &config);
-    run_node_tests(&[SCENARIO], &env(&[centrifugo.ws_url()], centrifugo.http_url()), "presence maps on Centrifugo");
+    let mut config = scenario_centrifugo_config(API_KEY, &namespaces());
+    config["client"]["presence_update_interval"] = json!("1s");
+    let test = "the_same_presence_map_flows_pass_against_centrifugo";
+    let Some(centrifugo) = SdkTarget::centrifugo_or_skip(test, &config) else { return };
+    run_node_tests(&[SCENARIO], &env(&centrifugo.urls[..1], centrifugo.http.clone()), "presence maps on Centrifugo");
 }
 
 /// What Centrifugo's config validation refuses, natsgate refuses at startup.

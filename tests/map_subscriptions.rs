@@ -9,9 +9,9 @@
 
 use natsgate_test_support as common;
 
-use common::centrifugo::{centrifugo_or_skip, Centrifugo};
 use common::node::run_node_tests;
-use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
+use common::sdk_target::{scenario_centrifugo_config, scenario_env, scenario_gateway, SdkTarget};
+use common::{GatewayBuilder, NatsServer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -30,23 +30,13 @@ fn namespaces() -> serde_json::Value {
 }
 
 fn gateway(name: &str) -> GatewayBuilder {
-    Gateway::builder().permissive().envs(&[
-        ("NATSGATE_NAME", name),
-        ("NATSGATE_API_KEY", API_KEY),
-        ("NATSGATE_NAMESPACES", &namespaces().to_string()),
-        ("NATSGATE_LOG_LEVEL", "natsgate=debug,info"),
-    ])
+    scenario_gateway(name, API_KEY, &namespaces())
 }
 
 fn env(ws_url: String, api_url: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("GATEWAY_URLS", ws_url),
-        ("TOKEN_SECRET", SECRET.to_string()),
-        ("API_URL", format!("{api_url}/api")),
-        ("API_KEY", API_KEY.to_string()),
-        ("MAP_NS", "mp".to_string()),
-        ("EPH_NS", "ep".to_string()),
-    ]
+    let mut env = scenario_env(&[ws_url], format!("{api_url}/api"), API_KEY);
+    env.extend([("MAP_NS", "mp".to_string()), ("EPH_NS", "ep".to_string())]);
+    env
 }
 
 #[test]
@@ -72,12 +62,9 @@ fn centrifuge_js_map_subscriptions_on_the_embedded_broker() {
 /// The judge: the same scenario against Centrifugo v6.9.1.
 #[test]
 fn the_same_map_flows_pass_against_centrifugo() {
-    let Some(bin) = centrifugo_or_skip("the_same_map_flows_pass_against_centrifugo") else { return };
-    let config = json!({
-        "client": {"token": {"hmac_secret_key": SECRET}, "allowed_origins": ["*"]},
-        "http_api": {"key": API_KEY},
-        "channel": {"namespaces": namespaces()},
-    });
-    let centrifugo = Centrifugo::start(&bin, &config);
-    run_node_tests(&[SCENARIO], &env(centrifugo.ws_url(), centrifugo.http_url()), "map subscriptions on Centrifugo");
+    let config = scenario_centrifugo_config(API_KEY, &namespaces());
+    let test = "the_same_map_flows_pass_against_centrifugo";
+    let Some(centrifugo) = SdkTarget::centrifugo_or_skip(test, &config) else { return };
+    let env = env(centrifugo.urls[0].clone(), centrifugo.http.clone());
+    run_node_tests(&[SCENARIO], &env, "map subscriptions on Centrifugo");
 }

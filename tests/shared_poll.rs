@@ -12,7 +12,8 @@ use natsgate_test_support as common;
 
 use common::centrifugo::{centrifugo_or_skip, Centrifugo};
 use common::node::{js_dir, run_node_tests};
-use common::{Gateway, GatewayBuilder, NatsServer, SECRET};
+use common::sdk_target::{scenario_centrifugo_config, scenario_env, scenario_gateway};
+use common::{GatewayBuilder, NatsServer};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -72,27 +73,21 @@ impl Drop for Backend {
 }
 
 fn gateway(name: &str, backend: &Backend) -> GatewayBuilder {
-    Gateway::builder().permissive().envs(&[
-        ("NATSGATE_NAME", name),
-        ("NATSGATE_API_KEY", API_KEY),
-        ("NATSGATE_NAMESPACES", &namespaces().to_string()),
+    scenario_gateway(name, API_KEY, &namespaces()).envs(&[
         ("NATSGATE_SHARED_POLL_HMAC_SECRET_KEY", SP_SECRET),
         ("NATSGATE_PROXY_SHARED_POLL_REFRESH_ENDPOINT", &format!("{}/refresh", backend.url)),
-        ("NATSGATE_LOG_LEVEL", "natsgate=debug,info"),
     ])
 }
 
 fn env(ws_url: String, api_url: String, backend: &Backend) -> Vec<(&'static str, String)> {
-    vec![
-        ("GATEWAY_URLS", ws_url),
-        ("TOKEN_SECRET", SECRET.to_string()),
-        ("API_URL", format!("{api_url}/api")),
-        ("API_KEY", API_KEY.to_string()),
+    let mut env = scenario_env(&[ws_url], format!("{api_url}/api"), API_KEY);
+    env.extend([
         ("BACKEND_URL", backend.url.clone()),
         ("SP_SECRET", SP_SECRET.to_string()),
         ("POLL_NS", "sp".to_string()),
         ("PUB_NS", "spv".to_string()),
-    ]
+    ]);
+    env
 }
 
 #[test]
@@ -118,15 +113,10 @@ fn centrifuge_js_shared_poll_on_the_embedded_broker() {
 fn the_same_shared_poll_flows_pass_against_centrifugo() {
     let Some(bin) = centrifugo_or_skip("the_same_shared_poll_flows_pass_against_centrifugo") else { return };
     let backend = Backend::start();
-    let config = json!({
-        "client": {"token": {"hmac_secret_key": SECRET}, "allowed_origins": ["*"]},
-        "http_api": {"key": API_KEY},
-        "shared_poll": {"hmac_secret_key": SP_SECRET},
-        "channel": {
-            "namespaces": namespaces(),
-            "proxy": {"shared_poll_refresh": {"endpoint": format!("{}/refresh", backend.url), "timeout": "1s"}},
-        },
-    });
+    let mut config = scenario_centrifugo_config(API_KEY, &namespaces());
+    config["shared_poll"] = json!({"hmac_secret_key": SP_SECRET});
+    config["channel"]["proxy"] =
+        json!({"shared_poll_refresh": {"endpoint": format!("{}/refresh", backend.url), "timeout": "1s"}});
     let centrifugo = Centrifugo::start(&bin, &config);
     let env = env(centrifugo.ws_url(), centrifugo.http_url(), &backend);
     run_node_tests(&[SCENARIO], &env, "shared poll on Centrifugo");

@@ -29,12 +29,7 @@ impl Session {
     }
 
     pub(super) async fn map_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
-        if req.channel.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
-        if req.channel.len() > self.app.config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
+        self.channel_name_checks(&req.channel)?;
         // The catch-up timeout and the pages' bookkeeping (map_catch_up.rs).
         let started = std::time::Instant::now();
         let continuing = self.map_catch_up_enter(&req)?;

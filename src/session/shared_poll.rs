@@ -29,29 +29,17 @@ impl Session {
     /// history; the reply carries the type and the channel's epoch.
     pub(super) async fn shared_poll_subscribe(&mut self, req: SubscribeRequest) -> Result<Reply, CommandError> {
         let channel = req.channel.clone();
-        if channel.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
         let app = self.app.clone();
-        if channel.len() > app.config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
         // centrifuge's handleSubscribe: type 4 elsewhere is 108, another
         // type here is 107.
-        let is_shared_poll = self.is_shared_poll_channel(&channel);
-        if !is_shared_poll {
-            return Err(ErrorCode::NOT_AVAILABLE.into());
-        }
-        if req.r#type != SUBSCRIPTION_TYPE {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        if conn.channels.contains_key(&channel) {
-            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-        }
-        if conn.channels.len() >= app.config.client_channel_limit {
-            return Err(ErrorCode::LIMIT_EXCEEDED.into());
-        }
+        let refused = if !self.is_shared_poll_channel(&channel) {
+            Some(ErrorCode::NOT_AVAILABLE)
+        } else if req.r#type != SUBSCRIPTION_TYPE {
+            Some(ErrorCode::BAD_REQUEST)
+        } else {
+            None
+        };
+        let conn = self.subscribe_preamble(&channel, refused)?;
         let resolved = app.rules.resolve(&channel)?;
         let (expire_at, info, data) = if req.token.is_empty() {
             let actor = Actor { user: &conn.handle.user, subscribed: false };

@@ -27,26 +27,15 @@ impl Session {
             return self.map_subscribe(req).await;
         }
         let channel = req.channel.clone();
-        if channel.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
         // An unknown delta type closes the connection, before any other
-        // check (centrifuge: "unknown delta type in subscribe request").
+        // check (centrifuge: "unknown delta type in subscribe request"); an
+        // empty channel would close it the same way.
         if !req.delta.is_empty() && req.delta != crate::delta::FOSSIL {
             return Err(Disconnect::BAD_REQUEST.into());
         }
+        let conn = self.subscribe_preamble(&channel, None)?;
         let app = self.app.clone();
         let config = &app.config;
-        if channel.len() > config.channel_max_length {
-            return Err(ErrorCode::BAD_REQUEST.into());
-        }
-        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
-        if conn.channels.contains_key(&channel) {
-            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-        }
-        if self.channels_in_use() >= config.client_channel_limit {
-            return Err(ErrorCode::LIMIT_EXCEEDED.into());
-        }
         let resolved = app.rules.resolve(&channel)?;
         let actor = Actor { user: &conn.handle.user, subscribed: false };
 
@@ -209,6 +198,51 @@ impl Session {
         result.publications = publications;
         self.set_activation(channel, sent.max(req.offset));
         Ok(result)
+    }
+
+    /// The checks stream and shared poll subscribes make first (a map
+    /// subscribe makes only [`Self::channel_name_checks`], then its paging
+    /// bookkeeping decides 105 and 106), in the order of centrifuge's `validateSubscribeRequest`: an
+    /// empty channel disconnects (3501), one longer than `channel_max_length`
+    /// is 107, then `refused` (the caller's verdict on the subscription
+    /// type, which centrifuge gives before it looks at the connection's
+    /// channels), a channel already subscribed is 105, and a connection
+    /// that has `client_channel_limit` channels gets 106. Returns the
+    /// connection (3501 before connect). Centrifugo checks no length for
+    /// shared poll channels (README Deviations).
+    pub(super) fn subscribe_preamble(
+        &self,
+        channel: &str,
+        refused: Option<ErrorCode>,
+    ) -> Result<&super::Connected, CommandError> {
+        self.channel_name_checks(channel)?;
+        if let Some(code) = refused {
+            return Err(code.into());
+        }
+        let conn = self.conn.as_ref().ok_or(Disconnect::BAD_REQUEST)?;
+        if conn.channels.contains_key(channel) {
+            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
+        }
+        // Pagings of map subscriptions count too (map_catch_up.rs).
+        if self.channels_in_use() >= self.app.config.client_channel_limit {
+            return Err(ErrorCode::LIMIT_EXCEEDED.into());
+        }
+        Ok(conn)
+    }
+
+    /// The first checks of every subscribe, on the channel name alone: an
+    /// empty channel disconnects with 3501, one longer than
+    /// `channel_max_length` is 107 (centrifuge's handleSubscribe). A map
+    /// subscribe runs only these before its paging bookkeeping, which
+    /// decides 105 and 106 itself (a page of a paging is no second subscribe).
+    pub(super) fn channel_name_checks(&self, channel: &str) -> Result<(), CommandError> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if channel.len() > self.app.config.channel_max_length {
+            return Err(ErrorCode::BAD_REQUEST.into());
+        }
+        Ok(())
     }
 
     /// A subscription token's claims for `channel`, as every kind of

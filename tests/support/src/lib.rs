@@ -16,6 +16,8 @@
 //!   servers (differential tests).
 //! - `pair`: two gateways on one nats-server or one on the embedded broker,
 //!   and calls to the server HTTP API.
+//! - `sdk_target`: where an SDK scenario runs (two gateways on NATS, the
+//!   embedded broker, or Centrifugo) and what it is handed.
 //!
 //! Every helper panics with a message that says what it waited for, so a
 //! failing test explains itself; nothing sleeps to synchronise.
@@ -27,6 +29,7 @@ pub mod nats;
 pub mod node;
 pub mod pair;
 mod process;
+pub mod sdk_target;
 pub mod token;
 pub mod ws;
 

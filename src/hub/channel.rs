@@ -22,7 +22,6 @@ use crate::broker::{now_ms, Deliver, Message, PresenceEvent, SubscriptionGuard};
 use crate::metrics::metrics;
 use crate::protocol::codes::Disconnect;
 use crate::protocol::{ClientInfo, Join, Leave, Protocol, Publication, Push, Reply};
-use crate::user_command::UserCommand;
 
 /// Pushes held for one subscriber while its subscribe is answered, at most.
 pub(super) const MAX_PENDING: usize = 10_000;
@@ -385,11 +384,7 @@ fn stall_positioned(channel: &str, members: &Members) {
         if sub.stalled.swap(true, Ordering::Relaxed) {
             continue;
         }
-        let command =
-            UserCommand::Unsubscribe { channel: channel.to_string(), client: String::new(), insufficient_state: true };
-        if sub.client.commands.try_send(Box::new(command)).is_err() {
-            sub.client.outbox.close(Disconnect::INSUFFICIENT_STATE);
-        }
+        sub.client.unsubscribe_insufficient_state(channel);
     }
 }
 

@@ -58,6 +58,21 @@ pub struct ClientHandle {
     pub commands: mpsc::Sender<Box<UserCommand>>,
 }
 
+impl ClientHandle {
+    /// Tells the session to unsubscribe `channel` with "insufficient state"
+    /// (2500: the SDK subscribes again and recovers or reloads); a session
+    /// whose command queue is full is closed with 3010 instead, and
+    /// resubscribes on reconnect. Used after a gap in a positioned channel
+    /// and by a shared poll channel's epoch change.
+    pub fn unsubscribe_insufficient_state(&self, channel: &str) {
+        let command =
+            UserCommand::Unsubscribe { channel: channel.to_string(), client: String::new(), insufficient_state: true };
+        if self.commands.try_send(Box::new(command)).is_err() {
+            self.outbox.close(crate::protocol::codes::Disconnect::INSUFFICIENT_STATE);
+        }
+    }
+}
+
 pub struct Hub {
     channels: Index,
     users: RwLock<Users>,

@@ -40,10 +40,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::broker::{Broker, Deliver, Message, SubscriptionGuard};
 use crate::hub::ClientHandle;
-use crate::protocol::codes::Disconnect;
 use crate::protocol::{Protocol, Publication};
 use crate::proxy::{pb, Event, Proxy};
-use crate::user_command::UserCommand;
 use options::{SharedPollMode, SharedPollOptions};
 
 /// `SubscribeRequest.type` / `SubscribeResult.type` of shared poll subscriptions.
@@ -461,12 +459,7 @@ fn flip_epoch(channel: &str, chan: &mut Chan, epoch: &str) {
     chan.clients.clear();
     chan.idle_since.get_or_insert_with(Instant::now);
     for handle in trackers.values() {
-        let command =
-            UserCommand::Unsubscribe { channel: channel.to_string(), client: String::new(), insufficient_state: true };
-        // A session that cannot take the command is closed: it resubscribes on reconnect.
-        if handle.commands.try_send(Box::new(command)).is_err() {
-            handle.outbox.close(Disconnect::INSUFFICIENT_STATE);
-        }
+        handle.unsubscribe_insufficient_state(channel);
     }
 }
 

@@ -5,6 +5,7 @@
 //   TOKEN_SECRET  the gateways' NATSGATE_TOKEN_HMAC_SECRET_KEY
 //   CENTRIFUGE_DEBUG=1 turns on the SDK's debug logging.
 
+import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import WebSocket from 'ws';
 import { Centrifuge as CentrifugeJson } from 'centrifuge';
@@ -73,6 +74,38 @@ export function nextEvent(emitter, event, ms, what = event) {
     emitter.once(event, handler);
   });
   return withTimeout(promise, ms, what).finally(() => emitter.removeListener(event, handler));
+}
+
+/**
+ * Calls the server HTTP API method `method` at `${apiUrl}/api/${method}`
+ * with `params` (5 s bound) and returns its `result`, failing the test when
+ * the reply has none.
+ */
+export async function serverApi(apiUrl, apiKey, method, params) {
+  const response = await withTimeout(
+    fetch(`${apiUrl}/api/${method}`, {
+      method: 'POST',
+      headers: { 'X-API-Key': apiKey, 'Content-Type': 'application/json' },
+      body: JSON.stringify(params),
+    }),
+    5_000,
+    `API ${method}`,
+  );
+  const body = await response.json();
+  assert.ok(body.result, `${method} ${JSON.stringify(params)}: ${JSON.stringify(body)}`);
+  return body.result;
+}
+
+/** A WebSocket class (for the SDK's `websocket` option) adding the bytes of every frame its sockets receive to `counter.bytes`. */
+export function countingWebSocket(counter) {
+  return class extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.on('message', (data) => {
+        counter.bytes += data.byteLength;
+      });
+    }
+  };
 }
 
 /**

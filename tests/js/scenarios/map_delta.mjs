@@ -16,8 +16,9 @@
 
 import { describe, test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import { ClientPool, GATEWAY_URLS, PROTOCOLS, connToken, nextEvent, uniqueChannel, withTimeout } from '../helpers.mjs';
+import {
+  ClientPool, GATEWAY_URLS, PROTOCOLS, connToken, countingWebSocket, nextEvent, serverApi, uniqueChannel, withTimeout,
+} from '../helpers.mjs';
 
 const { API_URL = '', API_KEY = '' } = process.env;
 if (!API_URL || !API_KEY) {
@@ -28,38 +29,13 @@ const WAIT = 8_000;
 const SUBSCRIBER_URL = GATEWAY_URLS[GATEWAY_URLS.length - 1];
 const KEYS = ['k0', 'k1', 'k2'];
 
-async function api(method, params) {
-  const response = await withTimeout(
-    fetch(`${API_URL}/api/${method}`, {
-      method: 'POST',
-      headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
-      body: JSON.stringify(params),
-    }),
-    5_000,
-    `API ${method}`,
-  );
-  const body = await response.json();
-  assert.ok(body.result, `${method} ${JSON.stringify(params)}: ${JSON.stringify(body)}`);
-  return body.result;
-}
+const api = (method, params) => serverApi(API_URL, API_KEY, method, params);
 
 /** A value that changes a little with every write (key `k`, version `n`). */
 function documentOf(k, n) {
   const items = [];
   for (let i = 0; i < 30; i++) items.push({ id: i, name: `${k} item ${i}`, price: i * 10 + (n % 7) });
   return { key: k, n, title: 'a map value that changes a little with every write', items };
-}
-
-/** A WebSocket class counting the bytes of every frame its sockets receive. */
-function countingWebSocket(counter) {
-  return class extends WebSocket {
-    constructor(...args) {
-      super(...args);
-      this.on('message', (data) => {
-        counter.bytes += data.byteLength;
-      });
-    }
-  };
 }
 
 /** The client's view of the map: replaced on 'sync', changed on 'update'. */
